@@ -1,0 +1,251 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+var (
+	// ErrNoLeader means no leader could be reached before the deadline.
+	ErrNoLeader = errors.New("no cluster leader")
+	// ErrUnknownOutcome means the leader was lost while a write was in
+	// flight: it may or may not have been committed.
+	ErrUnknownOutcome = errors.New("leadership lost during the write; it may or may not have been applied")
+)
+
+// retryable marks failures that happened before the write could have been
+// logged, so sending it again cannot apply it twice.
+type retryable struct{ err error }
+
+func (r retryable) Error() string { return r.err.Error() }
+func (r retryable) Unwrap() error { return r.err }
+
+const defaultApplyTimeout = 10 * time.Second
+
+// Apply submits a command from any node: the leader logs it, a follower
+// forwards it to the leader. It waits out elections until ctx ends (10 s
+// without a deadline) and returns the result once the command is applied
+// on the leader. A deterministic rejection comes back as an *fsm.Error
+// alongside the result.
+func (n *Node) Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultApplyTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	r, err := withRetry(ctx, func() (*fsm.Result, error) {
+		if n.raft.State() == raft.Leader {
+			return n.applyLocal(ctx, c)
+		}
+		addr, err := n.leaderHTTP()
+		if err != nil {
+			return nil, err
+		}
+		return n.fwd.apply(ctx, addr, c)
+	})
+	n.met.observeApply(c.Type(), time.Since(start), err)
+	return r, err
+}
+
+func withRetry[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	delay := 10 * time.Millisecond
+	for {
+		v, err := fn()
+		var rt retryable
+		if err == nil || !errors.As(err, &rt) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%w (%v)", rt.err, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 200*time.Millisecond)
+	}
+}
+
+func (n *Node) leaderHTTP() (string, error) {
+	leader := n.Leader()
+	if leader == "" {
+		return "", retryable{ErrNoLeader}
+	}
+	m, ok := n.gsp.member(leader)
+	if !ok || m.Meta.HTTP == "" {
+		return "", retryable{fmt.Errorf("%w: leader %s not known to gossip yet", ErrNoLeader, leader)}
+	}
+	return m.Meta.HTTP, nil
+}
+
+// applyLocal logs a command on this node, which must be the leader. The
+// leader's clock is stamped into the command here.
+func (n *Node) applyLocal(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	fsm.Stamp(c, n.now())
+	timeout := defaultApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	f := n.raft.Apply(fsm.Encode(c), timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, ErrUnknownOutcome
+		}
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	r, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("apply: unexpected response %T", f.Response())
+	}
+	if r.Err != nil {
+		return r, r.Err
+	}
+	return r, nil
+}
+
+// ReadIndex returns an index that covers every write acknowledged before
+// the call, once this node's state has applied it: reading the local
+// state afterwards is linearizable. The leader confirms its leadership
+// with a barrier through the log; a follower asks the leader for that
+// index and waits for its own state to reach it.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultApplyTimeout)
+		defer cancel()
+	}
+	idx, err := withRetry(ctx, func() (uint64, error) {
+		if n.raft.State() == raft.Leader {
+			return n.leaderReadIndex(ctx)
+		}
+		addr, err := n.leaderHTTP()
+		if err != nil {
+			return 0, err
+		}
+		return n.fwd.readIndex(ctx, addr)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := n.state.WaitIndex(ctx, idx); err != nil {
+		return 0, fmt.Errorf("wait for index %d: %w", idx, err)
+	}
+	return idx, nil
+}
+
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+	timeout := defaultApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	if err := n.raft.Barrier(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
+			return 0, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
+		}
+		return 0, fmt.Errorf("barrier: %w", err)
+	}
+	return n.state.Index(), nil
+}
+
+// forwarder sends writes and read-index requests to the leader's HTTP API.
+type forwarder struct {
+	client *http.Client
+}
+
+func newForwarder(*Node) *forwarder {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &forwarder{client: &http.Client{Transport: tr}}
+}
+
+// internal error codes the leader answers with.
+const (
+	codeNotLeader      = "not_leader"
+	codeUnknownOutcome = "unknown_outcome"
+)
+
+type internalError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (f *forwarder) do(ctx context.Context, method, url string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if method == http.MethodPost {
+			return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		}
+		return retryable{err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("read leader answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var ie internalError
+		_ = json.Unmarshal(data, &ie)
+		switch ie.Error.Code {
+		case codeNotLeader:
+			return retryable{fmt.Errorf("%w: %s", ErrNoLeader, ie.Error.Message)}
+		case codeUnknownOutcome:
+			return ErrUnknownOutcome
+		}
+		return fmt.Errorf("leader answered %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	return json.Unmarshal(data, out)
+}
+
+func (f *forwarder) apply(ctx context.Context, addr string, c fsm.Command) (*fsm.Result, error) {
+	var r fsm.Result
+	if err := f.do(ctx, http.MethodPost, "http://"+addr+"/v1/internal/apply", fsm.Encode(c), &r); err != nil {
+		return nil, err
+	}
+	if r.Err != nil {
+		return &r, r.Err
+	}
+	return &r, nil
+}
+
+func (f *forwarder) readIndex(ctx context.Context, addr string) (uint64, error) {
+	var out struct{ Index uint64 }
+	err := f.do(ctx, http.MethodGet, "http://"+addr+"/v1/internal/read-index", nil, &out)
+	return out.Index, err
+}
+
+func (f *forwarder) applied(ctx context.Context, addr string) (uint64, error) {
+	var out struct{ Applied uint64 }
+	err := f.do(ctx, http.MethodGet, "http://"+addr+"/v1/internal/applied", nil, &out)
+	return out.Applied, err
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/armada-orchestrator/armada/cluster"
+	"github.com/armada-orchestrator/armada/fsm"
+	"github.com/armada-orchestrator/armada/web"
+	"github.com/armada-orchestrator/armada/worker"
+)
+
+type joinFlags struct {
+	name, dataDir, gossipAddr, raftAddr, httpAddr, advertise string
+	voters                                                   int
+	role, driver, labels, portsRange                         string
+	redisAddr, etcdAddr, zkAddr, lb                          string
+	logLevel                                                 string
+	reapTimeout, heartbeat, probe                            time.Duration
+}
+
+func newJoin(version string) *cobra.Command {
+	f := &joinFlags{}
+	host, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   "join [SEED...]",
+		Short: "Run this node: start a new cluster, restart one from --data-dir, or join through SEED gossip addresses",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, seeds []string) error {
+			return runJoin(cmd.Context(), f, seeds, version)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.name, "name", host, "node name, unique in the cluster")
+	fl.StringVar(&f.dataDir, "data-dir", "./armada-data", "where Raft's log, snapshots and the state live")
+	fl.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip bind address (TCP and UDP)")
+	fl.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7947", "Raft bind address")
+	fl.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:7070", "HTTP API and web UI address")
+	fl.StringVar(&f.advertise, "advertise", "", "IP address to advertise to other nodes (default: the bind addresses)")
+	fl.IntVar(&f.voters, "voters", 3, "number of Raft voters the leader aims for")
+	fl.StringVar(&f.role, "role", cluster.RoleBoth, "server (Raft voter candidate), worker (runs ships) or both")
+	fl.StringVar(&f.driver, "driver", "auto", "ship driver: auto, systemd or exec")
+	fl.StringVar(&f.labels, "labels", "", "node labels, k=v,k2=v2")
+	fl.StringVar(&f.portsRange, "ports-range", "20000-29999", "dynamic host ports for ships")
+	fl.StringVar(&f.redisAddr, "redis-addr", "", "serve the Redis protocol on this address (off unless set)")
+	fl.StringVar(&f.etcdAddr, "etcd-addr", "", "serve the etcd v3 protocol on this address (off unless set)")
+	fl.StringVar(&f.zkAddr, "zk-addr", "", "serve the ZooKeeper protocol on this address (off unless set)")
+	fl.StringVar(&f.lb, "lb", "", "load-balancer adapter (off unless set)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.DurationVar(&f.reapTimeout, "reap-timeout", 24*time.Hour, "how long a dead node stays before it is removed")
+	fl.DurationVar(&f.heartbeat, "raft-heartbeat", 500*time.Millisecond, "Raft heartbeat and election timeout")
+	fl.DurationVar(&f.probe, "gossip-probe", 500*time.Millisecond, "gossip failure-detector probe interval")
+	return cmd
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--labels: %q is not k=v", kv)
+		}
+		out[k] = v
+	}
+	if e := fsm.ValidateLabels("labels", out); e != nil {
+		return nil, fmt.Errorf("--%w", e)
+	}
+	return out, nil
+}
+
+func parsePortsRange(s string) error {
+	lo, hi, ok := strings.Cut(s, "-")
+	a, err1 := strconv.Atoi(lo)
+	b, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || a < 1 || b > 65535 || a > b {
+		return fmt.Errorf("--ports-range: %q is not LOW-HIGH within 1-65535", s)
+	}
+	return nil
+}
+
+func (f *joinFlags) check() error {
+	switch f.driver {
+	case "auto", "systemd", "exec":
+	default:
+		return fmt.Errorf("--driver: must be auto, systemd or exec, not %q", f.driver)
+	}
+	if err := parsePortsRange(f.portsRange); err != nil {
+		return err
+	}
+	for _, a := range []struct{ flag, val string }{{"--redis-addr", f.redisAddr}, {"--etcd-addr", f.etcdAddr}, {"--zk-addr", f.zkAddr}, {"--lb", f.lb}} {
+		if a.val != "" {
+			return fmt.Errorf("%s: this adapter is not in this build yet", a.flag)
+		}
+	}
+	return nil
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) error {
+	if err := f.check(); err != nil {
+		return err
+	}
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	labels, err := parseLabels(f.labels)
+	if err != nil {
+		return err
+	}
+	capacity, err := worker.Capacity("/proc")
+	if err != nil {
+		log.Warn("cannot read capacity", "err", err)
+	}
+	// Listen first so that the advertised HTTP address is the real one
+	// (port 0 picks a free port).
+	ln, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen http: %w", err)
+	}
+	node, err := cluster.New(cluster.Config{
+		Name: f.name, DataDir: f.dataDir, GossipAddr: f.gossipAddr, RaftAddr: f.raftAddr,
+		HTTPAddr: ln.Addr().String(), Advertise: f.advertise, Voters: f.voters, Role: f.role,
+		Labels: labels, Seeds: seeds, Version: version, ReapTimeout: f.reapTimeout,
+		HeartbeatTimeout: f.heartbeat, ProbeInterval: f.probe, Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if err := node.Start(ctx, capacity); err != nil {
+		ln.Close()
+		return err
+	}
+	api := web.New(node, web.Options{Internal: node.InternalHandler(), Collector: node.Collector(), Logger: log.With("component", "http")})
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("armada is up", "ui", "http://"+ln.Addr().String()+"/ui/")
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+	case <-node.Done():
+		log.Info("left the cluster")
+	case err = <-served:
+		log.Error("http server stopped", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if serr := node.Shutdown(); serr != nil && err == nil && !errors.Is(serr, http.ErrServerClosed) {
+		log.Warn("shutdown", "err", serr)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

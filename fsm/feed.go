@@ -1,0 +1,102 @@
+package fsm
+
+import (
+	"errors"
+	"sync"
+)
+
+// Change is one thing an applied entry changed.
+type Change struct {
+	Index uint64 `json:"index"`
+	Topic string `json:"topic"` // kv, lease, lock, queue, node, blueprint, cluster
+	Key   string `json:"key"`
+	Op    string `json:"op"` // put, delete
+}
+
+// ErrCompacted means the changes asked for are older than the feed keeps.
+var ErrCompacted = errors.New("changes compacted")
+
+// feed keeps the most recent changes in a ring and wakes waiters on every
+// applied batch. Readers pull at their own pace, so a slow reader can fall
+// behind (and get ErrCompacted) but never slows Apply.
+type feed struct {
+	mu     sync.Mutex
+	ring   []Change
+	start  int    // position of the oldest change in ring
+	n      int    // number of changes in ring
+	floor  uint64 // changes with Index <= floor are gone
+	index  uint64
+	notify chan struct{}
+	closed bool
+}
+
+func newFeed(size int) *feed {
+	return &feed{ring: make([]Change, size), notify: make(chan struct{})}
+}
+
+func (f *feed) reset(index uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.start, f.n, f.floor, f.index = 0, 0, index, index
+	f.wake()
+}
+
+func (f *feed) wake() {
+	if !f.closed {
+		close(f.notify)
+		f.notify = make(chan struct{})
+	}
+}
+
+func (f *feed) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		close(f.notify)
+		f.closed = true
+	}
+}
+
+func (f *feed) wait() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notify
+}
+
+func (f *feed) publish(index uint64, changes []Change) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range changes {
+		if f.n == len(f.ring) {
+			f.floor = f.ring[f.start].Index
+			f.start = (f.start + 1) % len(f.ring)
+			f.n--
+		}
+		f.ring[(f.start+f.n)%len(f.ring)] = c
+		f.n++
+	}
+	// A batch may push out only part of one index's changes: drop the rest
+	// of that index too so nobody sees half of an entry.
+	for f.n > 0 && f.ring[f.start].Index <= f.floor {
+		f.start = (f.start + 1) % len(f.ring)
+		f.n--
+	}
+	f.index = index
+	f.wake()
+}
+
+func (f *feed) since(since uint64) ([]Change, <-chan struct{}, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if since < f.floor {
+		return nil, f.notify, ErrCompacted
+	}
+	var out []Change
+	for i := range f.n {
+		c := f.ring[(f.start+i)%len(f.ring)]
+		if c.Index > since {
+			out = append(out, c)
+		}
+	}
+	return out, f.notify, nil
+}

@@ -1,0 +1,214 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"strconv"
+)
+
+// Limits on the key space, enforced in Apply so that no path can store
+// what the API would refuse.
+const (
+	MaxKeyLen   = 1024
+	MaxValueLen = 512 << 10
+)
+
+func encodeKV(kv *KV) []byte {
+	e := encoder{b: make([]byte, 0, len(kv.Value)+24)}
+	e.bytes(kv.Value)
+	e.uvarint(kv.CreateRev)
+	e.uvarint(kv.ModRev)
+	e.uvarint(kv.Version)
+	e.uvarint(kv.Lease)
+	return e.b
+}
+
+func decodeKV(key string, b []byte) *KV {
+	d := decoder{b: b}
+	kv := &KV{Key: key, Value: d.bytes(), CreateRev: d.uvarint(), ModRev: d.uvarint(), Version: d.uvarint(), Lease: d.uvarint()}
+	if d.err != nil {
+		return nil
+	}
+	return kv
+}
+
+func (t *txn) getKV(key string) *KV {
+	b := t.b(bKV).Get([]byte(key))
+	if b == nil {
+		return nil
+	}
+	return decodeKV(key, b)
+}
+
+func checkKey(key string) *Error {
+	if key == "" {
+		return errf(ErrInvalid, "key", "key is empty")
+	}
+	if len(key) > MaxKeyLen {
+		return errf(ErrInvalid, "key", "key is %d bytes; the limit is %d", len(key), MaxKeyLen)
+	}
+	return nil
+}
+
+func (c *KVPut) apply(t *txn) *Result {
+	if e := checkKey(c.Key); e != nil {
+		return fail(e)
+	}
+	if len(c.Value) > MaxValueLen {
+		return fail(errf(ErrInvalid, "value", "value is %d bytes; the limit is %d", len(c.Value), MaxValueLen))
+	}
+	if c.TTLms < 0 {
+		return fail(errf(ErrInvalid, "ttl", "ttl must not be negative"))
+	}
+	prev := t.getKV(c.Key)
+	if c.HasCAS {
+		var cur uint64
+		if prev != nil {
+			cur = prev.ModRev
+		}
+		if cur != c.CAS {
+			return fail(errf(ErrConflict, "cas", "key %q is at index %d, not %d", c.Key, cur, c.CAS))
+		}
+	}
+	lease := c.Lease
+	if lease != 0 && t.b(bLeases).Get(u64(lease)) == nil {
+		return fail(errf(ErrNotFound, "lease", "lease %d not found", lease))
+	}
+	if c.TTLms > 0 {
+		lease = t.index
+		t.grantLease(&Lease{ID: lease, TTLms: c.TTLms, Expiry: c.Now + c.TTLms})
+	}
+	kv := &KV{Key: c.Key, Value: c.Value, CreateRev: t.index, ModRev: t.index, Version: 1, Lease: lease}
+	if prev != nil {
+		kv.CreateRev, kv.Version = prev.CreateRev, prev.Version+1
+		if prev.Lease != 0 && prev.Lease != lease {
+			t.del(bLeaseKeys, leaseKey(prev.Lease, c.Key))
+		}
+	}
+	if lease != 0 {
+		t.put(bLeaseKeys, leaseKey(lease, c.Key), nil)
+	}
+	t.put(bKV, []byte(c.Key), encodeKV(kv))
+	t.changed("kv", c.Key, "put")
+	return &Result{KV: kv, Prev: prev}
+}
+
+func (c *KVDelete) apply(t *txn) *Result {
+	if !c.Prefix {
+		if e := checkKey(c.Key); e != nil {
+			return fail(e)
+		}
+		prev := t.getKV(c.Key)
+		if c.HasCAS {
+			var cur uint64
+			if prev != nil {
+				cur = prev.ModRev
+			}
+			if cur != c.CAS {
+				return fail(errf(ErrConflict, "cas", "key %q is at index %d, not %d", c.Key, cur, c.CAS))
+			}
+		}
+		if prev == nil {
+			return &Result{}
+		}
+		t.deleteKey(prev)
+		return &Result{Prev: prev, Deleted: 1}
+	}
+	keys := prefixKeys(t.b(bKV), []byte(c.Key))
+	for _, k := range keys {
+		if kv := t.getKV(string(k)); kv != nil {
+			t.deleteKey(kv)
+		}
+	}
+	return &Result{Deleted: len(keys)}
+}
+
+func (t *txn) deleteKey(kv *KV) {
+	t.del(bKV, []byte(kv.Key))
+	if kv.Lease != 0 {
+		t.del(bLeaseKeys, leaseKey(kv.Lease, kv.Key))
+	}
+	t.changed("kv", kv.Key, "delete")
+}
+
+func leaseKey(id uint64, key string) []byte {
+	return append(u64(id), key...)
+}
+
+func expiryKey(expiry int64, id uint64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, uint64(expiry))
+	binary.BigEndian.PutUint64(b[8:], id)
+	return b
+}
+
+func (t *txn) grantLease(l *Lease) {
+	t.putJSON(bLeases, u64(l.ID), l)
+	t.put(bLeaseExp, expiryKey(l.Expiry, l.ID), nil)
+	t.changed("lease", strconv.FormatUint(l.ID, 10), "put")
+}
+
+func (t *txn) getLease(id uint64) *Lease {
+	l, _ := getJSON[Lease](t.b(bLeases), u64(id))
+	return l
+}
+
+// revokeLease deletes a lease and every key attached to it.
+func (t *txn) revokeLease(l *Lease) int {
+	n := 0
+	for _, lk := range prefixKeys(t.b(bLeaseKeys), u64(l.ID)) {
+		if kv := t.getKV(string(lk[8:])); kv != nil && kv.Lease == l.ID {
+			t.deleteKey(kv)
+			n++
+		} else {
+			t.del(bLeaseKeys, lk)
+		}
+	}
+	t.del(bLeases, u64(l.ID))
+	t.del(bLeaseExp, expiryKey(l.Expiry, l.ID))
+	t.changed("lease", strconv.FormatUint(l.ID, 10), "delete")
+	return n
+}
+
+func (c *LeaseGrant) apply(t *txn) *Result {
+	if c.TTLms <= 0 {
+		return fail(errf(ErrInvalid, "ttl", "ttl must be positive"))
+	}
+	l := &Lease{ID: t.index, TTLms: c.TTLms, Expiry: c.Now + c.TTLms}
+	t.grantLease(l)
+	return &Result{Lease: l}
+}
+
+func (c *LeaseKeepAlive) apply(t *txn) *Result {
+	l := t.getLease(c.ID)
+	if l == nil {
+		return fail(errf(ErrNotFound, "lease", "lease %d not found", c.ID))
+	}
+	t.del(bLeaseExp, expiryKey(l.Expiry, l.ID))
+	l.Expiry = c.Now + l.TTLms
+	t.grantLease(l)
+	return &Result{Lease: l}
+}
+
+func (c *LeaseRevoke) apply(t *txn) *Result {
+	l := t.getLease(c.ID)
+	if l == nil {
+		return fail(errf(ErrNotFound, "lease", "lease %d not found", c.ID))
+	}
+	return &Result{Lease: l, Deleted: t.revokeLease(l)}
+}
+
+func (c *Expire) apply(t *txn) *Result {
+	var expired []*Lease
+	cur := t.b(bLeaseExp).Cursor()
+	for k, _ := cur.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= c.Now; k, _ = cur.Next() {
+		if l := t.getLease(binary.BigEndian.Uint64(k[8:])); l != nil {
+			expired = append(expired, l)
+		}
+	}
+	n := 0
+	for _, l := range expired {
+		n += t.revokeLease(l)
+	}
+	n += t.expireLocks(c.Now)
+	return &Result{Deleted: n}
+}

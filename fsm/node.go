@@ -1,0 +1,44 @@
+package fsm
+
+func (c *NodeUpsert) apply(t *txn) *Result {
+	n := c.Node
+	if n.Name == "" {
+		return fail(errf(ErrInvalid, "name", "node name is empty"))
+	}
+	if old, ok := getJSON[Node](t.b(bNodes), []byte(n.Name)); ok {
+		n.StatusSince = old.StatusSince
+		n.Allocated, n.Ships = old.Allocated, old.Ships
+		if old.Status != n.Status {
+			n.StatusSince = c.Now
+		}
+	} else {
+		n.StatusSince = c.Now
+	}
+	n.Updated = c.Now
+	t.putJSON(bNodes, []byte(n.Name), &n)
+	t.changed("node", n.Name, "put")
+	return &Result{Node: &n}
+}
+
+func (c *NodeRemove) apply(t *txn) *Result {
+	if t.b(bNodes).Get([]byte(c.Name)) == nil {
+		return fail(errf(ErrNotFound, "name", "node %q not found", c.Name))
+	}
+	t.del(bNodes, []byte(c.Name))
+	t.changed("node", c.Name, "delete")
+	return &Result{Deleted: 1}
+}
+
+func (c *ClusterInit) apply(t *txn) *Result {
+	m := t.b(bMeta)
+	if m.Get(kKey) != nil {
+		return &Result{}
+	}
+	if len(c.Key) != 32 || c.ClusterID == "" {
+		return fail(errf(ErrInvalid, "key", "cluster key must be 32 bytes and the id non-empty"))
+	}
+	t.put(bMeta, kKey, c.Key)
+	t.put(bMeta, kClusterID, []byte(c.ClusterID))
+	t.changed("cluster", c.ClusterID, "put")
+	return &Result{}
+}

@@ -1,0 +1,287 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+
+	"go.etcd.io/bbolt"
+)
+
+// A snapshot is a logical dump of every bucket, key and value in key order:
+// the same state always gives the same bytes, whatever BoltDB's page layout.
+//
+//	magic "ARMADA-SNAP\x01"
+//	records: 'B' path (the bucket the following pairs belong to)
+//	         'P' key value
+//	         'E' crc32(IEEE) of everything up to and including the 'E', big-endian
+//
+// Strings are uvarint length + bytes; a path is a count + strings.
+var snapMagic = []byte("ARMADA-SNAP\x01")
+
+const (
+	recBucket = 'B'
+	recPair   = 'P'
+	recEnd    = 'E'
+)
+
+// Snapshot is a point-in-time view being written out. Release it when done.
+type Snapshot struct {
+	tx *bbolt.Tx
+}
+
+// Snapshot captures the current state. Apply may go on while it is written.
+func (s *State) Snapshot() (*Snapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("begin snapshot: %w", err)
+	}
+	return &Snapshot{tx: tx}, nil
+}
+
+// Index is the index of the last entry in the snapshot.
+func (sn *Snapshot) Index() uint64 { return getU64(sn.tx.Bucket(bMeta).Get(kIndex)) }
+
+// WriteTo streams the snapshot to w.
+func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	cw := &crcWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	cw.Write(snapMagic)
+	var walk func(path [][]byte, b *bbolt.Bucket) error
+	walk = func(path [][]byte, b *bbolt.Bucket) error {
+		var e encoder
+		e.b = append(e.b, recBucket)
+		e.uvarint(uint64(len(path)))
+		for _, p := range path {
+			e.bytes(p)
+		}
+		cw.Write(e.b)
+		var nested [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				nested = append(nested, append([]byte(nil), k...))
+				return nil
+			}
+			e.b = append(e.b[:0], recPair)
+			e.bytes(k)
+			e.bytes(v)
+			_, err := cw.Write(e.b)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range nested {
+			if err := walk(append(path[:len(path):len(path)], k), b.Bucket(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := sn.tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+		return walk([][]byte{append([]byte(nil), name...)}, b)
+	})
+	if err == nil {
+		cw.Write([]byte{recEnd})
+		sum := cw.crc
+		cw.Write([]byte{byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)})
+		err = cw.err
+	}
+	if err == nil {
+		err = cw.w.(*bufio.Writer).Flush()
+	}
+	if err != nil {
+		return cw.n, fmt.Errorf("write snapshot: %w", err)
+	}
+	return cw.n, nil
+}
+
+// Release ends the snapshot's read transaction.
+func (sn *Snapshot) Release() { _ = sn.tx.Rollback() }
+
+type crcWriter struct {
+	w   io.Writer
+	crc uint32
+	n   int64
+	err error
+}
+
+func (c *crcWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	c.crc = crc32.Update(c.crc, crc32.IEEETable, p)
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	c.err = err
+	return n, err
+}
+
+// Restore replaces the whole state with a snapshot. The new state is built
+// in a side file and swapped in only once it is complete and its checksum
+// matches, so a bad snapshot leaves the current state untouched.
+func (s *State) Restore(r io.Reader) error {
+	tmp := s.path + ".restore"
+	_ = os.Remove(tmp)
+	db, err := openDB(tmp)
+	if err != nil {
+		return err
+	}
+	if err := loadSnapshot(db, bufio.NewReaderSize(r, 64<<10)); err != nil {
+		db.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	var index uint64
+	db.View(func(tx *bbolt.Tx) error {
+		index = getU64(tx.Bucket(bMeta).Get(kIndex))
+		return nil
+	})
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close state: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("swap state: %w", err)
+	}
+	if s.db, err = openDB(s.path); err != nil {
+		return err
+	}
+	s.index.Store(index)
+	s.feed.reset(index)
+	return nil
+}
+
+func loadSnapshot(db *bbolt.DB, r *bufio.Reader) error {
+	var crc uint32
+	read := func(p []byte) error {
+		if _, err := io.ReadFull(r, p); err != nil {
+			return err
+		}
+		crc = crc32.Update(crc, crc32.IEEETable, p)
+		return nil
+	}
+	readUvarint := func() (uint64, error) {
+		var x uint64
+		for shift := uint(0); shift < 64; shift += 7 {
+			var b [1]byte
+			if err := read(b[:]); err != nil {
+				return 0, err
+			}
+			x |= uint64(b[0]&0x7f) << shift
+			if b[0] < 0x80 {
+				return x, nil
+			}
+		}
+		return 0, errors.New("bad varint")
+	}
+	readBytes := func() ([]byte, error) {
+		n, err := readUvarint()
+		if err != nil {
+			return nil, err
+		}
+		if n > 1<<30 {
+			return nil, errors.New("record too large")
+		}
+		p := make([]byte, n)
+		return p, read(p)
+	}
+
+	magic := make([]byte, len(snapMagic))
+	if err := read(magic); err != nil || !bytes.Equal(magic, snapMagic) {
+		return errors.New("not an armada snapshot")
+	}
+	tx, err := db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() { tx.Rollback() }()
+	var cur *bbolt.Bucket
+	pending := 0
+	var path [][]byte
+	for {
+		var typ [1]byte
+		if err := read(typ[:]); err != nil {
+			return fmt.Errorf("read record: %w", err)
+		}
+		switch typ[0] {
+		case recBucket:
+			n, err := readUvarint()
+			if err != nil || n == 0 || n > 16 {
+				return errors.New("bad bucket path")
+			}
+			path = path[:0]
+			for range n {
+				p, err := readBytes()
+				if err != nil {
+					return err
+				}
+				path = append(path, p)
+			}
+			if cur, err = bucketAt(tx, path); err != nil {
+				return err
+			}
+		case recPair:
+			k, err := readBytes()
+			if err != nil {
+				return err
+			}
+			v, err := readBytes()
+			if err != nil {
+				return err
+			}
+			if cur == nil {
+				return errors.New("pair outside a bucket")
+			}
+			if err := cur.Put(k, v); err != nil {
+				return err
+			}
+			// Commit in chunks to bound the transaction's memory.
+			if pending++; pending == 50_000 {
+				if err := tx.Commit(); err != nil {
+					return err
+				}
+				if tx, err = db.Begin(true); err != nil {
+					return err
+				}
+				if cur, err = bucketAt(tx, path); err != nil {
+					return err
+				}
+				pending = 0
+			}
+		case recEnd:
+			want := crc
+			var sum [4]byte
+			if _, err := io.ReadFull(r, sum[:]); err != nil {
+				return fmt.Errorf("read checksum: %w", err)
+			}
+			if got := uint32(sum[0])<<24 | uint32(sum[1])<<16 | uint32(sum[2])<<8 | uint32(sum[3]); got != want {
+				return fmt.Errorf("checksum mismatch: %08x != %08x", got, want)
+			}
+			return tx.Commit()
+		default:
+			return fmt.Errorf("unknown record %q", typ[0])
+		}
+	}
+}
+
+func bucketAt(tx *bbolt.Tx, path [][]byte) (*bbolt.Bucket, error) {
+	b, err := tx.CreateBucketIfNotExists(path[0])
+	for _, p := range path[1:] {
+		if err != nil {
+			break
+		}
+		b, err = b.CreateBucketIfNotExists(p)
+	}
+	return b, err
+}

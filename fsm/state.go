@@ -1,0 +1,206 @@
+// Package fsm is Armada's replicated state machine: the commands that make
+// up the Raft log, their deterministic application to a BoltDB state, reads
+// from immutable views, snapshots, and watches over the change feed.
+//
+// Nothing here knows about Raft: the cluster package feeds committed entries
+// to Apply/ApplyBatch and snapshots through Snapshot/Restore.
+package fsm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+var (
+	bMeta       = []byte("meta")
+	bKV         = []byte("kv")
+	bLeases     = []byte("leases")
+	bLeaseExp   = []byte("lease_expiry") // expiry(8) id(8) -> nil
+	bLeaseKeys  = []byte("lease_keys")   // id(8) key -> nil
+	bQueues     = []byte("queues")       // queue name -> bucket of id(8) -> item
+	bLocks      = []byte("locks")
+	bNodes      = []byte("nodes")
+	bBlueprints = []byte("blueprints")  // name -> BlueprintInfo
+	bBPVersions = []byte("bp_versions") // name 0 version(8) -> storedBlueprint
+
+	kIndex     = []byte("index")
+	kClusterID = []byte("cluster_id")
+	kKey       = []byte("secret_key")
+
+	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions}
+)
+
+// State is the replicated state of one node. Apply and Restore are called
+// by one goroutine at a time (Raft's FSM contract); reads run concurrently.
+type State struct {
+	path string
+
+	mu sync.RWMutex // held for reading by views, for writing by Restore
+	db *bbolt.DB
+
+	index atomic.Uint64
+	feed  *feed
+}
+
+// Open opens (creating if needed) the state at path.
+//
+// The state is a cache of the Raft log: durability comes from the log and
+// snapshots, so the file is written without fsync and callers rebuild it at
+// boot (cluster removes it and lets Raft restore snapshot + log).
+func Open(path string) (*State, error) {
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &State{path: path, db: db, feed: newFeed(16384)}
+	if err := db.View(func(tx *bbolt.Tx) error {
+		s.index.Store(getU64(tx.Bucket(bMeta).Get(kIndex)))
+		return nil
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read state index: %w", err)
+	}
+	s.feed.reset(s.index.Load())
+	return s, nil
+}
+
+func openDB(path string) (*bbolt.DB, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:        time.Second,
+		NoSync:         true,
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+		// A snapshot holds a read transaction while it streams; a large
+		// initial mmap keeps writers from waiting on a remap meanwhile.
+		// It is address space, not memory.
+		InitialMmapSize: 1 << 30,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create buckets: %w", err)
+	}
+	return db, nil
+}
+
+// Close closes the state file.
+func (s *State) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.feed.close()
+	return s.db.Close()
+}
+
+// Index is the index of the last applied log entry.
+func (s *State) Index() uint64 { return s.index.Load() }
+
+// View runs fn over an immutable view of the state at one index.
+func (s *State) View(fn func(v *View) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.View(func(tx *bbolt.Tx) error {
+		return fn(&View{tx: tx, index: getU64(tx.Bucket(bMeta).Get(kIndex))})
+	})
+}
+
+// Entry is one committed log entry. Data is nil for entries that only
+// advance the index (Raft configuration changes).
+type Entry struct {
+	Index uint64
+	Data  []byte
+}
+
+// Apply applies one committed entry.
+func (s *State) Apply(index uint64, data []byte) *Result {
+	return s.ApplyBatch([]Entry{{Index: index, Data: data}})[0]
+}
+
+// ApplyBatch applies committed entries in one BoltDB transaction and then
+// publishes their changes. It is deterministic: the same entries on the same
+// state give the same state on every node. Entries at or below the current
+// index were applied before and are skipped.
+func (s *State) ApplyBatch(entries []Entry) []*Result {
+	results := make([]*Result, len(entries))
+	var changes []Change
+	last := s.index.Load()
+	s.mu.RLock()
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		t := newTxn(tx)
+		for i, en := range entries {
+			if en.Index <= last {
+				results[i] = &Result{Index: en.Index, Err: errf(ErrConflict, "", "entry %d already applied", en.Index)}
+				continue
+			}
+			last = en.Index
+			t.index = en.Index
+			if en.Data == nil {
+				results[i] = &Result{Index: en.Index}
+				continue
+			}
+			var r *Result
+			if c, err := Decode(en.Data); err != nil {
+				r = fail(errf(ErrInvalid, "", "%v", err))
+			} else {
+				r = c.apply(t)
+			}
+			r.Index = en.Index
+			results[i] = r
+		}
+		changes = t.changes
+		return tx.Bucket(bMeta).Put(kIndex, u64(last))
+	})
+	s.mu.RUnlock()
+	if err != nil {
+		// The log is committed: a state that cannot record it would silently
+		// diverge from its peers. Stop here; a restart rebuilds from the log.
+		panic(fmt.Sprintf("apply entries: %v", err))
+	}
+	s.index.Store(last)
+	s.feed.publish(last, changes)
+	return results
+}
+
+// WaitIndex blocks until the applied index reaches at least n.
+func (s *State) WaitIndex(ctx context.Context, n uint64) error {
+	for {
+		ch := s.feed.wait()
+		if s.index.Load() >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Changes returns the changes after index since that are still in the
+// feed, and a channel that is closed when more arrive. It fails with
+// ErrCompacted when changes after since have already left the feed.
+func (s *State) Changes(since uint64) ([]Change, <-chan struct{}, error) {
+	return s.feed.since(since)
+}
+
+// Remove deletes a state file that is about to be rebuilt.
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove state: %w", err)
+	}
+	return nil
+}

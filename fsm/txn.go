@@ -1,0 +1,69 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"go.etcd.io/bbolt"
+)
+
+// txn is the context a command applies in: the write transaction, the
+// entry's index, and the changes it records for the feed.
+type txn struct {
+	tx      *bbolt.Tx
+	index   uint64
+	changes []Change
+}
+
+func newTxn(tx *bbolt.Tx) *txn { return &txn{tx: tx} }
+
+func (t *txn) b(name []byte) *bbolt.Bucket { return t.tx.Bucket(name) }
+
+func (t *txn) changed(topic, key, op string) {
+	t.changes = append(t.changes, Change{Index: t.index, Topic: topic, Key: key, Op: op})
+}
+
+// putJSON stores v as JSON. Encoding our own types cannot fail, and a
+// bucket write inside a live transaction fails only on programmer error, so
+// both surface as the transaction's panic in ApplyBatch.
+func (t *txn) putJSON(bucket, key []byte, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	t.put(bucket, key, data)
+}
+
+func (t *txn) put(bucket, key, val []byte) {
+	if err := t.b(bucket).Put(key, val); err != nil {
+		panic(err)
+	}
+}
+
+func (t *txn) del(bucket, key []byte) {
+	if err := t.b(bucket).Delete(key); err != nil {
+		panic(err)
+	}
+}
+
+func getJSON[T any](b *bbolt.Bucket, key []byte) (*T, bool) {
+	data := b.Get(key)
+	if data == nil {
+		return nil, false
+	}
+	v := new(T)
+	if err := json.Unmarshal(data, v); err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+// prefixKeys lists the keys of b that start with prefix.
+func prefixKeys(b *bbolt.Bucket, prefix []byte) [][]byte {
+	var out [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		out = append(out, append([]byte(nil), k...))
+	}
+	return out
+}

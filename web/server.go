@@ -1,0 +1,257 @@
+// Package web is Armada's HTTP API (echo): status, nodes, the key space and
+// blueprints, with one JSON error shape for every failure. It reads the
+// local replicated state and sends every write through the cluster.
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/armada-orchestrator/armada/cluster"
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// Cluster is what the API needs from the node it runs on.
+type Cluster interface {
+	Name() string
+	Leader() string
+	Term() uint64
+	State() *fsm.State
+	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+	ReadIndex(ctx context.Context) (uint64, error)
+	Leave(ctx context.Context) error
+}
+
+// Options are the parts of a node the API mounts besides the Cluster.
+type Options struct {
+	Internal  http.Handler         // node-to-node endpoints under /v1/internal/
+	Collector prometheus.Collector // the node's metrics
+	Logger    *slog.Logger
+}
+
+// Server is the HTTP API of one node.
+type Server struct {
+	c   Cluster
+	e   *echo.Echo
+	log *slog.Logger
+	reg *prometheus.Registry
+	req *prometheus.HistogramVec
+}
+
+// New builds the API for a node.
+func New(c Cluster, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{c: c, e: echo.New(), log: opts.Logger, reg: prometheus.NewRegistry()}
+	s.req = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "armada_http_request_duration_seconds",
+		Help:    "HTTP API requests by route, method and status.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"route", "method", "code"})
+	s.reg.MustRegister(s.req, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if opts.Collector != nil {
+		s.reg.MustRegister(opts.Collector)
+	}
+
+	e := s.e
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.BodyLimit("4M"), s.observe)
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	e.GET("/v1/status", s.status)
+	e.GET("/v1/nodes", s.listNodes)
+	e.GET("/v1/nodes/:name", s.getNode)
+	e.GET("/v1/kv/*", s.getKV)
+	e.PUT("/v1/kv/*", s.putKV)
+	e.DELETE("/v1/kv/*", s.deleteKV)
+	e.GET("/v1/blueprints", s.listBlueprints)
+	e.PUT("/v1/blueprints/:name", s.putBlueprint)
+	e.GET("/v1/blueprints/:name", s.getBlueprint)
+	e.DELETE("/v1/blueprints/:name", s.deleteBlueprint)
+	e.GET("/v1/blueprints/:name/versions", s.listBlueprintVersions)
+	e.GET("/v1/blueprints/:name/versions/:version", s.getBlueprintVersion)
+	e.POST("/v1/agent/leave", s.leave)
+	if opts.Internal != nil {
+		e.Any("/v1/internal/*", echo.WrapHandler(opts.Internal))
+	}
+	s.mountUI()
+	return s
+}
+
+// Handler is the API's http.Handler.
+func (s *Server) Handler() http.Handler { return s.e }
+
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		s.req.WithLabelValues(c.Path(), c.Request().Method, strconv.Itoa(c.Response().Status)).Observe(time.Since(start).Seconds())
+		return nil
+	}
+}
+
+// apiError is the body of every non-2xx answer.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// badRequest is a 400 naming the input at fault.
+func badRequest(field, format string, args ...any) error {
+	return &statusError{status: http.StatusBadRequest, body: apiError{Code: "bad_request", Field: field, Message: sprintf(format, args...)}}
+}
+
+func notFound(field, format string, args ...any) error {
+	return &statusError{status: http.StatusNotFound, body: apiError{Code: fsm.ErrNotFound, Field: field, Message: sprintf(format, args...)}}
+}
+
+type statusError struct {
+	status int
+	body   apiError
+}
+
+func (e *statusError) Error() string { return e.body.Message }
+
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, body := classify(err)
+	if status >= 500 {
+		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	_ = c.JSON(status, map[string]apiError{"error": body})
+}
+
+// classify maps an error to its HTTP status and JSON body.
+func classify(err error) (int, apiError) {
+	var se *statusError
+	var fe *fsm.Error
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &se):
+		return se.status, se.body
+	case errors.As(err, &fe):
+		status := map[string]int{fsm.ErrNotFound: http.StatusNotFound, fsm.ErrConflict: http.StatusConflict, fsm.ErrInvalid: http.StatusUnprocessableEntity}[fe.Code]
+		if status == 0 {
+			status = http.StatusBadRequest
+		}
+		return status, apiError{Code: fe.Code, Message: fe.Message, Field: fe.Field}
+	case errors.Is(err, cluster.ErrUnknownOutcome):
+		return http.StatusServiceUnavailable, apiError{Code: "unknown_outcome", Message: err.Error()}
+	case errors.Is(err, cluster.ErrNoLeader):
+		return http.StatusServiceUnavailable, apiError{Code: "no_leader", Message: err.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, apiError{Code: "timeout", Message: err.Error()}
+	case errors.As(err, &he):
+		msg := http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok {
+			msg = m
+		}
+		code := map[int]string{http.StatusNotFound: "not_found", http.StatusMethodNotAllowed: "method_not_allowed",
+			http.StatusRequestEntityTooLarge: "too_large", http.StatusBadRequest: "bad_request"}[he.Code]
+		if code == "" {
+			code = "http_" + strconv.Itoa(he.Code)
+		}
+		return he.Code, apiError{Code: code, Message: msg}
+	}
+	return http.StatusInternalServerError, apiError{Code: "internal", Message: err.Error()}
+}
+
+// read serves a read from the local state: with ?consistent=true it first
+// waits for a read index from the leader, making the read linearizable.
+// The view's index goes out as X-Armada-Index.
+func (s *Server) read(c echo.Context, fn func(v *fsm.View) error) error {
+	if c.QueryParam("consistent") == "true" {
+		if _, err := s.c.ReadIndex(c.Request().Context()); err != nil {
+			return err
+		}
+	}
+	return s.c.State().View(func(v *fsm.View) error {
+		c.Response().Header().Set("X-Armada-Index", strconv.FormatUint(v.Index(), 10))
+		return fn(v)
+	})
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	leader := s.c.Leader()
+	body := map[string]any{"node": s.c.Name(), "leader": leader, "index": s.c.State().Index()}
+	if leader == "" {
+		body["status"] = "no leader"
+		return c.JSON(http.StatusServiceUnavailable, body)
+	}
+	body["status"] = "ok"
+	return c.JSON(http.StatusOK, body)
+}
+
+func (s *Server) status(c echo.Context) error {
+	return s.read(c, func(v *fsm.View) error {
+		nodes := v.Nodes()
+		if nodes == nil {
+			nodes = []*fsm.Node{}
+		}
+		return c.JSON(http.StatusOK, map[string]any{
+			"leader": s.c.Leader(), "term": s.c.Term(), "index": v.Index(),
+			"node": s.c.Name(), "cluster_id": v.ClusterID(), "nodes": nodes,
+		})
+	})
+}
+
+func (s *Server) listNodes(c echo.Context) error {
+	return s.read(c, func(v *fsm.View) error {
+		nodes := v.Nodes()
+		if nodes == nil {
+			nodes = []*fsm.Node{}
+		}
+		return c.JSON(http.StatusOK, nodes)
+	})
+}
+
+func (s *Server) getNode(c echo.Context) error {
+	name := c.Param("name")
+	return s.read(c, func(v *fsm.View) error {
+		n, ok := v.Node(name)
+		if !ok {
+			return notFound("name", "node %q not found", name)
+		}
+		return c.JSON(http.StatusOK, n)
+	})
+}
+
+func (s *Server) leave(c echo.Context) error {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.c.Leave(ctx); err != nil {
+			s.log.Error("leave", "err", err)
+		}
+	}()
+	return c.JSON(http.StatusAccepted, map[string]string{"node": s.c.Name(), "status": "leaving"})
+}
+
+func decodeJSON(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("", "bad JSON body: %v", err)
+	}
+	return nil
+}
