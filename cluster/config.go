@@ -109,9 +109,6 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// voterCandidate reports whether this node may become a Raft voter.
-func (c *Config) voterCandidate() bool { return c.Role != RoleWorker }
-
 // advertised returns addr with its host replaced by the advertise IP, if set.
 func (c *Config) advertised(addr string) string {
 	if c.Advertise == "" {

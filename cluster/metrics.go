@@ -18,7 +18,7 @@ type metrics struct {
 	applyErr  *prometheus.CounterVec
 	forwarded prometheus.Counter
 
-	raftState, raftTerm, raftLast, raftCommit, raftApplied, fsmIndex *prometheus.Desc
+	raftState, raftTerm, raftLast, raftCommit, raftApplied, fsmIndex    *prometheus.Desc
 	raftContact, raftVoters, raftNonvoters, gossipMembers, gossipHealth *prometheus.Desc
 }
 

@@ -35,12 +35,12 @@ type Node struct {
 	notify chan bool
 	hooks  []func(ctx context.Context)
 
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	closeMu  sync.Mutex
-	closed   bool
-	leaderMu sync.Mutex
-	leading  bool // leadership established (after the barrier)
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeMu   sync.Mutex
+	closed    bool
+	leaderMu  sync.Mutex
+	leading   bool // leadership established (after the barrier)
 	leadStart time.Time
 }
 

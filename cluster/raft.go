@@ -132,4 +132,3 @@ func hclogger(l *slog.Logger) hclog.Logger {
 		DisableTime: true,
 	})
 }
-

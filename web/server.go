@@ -5,7 +5,6 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -245,13 +244,4 @@ func (s *Server) leave(c echo.Context) error {
 		}
 	}()
 	return c.JSON(http.StatusAccepted, map[string]string{"node": s.c.Name(), "status": "leaving"})
-}
-
-func decodeJSON(c echo.Context, v any) error {
-	dec := json.NewDecoder(c.Request().Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("", "bad JSON body: %v", err)
-	}
-	return nil
 }

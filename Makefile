@@ -1,0 +1,44 @@
+# Armada — run `make help` for the targets.
+GO       ?= go
+BIN      := bin/armada
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME ?= 10s
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test check fuzz bench clean
+
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build bin/armada (the whole product: server, CLI and UI)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/armada
+
+run: build ## Run a single-node cluster; UI at http://127.0.0.1:7070/ui/
+	$(BIN) join --name $$(hostname) --data-dir ./armada-data
+
+test: check ## Run every test with -race, then short fuzz runs
+	$(GO) test -race -count=1 -timeout 12m ./...
+	$(MAKE) fuzz
+
+fuzz: ## Fuzz the command decoder and the blueprint parser for FUZZTIME each
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm
+	$(GO) test -run '^$$' -fuzz '^FuzzParseBlueprint$$' -fuzztime $(FUZZTIME) ./fsm
+
+check: ## gofmt, go vet, staticcheck and a go mod tidy diff
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to rewrite:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GOBIN)/staticcheck ./...
+	@cp go.mod /tmp/armada-go.mod.bak; cp go.sum /tmp/armada-go.sum.bak; $(GO) mod tidy; \
+	 if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changed go.mod/go.sum:"; git diff -- go.mod go.sum; \
+	 cp /tmp/armada-go.mod.bak go.mod; cp /tmp/armada-go.sum.bak go.sum; exit 1; fi
+
+bench: build ## Benchmark a 3-node cluster and write docs/BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm
+	$(GO) run ./bench -armada $(BIN) -out docs/BENCHMARKS.md
+
+clean: ## Remove build output and the local data dir
+	rm -rf bin armada-data
