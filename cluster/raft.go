@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -88,12 +89,16 @@ func openRaftParts(cfg *Config, logger hclog.Logger) (*raftParts, error) {
 		p.close()
 		return nil, fmt.Errorf("open snapshots: %w", err)
 	}
-	adv, err := resolveTCP(cfg.advertised(cfg.RaftAddr))
-	if err != nil {
-		p.close()
-		return nil, fmt.Errorf("raft address: %w", err)
+	// Without --advertise, Raft advertises the address it is bound to
+	// (so port 0 works); binding a wildcard address then fails, as it should.
+	var adv *net.TCPAddr
+	if cfg.Advertise != "" {
+		if adv, err = resolveTCP(cfg.advertised(cfg.RaftAddr)); err != nil {
+			p.close()
+			return nil, fmt.Errorf("raft address: %w", err)
+		}
 	}
-	p.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 8, 10*time.Second, logger)
+	p.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, tcpAddr(adv), 8, 10*time.Second, logger)
 	if err != nil {
 		p.close()
 		return nil, fmt.Errorf("listen raft: %w", err)
@@ -131,4 +136,12 @@ func hclogger(l *slog.Logger) hclog.Logger {
 		Output:      &memberlistLog{log: l},
 		DisableTime: true,
 	})
+}
+
+// tcpAddr avoids handing Raft a typed nil inside a net.Addr.
+func tcpAddr(a *net.TCPAddr) net.Addr {
+	if a == nil {
+		return nil
+	}
+	return a
 }

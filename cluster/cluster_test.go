@@ -1,0 +1,379 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+const settle = 30 * time.Second // generous: CI runs these under -race on 2 cores
+
+func TestThreeNodesFormOneGroup(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("n1", nil)
+	c.start("n2", nil, n1)
+	c.start("n3", nil, n1)
+	l := c.leader(settle)
+	waitFor(t, settle, func() error {
+		v, nv := countVoters(suffrage(t, l))
+		if v != 3 || nv != 0 {
+			return fmt.Errorf("%d voters, %d non-voters; want 3 and 0", v, nv)
+		}
+		return nil
+	})
+	// Every node records every node, alive, with its role.
+	for _, n := range c.live() {
+		waitFor(t, settle, func() error {
+			var nodes []*fsm.Node
+			n.State().View(func(v *fsm.View) error { nodes = v.Nodes(); return nil })
+			if len(nodes) != 3 {
+				return fmt.Errorf("%s sees %d node records", n.cfg.Name, len(nodes))
+			}
+			for _, r := range nodes {
+				if r.Status != fsm.NodeAlive || r.Role != fsm.RoleVoter || r.HTTPAddr == "" || r.Capacity.CPUMHz != 2000 {
+					return fmt.Errorf("%s sees %+v", n.cfg.Name, r)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+func TestFiveNodesGiveThreeVotersTwoNonvoters(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("n1", nil)
+	for i := 2; i <= 5; i++ {
+		c.start("n"+strconv.Itoa(i), nil, n1)
+	}
+	l := c.leader(settle)
+	waitFor(t, settle, func() error {
+		s := suffrage(t, l)
+		v, nv := countVoters(s)
+		if v != 3 || nv != 2 {
+			return fmt.Errorf("%d voters, %d non-voters; want 3 and 2: %v", v, nv, s)
+		}
+		return nil
+	})
+	// The reconciler is idempotent: further sweeps change nothing.
+	before := suffrage(t, l)
+	idx := l.raft.LastIndex()
+	for range 3 {
+		if err := l.reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := suffrage(t, l); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("configuration changed on idle sweeps: %v -> %v", before, after)
+	}
+	if l.raft.LastIndex() != idx {
+		t.Fatalf("idle sweeps wrote %d log entries", l.raft.LastIndex()-idx)
+	}
+}
+
+func TestWriteOnFollowerReadableEverywhere(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("n1", nil)
+	c.start("n2", nil, n1)
+	c.start("n3", nil, n1)
+	l := c.leader(settle)
+	var follower *testNode
+	for _, n := range c.live() {
+		if n != l {
+			follower = n
+		}
+	}
+	r := put(t, follower, "greeting", "hello")
+	if r.KV == nil || r.KV.ModRev != r.Index || r.Index == 0 {
+		t.Fatalf("forwarded result %+v", r)
+	}
+	for _, n := range c.live() {
+		// A consistent read waits for the leader's read index.
+		if _, err := n.ReadIndex(context.Background()); err != nil {
+			t.Fatalf("read index on %s: %v", n.cfg.Name, err)
+		}
+		if v, ok := kvGet(n, "greeting"); !ok || v != "hello" {
+			t.Fatalf("%s reads %q, %v after a consistent read", n.cfg.Name, v, ok)
+		}
+	}
+	// A deterministic rejection travels back through the forwarder intact.
+	_, err := follower.Apply(context.Background(), &fsm.KVPut{Key: "greeting", Value: []byte("x"), HasCAS: true, CAS: 1})
+	var fe *fsm.Error
+	if !asFsmError(err, &fe) || fe.Code != fsm.ErrConflict || fe.Field != "cas" {
+		t.Fatalf("stale CAS through a follower: %v", err)
+	}
+}
+
+func asFsmError(err error, fe **fsm.Error) bool {
+	e, ok := err.(*fsm.Error)
+	if ok {
+		*fe = e
+	}
+	return ok
+}
+
+func TestLeaderShutdownElectsNewLeader(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("n1", nil)
+	c.start("n2", nil, n1)
+	c.start("n3", nil, n1)
+	l := c.leader(settle)
+	waitFor(t, settle, func() error {
+		if v, _ := countVoters(suffrage(t, l)); v != 3 {
+			return fmt.Errorf("%d voters", v)
+		}
+		return nil
+	})
+	put(t, l, "before", "1")
+	old := l.cfg.Name
+	start := time.Now()
+	l.stop()
+	nl := c.leader(settle)
+	if nl.cfg.Name == old {
+		t.Fatalf("leader is still %s", old)
+	}
+	t.Logf("new leader %s after %s", nl.cfg.Name, time.Since(start))
+	put(t, nl, "after", "2")
+	for _, n := range c.live() {
+		if _, err := n.ReadIndex(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"before", "after"} {
+			if _, ok := kvGet(n, k); !ok {
+				t.Fatalf("%s lost %s", n.cfg.Name, k)
+			}
+		}
+	}
+}
+
+func TestLeaderHooksRunOnlyOnTheLeader(t *testing.T) {
+	c := newTestCluster(t)
+	active := map[string]*atomic.Int32{}
+	mk := func(name string, seeds ...*testNode) *testNode {
+		counter := &atomic.Int32{}
+		active[name] = counter
+		cfg := Config{Name: name, DataDir: t.TempDir(), GossipAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			ReconcileInterval: 200 * time.Millisecond, ProbeInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second}
+		for _, s := range seeds {
+			cfg.Seeds = append(cfg.Seeds, s.gsp.addr())
+		}
+		n := c.runWithHooks(cfg, func(ctx context.Context) {
+			counter.Add(1)
+			<-ctx.Done()
+			counter.Add(-1)
+		})
+		c.nodes = append(c.nodes, n)
+		return n
+	}
+	n1 := mk("n1")
+	mk("n2", n1)
+	mk("n3", n1)
+	l := c.leader(settle)
+	waitFor(t, settle, func() error {
+		if v, _ := countVoters(suffrage(t, l)); v != 3 {
+			return fmt.Errorf("%d voters", v)
+		}
+		for name, a := range active {
+			want := int32(0)
+			if name == l.cfg.Name {
+				want = 1
+			}
+			if a.Load() != want {
+				return fmt.Errorf("hook on %s running %d times, want %d", name, a.Load(), want)
+			}
+		}
+		return nil
+	})
+	old := l.cfg.Name
+	l.stop()
+	if a := active[old].Load(); a != 0 {
+		t.Fatalf("hook still running on stopped leader %s", old)
+	}
+	nl := c.leader(settle)
+	waitFor(t, settle, func() error {
+		if a := active[nl.cfg.Name].Load(); a != 1 {
+			return fmt.Errorf("hook on new leader %s running %d times", nl.cfg.Name, a)
+		}
+		return nil
+	})
+}
+
+func TestDeadVoterReplacedByNonvoter(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("n1", nil)
+	for i := 2; i <= 5; i++ {
+		c.start("n"+strconv.Itoa(i), nil, n1)
+	}
+	l := c.leader(settle)
+	waitFor(t, settle, func() error {
+		if v, nv := countVoters(suffrage(t, l)); v != 3 || nv != 2 {
+			return fmt.Errorf("%d voters, %d non-voters", v, nv)
+		}
+		return nil
+	})
+	var victim *testNode
+	for _, n := range c.live() {
+		if n != l && suffrage(t, l)[n.cfg.Name] {
+			victim = n
+			break
+		}
+	}
+	victim.stop()
+	waitFor(t, settle, func() error {
+		s := suffrage(t, l)
+		v, _ := countVoters(s)
+		if s[victim.cfg.Name] || v != 3 {
+			return fmt.Errorf("victim %s voter=%v, %d voters: %v", victim.cfg.Name, s[victim.cfg.Name], v, s)
+		}
+		return nil
+	})
+	// The replacement is a healthy voter that was a non-voter before.
+	for name, voter := range suffrage(t, l) {
+		if voter {
+			for _, n := range c.nodes {
+				if n.cfg.Name == name && n.stopped() {
+					t.Fatalf("stopped node %s is a voter", name)
+				}
+			}
+		}
+	}
+	// The dead node is recorded dead.
+	waitFor(t, settle, func() error {
+		var st string
+		l.State().View(func(v *fsm.View) error {
+			if r, ok := v.Node(victim.cfg.Name); ok {
+				st = r.Status
+			}
+			return nil
+		})
+		if st != fsm.NodeDead {
+			return fmt.Errorf("victim recorded %q", st)
+		}
+		return nil
+	})
+}
+
+func TestReapRemovesDeadNode(t *testing.T) {
+	c := newTestCluster(t)
+	short := func(cfg *Config) { cfg.ReapTimeout = 2 * time.Second }
+	n1 := c.start("n1", short)
+	for i := 2; i <= 4; i++ {
+		c.start("n"+strconv.Itoa(i), short, n1)
+	}
+	l := c.leader(settle)
+	waitFor(t, settle, func() error {
+		if v, nv := countVoters(suffrage(t, l)); v != 3 || nv != 1 {
+			return fmt.Errorf("%d voters, %d non-voters", v, nv)
+		}
+		return nil
+	})
+	var victim *testNode
+	for _, n := range c.live() {
+		if n != l {
+			victim = n
+			break
+		}
+	}
+	victim.stop()
+	waitFor(t, settle, func() error {
+		if _, in := suffrage(t, l)[victim.cfg.Name]; in {
+			return fmt.Errorf("%s still in raft", victim.cfg.Name)
+		}
+		found := false
+		l.State().View(func(v *fsm.View) error { _, found = v.Node(victim.cfg.Name); return nil })
+		if found {
+			return fmt.Errorf("%s still recorded", victim.cfg.Name)
+		}
+		return nil
+	})
+	if v, _ := countVoters(suffrage(t, l)); v != 3 {
+		t.Fatalf("%d voters after reaping, want 3", v)
+	}
+}
+
+func TestSnapshotInstallOnLaggingNode(t *testing.T) {
+	c := newTestCluster(t)
+	small := func(cfg *Config) { cfg.SnapshotThreshold, cfg.TrailingLogs = 64, 16 }
+	n1 := c.start("n1", small)
+	c.start("n2", small, n1)
+	n3 := c.start("n3", small, n1)
+	l := c.leader(settle)
+	waitFor(t, settle, func() error {
+		if v, _ := countVoters(suffrage(t, l)); v != 3 {
+			return fmt.Errorf("%d voters", v)
+		}
+		return nil
+	})
+	if l == n3 {
+		if err := l.raft.LeadershipTransfer().Error(); err != nil {
+			t.Fatal(err)
+		}
+		l = c.leader(settle)
+	}
+	n3.stop()
+	const keys = 400
+	for i := range keys {
+		put(t, l, "k/"+strconv.Itoa(i), strconv.Itoa(i))
+	}
+	if err := l.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	first, err := l.parts.store.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("leader log now starts at %d", first)
+	r := c.restart(n3)
+	waitFor(t, settle, func() error {
+		if r.raft.Stats()["last_snapshot_index"] == "0" {
+			return fmt.Errorf("n3 installed no snapshot yet")
+		}
+		if _, ok := kvGet(r, "k/"+strconv.Itoa(keys-1)); !ok {
+			return fmt.Errorf("n3 lacks the last key")
+		}
+		return nil
+	})
+	var n int
+	r.State().View(func(v *fsm.View) error { n = len(v.KVPrefix("k/", 0)); return nil })
+	if n != keys {
+		t.Fatalf("n3 has %d keys, want %d", n, keys)
+	}
+	// The restored node keeps following the log after the snapshot.
+	put(t, l, "after-snapshot", "yes")
+	waitFor(t, settle, func() error {
+		if _, ok := kvGet(r, "after-snapshot"); !ok {
+			return fmt.Errorf("not replicated yet")
+		}
+		return nil
+	})
+}
+
+func TestRestartDoesNotBootstrapAgain(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("n1", nil)
+	c.leader(settle)
+	put(t, n1, "persist", "me")
+	n1.stop()
+	r := c.restart(n1)
+	l := c.leader(settle)
+	if l != r {
+		t.Fatal("restarted single node is not the leader")
+	}
+	if v, ok := kvGet(r, "persist"); !ok || v != "me" {
+		t.Fatalf("after restart: %q %v", v, ok)
+	}
+	if got := r.raft.Stats()["last_log_term"]; got == "1" {
+		t.Fatalf("log term %s suggests a fresh bootstrap", got)
+	}
+	// The data dir is pinned to its node name.
+	cfg := r.cfg
+	r.stop()
+	cfg.Name = "other"
+	if _, err := c.tryRun(cfg); err == nil {
+		t.Fatal("a different name started on n1's data dir")
+	}
+}
