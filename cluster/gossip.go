@@ -30,6 +30,10 @@ type meta struct {
 	CPUMHz   int64             `json:"c,omitempty"`
 	MemoryMB int64             `json:"m,omitempty"`
 	Version  string            `json:"v,omitempty"`
+	// Leaving is set just before a graceful leave: memberlist does not
+	// tell NotifyLeave whether a member left or died (Node.State is
+	// always StateAlive there, hashicorp/memberlist#293).
+	Leaving bool `json:"lv,omitempty"`
 }
 
 // member is a gossip member as this node sees it.
@@ -46,9 +50,11 @@ type member struct {
 // memberlist's Members omits), and signals the leader's reconciler.
 type gossip struct {
 	ml      *memberlist.Memberlist
+	metaMu  sync.Mutex
 	self    meta
 	metaBuf []byte
-	events  chan struct{} // poked on every membership change
+	events  chan struct{} // poked on every membership change, for the leader
+	changed chan struct{} // poked on every membership change, for the member loop
 	log     *slog.Logger
 	now     func() time.Time
 
@@ -64,7 +70,7 @@ func newGossip(cfg *Config, self meta, logger *slog.Logger) (*gossip, error) {
 	if len(buf) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("gossip meta is %d bytes (labels too long?); the limit is %d", len(buf), memberlist.MetaMaxSize)
 	}
-	g := &gossip{self: self, metaBuf: buf, events: make(chan struct{}, 1), log: logger, now: time.Now, members: map[string]*member{}}
+	g := &gossip{self: self, metaBuf: buf, events: make(chan struct{}, 1), changed: make(chan struct{}, 1), log: logger, now: time.Now, members: map[string]*member{}}
 
 	host, port, _ := splitHostPort(cfg.GossipAddr)
 	mc := memberlist.DefaultLANConfig()
@@ -123,9 +129,11 @@ func (g *gossip) join(seeds []string, stop <-chan struct{}) {
 }
 
 func (g *gossip) poke() {
-	select {
-	case g.events <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{g.events, g.changed} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -145,22 +153,46 @@ func (g *gossip) update(n *memberlist.Node, status string) {
 	g.poke()
 }
 
-// sweep refreshes statuses from memberlist, which reports suspicion
-// without an event.
+// sweep marks every member memberlist reports as alive, in case an event
+// was missed. memberlist v0.6 does not expose suspicion (Node.State stays
+// StateAlive, hashicorp/memberlist#293), so members go from alive to dead.
 func (g *gossip) sweep() {
 	for _, n := range g.ml.Members() {
-		status := fsm.NodeAlive
-		if n.State == memberlist.StateSuspect {
-			status = fsm.NodeSuspect
-		}
 		g.mu.Lock()
 		cur, ok := g.members[n.Name]
-		same := ok && cur.Status == status
+		same := ok && cur.Status == fsm.NodeAlive
 		g.mu.Unlock()
 		if !same {
-			g.update(n, status)
+			g.update(n, fsm.NodeAlive)
 		}
 	}
+}
+
+// peerAddrs returns the gossip addresses of the other members that have
+// not left.
+func (g *gossip) peerAddrs(self string) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for _, m := range g.members {
+		if m.Name != self && m.Status != fsm.NodeLeft {
+			out = append(out, m.Addr)
+		}
+	}
+	return out
+}
+
+// alivePeers counts the other members that are alive.
+func (g *gossip) alivePeers(self string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c := 0
+	for _, m := range g.members {
+		if m.Name != self && m.Status == fsm.NodeAlive {
+			c++
+		}
+	}
+	return c
 }
 
 // snapshot returns a copy of every known member.
@@ -203,7 +235,27 @@ func (g *gossip) counts() map[string]int {
 
 // memberlist.Delegate
 
-func (g *gossip) NodeMeta(limit int) []byte                  { return g.metaBuf }
+func (g *gossip) NodeMeta(limit int) []byte {
+	g.metaMu.Lock()
+	defer g.metaMu.Unlock()
+	return g.metaBuf
+}
+
+// markLeaving gossips that this node is about to leave, so that peers
+// record it as left rather than dead when it goes.
+func (g *gossip) markLeaving(timeout time.Duration) error {
+	g.metaMu.Lock()
+	g.self.Leaving = true
+	buf, err := json.Marshal(g.self)
+	if err == nil {
+		g.metaBuf = buf
+	}
+	g.metaMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return g.ml.UpdateNode(timeout)
+}
 func (g *gossip) NotifyMsg([]byte)                           {}
 func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (g *gossip) LocalState(join bool) []byte                { return nil }
@@ -214,7 +266,9 @@ func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
 func (g *gossip) NotifyJoin(n *memberlist.Node)   { g.update(n, fsm.NodeAlive) }
 func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.update(n, fsm.NodeAlive) }
 func (g *gossip) NotifyLeave(n *memberlist.Node) {
-	if n.State == memberlist.StateLeft {
+	var m meta
+	_ = json.Unmarshal(n.Meta, &m)
+	if m.Leaving || n.State == memberlist.StateLeft {
 		g.update(n, fsm.NodeLeft)
 	} else {
 		g.update(n, fsm.NodeDead)

@@ -170,30 +170,51 @@ func (n *Node) spawn(fn func()) {
 	}()
 }
 
-// memberLoop saves known peers for restarts and keeps gossip statuses
-// fresh, on every node.
+// memberLoop runs on every node: it saves the known peers as soon as
+// membership changes (so a restart without seeds finds the cluster again),
+// and rejoins gossip through the replicated node records whenever this node
+// knows no other live member (e.g. it restarted before it ever saved them).
 func (n *Node) memberLoop() {
 	t := time.NewTicker(n.cfg.ReconcileInterval)
 	defer t.Stop()
+	var lastRejoin time.Time
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-t.C:
+		case <-n.gsp.changed:
 		}
 		n.gsp.sweep()
-		var addrs []string
-		for _, m := range n.gsp.snapshot() {
-			if m.Name != n.cfg.Name && m.Status != fsm.NodeLeft {
-				addrs = append(addrs, m.Addr)
-			}
-		}
-		if len(addrs) > 0 {
+		if addrs := n.gsp.peerAddrs(n.cfg.Name); len(addrs) > 0 {
 			if err := n.peers.save(addrs); err != nil {
 				n.log.Warn("save peers", "err", err)
 			}
 		}
+		if n.gsp.alivePeers(n.cfg.Name) == 0 && time.Since(lastRejoin) > 5*time.Second {
+			lastRejoin = time.Now()
+			if addrs := n.recordedPeers(); len(addrs) > 0 {
+				if _, err := n.gsp.ml.Join(addrs); err == nil {
+					n.log.Info("rejoined gossip through recorded nodes", "addrs", addrs)
+				}
+			}
+		}
 	}
+}
+
+// recordedPeers are the gossip addresses of the other nodes in the
+// replicated state.
+func (n *Node) recordedPeers() []string {
+	var out []string
+	n.state.View(func(v *fsm.View) error {
+		for _, r := range v.Nodes() {
+			if r.Name != n.cfg.Name && r.Status != fsm.NodeLeft && r.GossipAddr != "" {
+				out = append(out, r.GossipAddr)
+			}
+		}
+		return nil
+	})
+	return out
 }
 
 // Name is this node's name.
@@ -244,6 +265,9 @@ func (n *Node) Leave(ctx context.Context) error {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before leave", "err", err)
 		}
+	}
+	if err := n.gsp.markLeaving(5 * time.Second); err != nil {
+		n.log.Warn("gossip leave intent", "err", err)
 	}
 	if err := n.gsp.ml.Leave(5 * time.Second); err != nil {
 		n.log.Warn("gossip leave", "err", err)
