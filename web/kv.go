@@ -43,6 +43,13 @@ func toKVOut(kv *fsm.KV, keysOnly bool) kvOut {
 }
 
 func kvKey(c echo.Context) (string, error) {
+	// echo routes on URL.RawPath when the request has one (the path holds
+	// an escape that does not round-trip, such as %2F) and on the already
+	// decoded URL.Path otherwise: unescape only in the first case, or
+	// "100%25" fails and "x%2541" becomes "xA".
+	if c.Request().URL.RawPath == "" {
+		return c.Param("*"), nil
+	}
 	key, err := url.PathUnescape(c.Param("*"))
 	if err != nil {
 		return "", badRequest("key", "bad key escaping: %v", err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -67,7 +68,12 @@ func New(c Cluster, opts Options) *Server {
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(middleware.BodyLimit("4M"), s.observe)
+	// The key space's handlers read at most a value's limit themselves and
+	// answer 413 naming the value; every other route has the 4M cap.
+	e.Use(s.observe, middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+		Limit:   "4M",
+		Skipper: func(c echo.Context) bool { return strings.HasPrefix(c.Path(), "/v1/kv/") },
+	}))
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
@@ -134,11 +140,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	status, body := classify(err)
-	if status >= 500 {
+	if status >= 500 && status != statusClientClosed {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 	}
 	_ = c.JSON(status, map[string]apiError{"error": body})
 }
+
+// statusClientClosed is the status recorded when the client went away
+// before the answer (nginx's 499).
+const statusClientClosed = 499
 
 // classify maps an error to its HTTP status and JSON body.
 func classify(err error) (int, apiError) {
@@ -158,6 +168,9 @@ func classify(err error) (int, apiError) {
 		return http.StatusServiceUnavailable, apiError{Code: "unknown_outcome", Message: err.Error()}
 	case errors.Is(err, cluster.ErrNoLeader):
 		return http.StatusServiceUnavailable, apiError{Code: "no_leader", Message: err.Error()}
+	case errors.Is(err, context.Canceled):
+		// The client went away (a watcher stopped waiting): not a server error.
+		return statusClientClosed, apiError{Code: "canceled", Message: err.Error()}
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, apiError{Code: "timeout", Message: err.Error()}
 	case errors.As(err, &he):
@@ -195,6 +208,7 @@ func (s *Server) healthz(c echo.Context) error {
 	body := map[string]any{"node": s.c.Name(), "leader": leader, "index": s.c.State().Index()}
 	if leader == "" {
 		body["status"] = "no leader"
+		body["error"] = apiError{Code: "no_leader", Message: "this node knows of no cluster leader"}
 		return c.JSON(http.StatusServiceUnavailable, body)
 	}
 	body["status"] = "ok"
