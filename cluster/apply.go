@@ -89,31 +89,11 @@ func (n *Node) leaderHTTP() (string, error) {
 }
 
 // applyLocal logs a command on this node, which must be the leader. The
-// leader's clock is stamped into the command here.
+// leader's clock is stamped into the command here; concurrent commands are
+// grouped into one log entry by the batcher.
 func (n *Node) applyLocal(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
 	fsm.Stamp(c, n.now())
-	timeout := defaultApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(dl), time.Millisecond)
-	}
-	f := n.raft.Apply(fsm.Encode(c), timeout)
-	if err := f.Error(); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
-			return nil, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
-		case errors.Is(err, raft.ErrLeadershipLost):
-			return nil, ErrUnknownOutcome
-		}
-		return nil, fmt.Errorf("apply: %w", err)
-	}
-	r, ok := f.Response().(*fsm.Result)
-	if !ok {
-		return nil, fmt.Errorf("apply: unexpected response %T", f.Response())
-	}
-	if r.Err != nil {
-		return r, r.Err
-	}
-	return r, nil
+	return n.batch.submit(ctx, c)
 }
 
 // ReadIndex returns an index that covers every write acknowledged before

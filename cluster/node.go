@@ -29,6 +29,7 @@ type Node struct {
 	gsp   *gossip
 	peers peersFile
 	fwd   *forwarder
+	batch *batcher
 	met   *metrics
 	now   func() time.Time
 
@@ -128,11 +129,13 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	}
 	n.peers = peersFile(dataPath(cfg.DataDir, "peers.json"))
 	n.fwd = newForwarder(n)
+	n.batch = newBatcher(n.raft)
 	n.met = newMetrics(n)
 
 	seeds := append(append([]string(nil), cfg.Seeds...), n.peers.load()...)
 	n.spawn(func() { n.gsp.join(seeds, n.stop) })
 	n.spawn(n.leaderLoop)
+	n.spawn(func() { n.batch.run(n.stop) })
 	n.spawn(n.memberLoop)
 	n.log.Info("node started", "name", cfg.Name, "role", cfg.Role, "gossip", n.gsp.addr(), "raft", raftAddr,
 		"http", cfg.HTTPAddr, "bootstrapped", !existing && len(cfg.Seeds) == 0)

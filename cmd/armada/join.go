@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -25,7 +26,7 @@ type joinFlags struct {
 	voters                                                   int
 	role, driver, labels, portsRange                         string
 	redisAddr, etcdAddr, zkAddr, lb                          string
-	logLevel                                                 string
+	logLevel, debugAddr                                      string
 	reapTimeout, heartbeat, probe                            time.Duration
 }
 
@@ -57,6 +58,7 @@ func newJoin(version string) *cobra.Command {
 	fl.StringVar(&f.zkAddr, "zk-addr", "", "serve the ZooKeeper protocol on this address (off unless set)")
 	fl.StringVar(&f.lb, "lb", "", "load-balancer adapter (off unless set)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off unless set; keep it on loopback)")
 	fl.DurationVar(&f.reapTimeout, "reap-timeout", 24*time.Hour, "how long a dead node stays before it is removed")
 	fl.DurationVar(&f.heartbeat, "raft-heartbeat", 500*time.Millisecond, "Raft heartbeat and election timeout")
 	fl.DurationVar(&f.probe, "gossip-probe", 500*time.Millisecond, "gossip failure-detector probe interval")
@@ -116,6 +118,21 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
+// serveDebug serves net/http/pprof on its own listener, never on the API.
+func serveDebug(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("serving pprof", "addr", addr)
+	if err := srv.ListenAndServe(); err != nil {
+		log.Error("pprof server", "err", err)
+	}
+}
+
 func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) error {
 	if err := f.check(); err != nil {
 		return err
@@ -156,6 +173,9 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if f.debugAddr != "" {
+		go serveDebug(f.debugAddr, log)
+	}
 	log.Info("armada is up", "ui", "http://"+ln.Addr().String()+"/ui/")
 
 	select {
