@@ -30,6 +30,7 @@ const (
 	CmdBlueprintPut   CmdType = 15
 	CmdBlueprintDel   CmdType = 16
 	CmdClusterInit    CmdType = 17
+	CmdBatch          CmdType = 18
 )
 
 // Command is one replicated state change. Only this package defines
@@ -65,6 +66,7 @@ var commandTable = [256]func() Command{
 	CmdBlueprintPut:   func() Command { return new(BlueprintPut) },
 	CmdBlueprintDel:   func() Command { return new(BlueprintDelete) },
 	CmdClusterInit:    func() Command { return new(ClusterInit) },
+	CmdBatch:          func() Command { return new(Batch) },
 }
 
 // Encode returns the log entry for c: its type byte and its body.
@@ -116,6 +118,7 @@ type Result struct {
 	Item      *QueueItem `json:"item,omitempty"`
 	Blueprint *Blueprint `json:"blueprint,omitempty"`
 	Node      *Node      `json:"node,omitempty"`
+	Batch     []*Result  `json:"batch,omitempty"`
 }
 
 func fail(e *Error) *Result { return &Result{Err: e} }

@@ -16,6 +16,11 @@ type Change struct {
 // ErrCompacted means the changes asked for are older than the feed keeps.
 var ErrCompacted = errors.New("changes compacted")
 
+// errClosed is returned to waiters and readers once the state is closed:
+// its notify channel stays closed for good, so waiting on it again would
+// spin.
+var errClosed = errors.New("state closed")
+
 // feed keeps the most recent changes in a ring and wakes waiters on every
 // applied batch. Readers pull at their own pace, so a slow reader can fall
 // behind (and get ErrCompacted) but never slows Apply.
@@ -57,10 +62,13 @@ func (f *feed) close() {
 	}
 }
 
-func (f *feed) wait() <-chan struct{} {
+func (f *feed) wait() (<-chan struct{}, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.notify
+	if f.closed {
+		return f.notify, errClosed
+	}
+	return f.notify, nil
 }
 
 func (f *feed) publish(index uint64, changes []Change) {
@@ -88,6 +96,9 @@ func (f *feed) publish(index uint64, changes []Change) {
 func (f *feed) since(since uint64) ([]Change, <-chan struct{}, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.closed {
+		return nil, f.notify, errClosed
+	}
 	if since < f.floor {
 		return nil, f.notify, ErrCompacted
 	}

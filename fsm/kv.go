@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
+	"math"
 	"strconv"
 )
 
@@ -74,8 +75,8 @@ func (c *KVPut) apply(t *txn) *Result {
 		return fail(errf(ErrNotFound, "lease", "lease %d not found", lease))
 	}
 	if c.TTLms > 0 {
-		lease = t.index
-		t.grantLease(&Lease{ID: lease, TTLms: c.TTLms, Expiry: c.Now + c.TTLms})
+		lease = t.newID()
+		t.grantLease(&Lease{ID: lease, TTLms: c.TTLms, Expiry: expiryAt(c.Now, c.TTLms)})
 	}
 	kv := &KV{Key: c.Key, Value: c.Value, CreateRev: t.index, ModRev: t.index, Version: 1, Lease: lease}
 	if prev != nil {
@@ -130,6 +131,16 @@ func (t *txn) deleteKey(kv *KV) {
 	t.changed("kv", kv.Key, "delete")
 }
 
+// expiryAt is now + ttl (both Unix ms, ttl > 0), saturating instead of
+// wrapping: a wrapped expiry would be negative, so the lock or claim would
+// lapse at once and the lease would sort after every other expiry.
+func expiryAt(now, ttl int64) int64 {
+	if ttl > 0 && now > math.MaxInt64-ttl {
+		return math.MaxInt64
+	}
+	return now + ttl
+}
+
 func leaseKey(id uint64, key string) []byte {
 	return append(u64(id), key...)
 }
@@ -173,7 +184,7 @@ func (c *LeaseGrant) apply(t *txn) *Result {
 	if c.TTLms <= 0 {
 		return fail(errf(ErrInvalid, "ttl", "ttl must be positive"))
 	}
-	l := &Lease{ID: t.index, TTLms: c.TTLms, Expiry: c.Now + c.TTLms}
+	l := &Lease{ID: t.newID(), TTLms: c.TTLms, Expiry: expiryAt(c.Now, c.TTLms)}
 	t.grantLease(l)
 	return &Result{Lease: l}
 }
@@ -184,7 +195,7 @@ func (c *LeaseKeepAlive) apply(t *txn) *Result {
 		return fail(errf(ErrNotFound, "lease", "lease %d not found", c.ID))
 	}
 	t.del(bLeaseExp, expiryKey(l.Expiry, l.ID))
-	l.Expiry = c.Now + l.TTLms
+	l.Expiry = expiryAt(c.Now, l.TTLms)
 	t.grantLease(l)
 	return &Result{Lease: l}
 }

@@ -18,9 +18,9 @@ func (c *LockAcquire) apply(t *txn) *Result {
 		return &Result{Lock: l, Err: errf(ErrConflict, "name", "lock %q is held by %q until %d", c.Name, l.Owner, l.Expiry)}
 	}
 	if !held || l.Owner != c.Owner || l.Expiry <= c.Now {
-		l = &Lock{Name: c.Name, Owner: c.Owner, Token: t.index, Acquired: c.Now}
+		l = &Lock{Name: c.Name, Owner: c.Owner, Token: t.newID(), Acquired: c.Now}
 	}
-	l.Expiry = c.Now + c.TTLms
+	l.Expiry = expiryAt(c.Now, c.TTLms)
 	t.putJSON(bLocks, []byte(c.Name), l)
 	t.changed("lock", c.Name, "put")
 	return &Result{Lock: l}

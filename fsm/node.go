@@ -2,8 +2,8 @@ package fsm
 
 func (c *NodeUpsert) apply(t *txn) *Result {
 	n := c.Node
-	if n.Name == "" {
-		return fail(errf(ErrInvalid, "name", "node name is empty"))
+	if n.Name == "" || len(n.Name) > 256 {
+		return fail(errf(ErrInvalid, "name", "node name must be 1..256 bytes"))
 	}
 	if old, ok := getJSON[Node](t.b(bNodes), []byte(n.Name)); ok {
 		n.StatusSince = old.StatusSince

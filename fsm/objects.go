@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -147,19 +148,29 @@ type Duration time.Duration
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 // UnmarshalJSON reads "5s"-style strings, or a number of seconds.
+//
+// Errors are *json.UnmarshalTypeError so that encoding/json adds the path
+// of the field (health.interval) to them. Numbers of seconds that do not fit
+// a Duration are errors: converting them would give a platform-dependent
+// value, and this runs in Apply (BlueprintPut decodes its spec).
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	bad := &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeFor[Duration]()}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		var secs float64
 		if err2 := json.Unmarshal(b, &secs); err2 != nil {
-			return fmt.Errorf("duration must be a string like \"5s\"")
+			return bad
 		}
-		*d = Duration(secs * float64(time.Second))
+		ns := secs * float64(time.Second)
+		if !(ns >= -(1<<63) && ns < 1<<63) {
+			return bad
+		}
+		*d = Duration(ns)
 		return nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("bad duration %q", s)
+		return bad
 	}
 	*d = Duration(v)
 	return nil

@@ -35,7 +35,7 @@ func (c *QueuePush) apply(t *txn) *Result {
 	if len(c.Data) > MaxValueLen {
 		return fail(errf(ErrInvalid, "data", "item is %d bytes; the limit is %d", len(c.Data), MaxValueLen))
 	}
-	it := &QueueItem{ID: t.index, Data: c.Data, Enqueued: c.Now}
+	it := &QueueItem{ID: t.newID(), Data: c.Data, Enqueued: c.Now}
 	t.putItem(t.queue(c.Queue, true), it)
 	t.changed("queue", c.Queue, "put")
 	return &Result{Item: it}
@@ -82,7 +82,7 @@ func (c *QueueClaim) apply(t *txn) *Result {
 		if it == nil || (it.Claimer != "" && it.ClaimExpiry > c.Now) {
 			continue
 		}
-		it.Claimer, it.ClaimExpiry = c.Consumer, c.Now+c.VisibilityMs
+		it.Claimer, it.ClaimExpiry = c.Consumer, expiryAt(c.Now, c.VisibilityMs)
 		it.Attempts++
 		t.putItem(q, it)
 		t.changed("queue", c.Queue, "put")
@@ -102,7 +102,9 @@ func (t *txn) claimed(queue string, id uint64, consumer string) (*bbolt.Bucket, 
 		return nil, nil, errf(ErrNotFound, "id", "item %d not in queue %q", id, queue)
 	}
 	it := decodeItem(u64(id), v)
-	if it == nil || it.Claimer != consumer {
+	// An unclaimed item has no claimer to match: an ack or release with an
+	// empty consumer must not delete or touch it.
+	if it == nil || it.Claimer == "" || it.Claimer != consumer {
 		return nil, nil, errf(ErrConflict, "consumer", "item %d is not claimed by %q", id, consumer)
 	}
 	return q, it, nil

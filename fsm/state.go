@@ -32,6 +32,7 @@ var (
 	kIndex     = []byte("index")
 	kClusterID = []byte("cluster_id")
 	kKey       = []byte("secret_key")
+	kLastID    = []byte("last_id")
 
 	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions}
 )
@@ -175,12 +176,16 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 	return results
 }
 
-// WaitIndex blocks until the applied index reaches at least n.
+// WaitIndex blocks until the applied index reaches at least n. It fails
+// when ctx is done or the state is closed first.
 func (s *State) WaitIndex(ctx context.Context, n uint64) error {
 	for {
-		ch := s.feed.wait()
+		ch, err := s.feed.wait()
 		if s.index.Load() >= n {
 			return nil
+		}
+		if err != nil {
+			return err
 		}
 		select {
 		case <-ch:
@@ -192,7 +197,8 @@ func (s *State) WaitIndex(ctx context.Context, n uint64) error {
 
 // Changes returns the changes after index since that are still in the
 // feed, and a channel that is closed when more arrive. It fails with
-// ErrCompacted when changes after since have already left the feed.
+// ErrCompacted when changes after since have already left the feed, and
+// with an error once the state is closed.
 func (s *State) Changes(since uint64) ([]Change, <-chan struct{}, error) {
 	return s.feed.since(since)
 }

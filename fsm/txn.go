@@ -19,6 +19,16 @@ func newTxn(tx *bbolt.Tx) *txn { return &txn{tx: tx} }
 
 func (t *txn) b(name []byte) *bbolt.Bucket { return t.tx.Bucket(name) }
 
+// newID allocates an ID for a lease, queue item or lock token: the entry's
+// index, unless an earlier command of the same Batch entry (or of an
+// earlier entry's batch) already took it. IDs stay unique and increasing,
+// and equal the index for entries that allocate one ID.
+func (t *txn) newID() uint64 {
+	id := max(t.index, getU64(t.b(bMeta).Get(kLastID))+1)
+	t.put(bMeta, kLastID, u64(id))
+	return id
+}
+
 func (t *txn) changed(topic, key, op string) {
 	t.changes = append(t.changes, Change{Index: t.index, Topic: topic, Key: key, Op: op})
 }

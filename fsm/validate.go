@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/unit"
+	yamlv2 "go.yaml.in/yaml/v2"
 	"sigs.k8s.io/yaml"
 )
 
@@ -50,16 +52,27 @@ func ParseBlueprint(data []byte) (*Blueprint, error) {
 // StrictUnmarshal decodes YAML or JSON into v, refusing unknown fields and
 // trailing data. Errors are *Error naming the field when it is known.
 func StrictUnmarshal(data []byte, v any) error {
-	js, err := yaml.YAMLToJSON(data)
+	// Strict: a key given twice is an error, not "the last one wins".
+	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return errf(ErrInvalid, "", "not valid YAML or JSON: %v", err)
+	}
+	// YAMLToJSON converts the first document only and silently drops
+	// whatever follows it (a second document, a second JSON object, stray
+	// characters), so look for that separately.
+	if extraDocument(data) {
+		return errf(ErrInvalid, "", "trailing data after the document")
 	}
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return errf(ErrInvalid, te.Field, "must be %s, not %s", te.Type, te.Value)
+			want := te.Type.String()
+			if te.Type == reflect.TypeFor[Duration]() {
+				want = `a duration like "5s"`
+			}
+			return errf(ErrInvalid, te.Field, "must be %s, not %s", want, te.Value)
 		}
 		msg := err.Error()
 		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
@@ -75,6 +88,31 @@ func StrictUnmarshal(data []byte, v any) error {
 		return errf(ErrInvalid, "", "trailing data after the document")
 	}
 	return nil
+}
+
+// extraDocument reports whether data holds anything after its first YAML
+// document other than empty documents.
+func extraDocument(data []byte) (extra bool) {
+	defer func() {
+		if recover() != nil { // the YAML decoder panics on some malformed input
+			extra = true
+		}
+	}()
+	dec := yamlv2.NewDecoder(bytes.NewReader(data))
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return false // empty (EOF), or invalid and already reported
+	}
+	for {
+		doc = nil
+		err := dec.Decode(&doc)
+		if err == io.EOF {
+			return false
+		}
+		if err != nil || doc != nil {
+			return true
+		}
+	}
 }
 
 // ValidateBlueprint checks every field of a blueprint and fills in
@@ -203,7 +241,8 @@ func validateHealth(h *Health, ports map[string]bool) *Error {
 		h.Interval = Duration(5 * time.Second)
 	}
 	if h.Timeout == 0 {
-		h.Timeout = Duration(2 * time.Second)
+		// The default must not exceed a short interval the user chose.
+		h.Timeout = min(Duration(2*time.Second), h.Interval)
 	}
 	if h.Failures == 0 {
 		h.Failures = 3

@@ -1,0 +1,92 @@
+package fsm
+
+import "errors"
+
+// MaxBatch is the most commands one Batch may carry.
+const MaxBatch = 1024
+
+// Batch carries commands that concurrent clients submitted together, so
+// that they cost one log entry, one replication message and one decode
+// instead of one each. They apply in order within the entry; each succeeds
+// or fails on its own, exactly as it would alone, and all share the entry's
+// index.
+type Batch struct{ Cmds []Command }
+
+func (*Batch) Type() CmdType { return CmdBatch }
+
+func (c *Batch) stamp(now int64) {
+	for _, sub := range c.Cmds {
+		if s, ok := sub.(stamper); ok {
+			s.stamp(now)
+		}
+	}
+}
+
+func (c *Batch) encode(e *encoder) {
+	e.uvarint(uint64(len(c.Cmds)))
+	for _, sub := range c.Cmds {
+		e.bytes(Encode(sub))
+	}
+}
+
+// EncodeBatch builds a Batch entry from commands already encoded with
+// Encode, without decoding them again.
+func EncodeBatch(entries [][]byte) []byte {
+	n := 1 + binaryLen(len(entries))
+	for _, en := range entries {
+		n += binaryLen(len(en)) + len(en)
+	}
+	e := encoder{b: make([]byte, 1, n)}
+	e.b[0] = byte(CmdBatch)
+	e.uvarint(uint64(len(entries)))
+	for _, en := range entries {
+		e.bytes(en)
+	}
+	return e.b
+}
+
+func binaryLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
+}
+
+func (c *Batch) decode(d *decoder) {
+	n := d.length()
+	if d.err != nil {
+		return
+	}
+	if n > MaxBatch {
+		d.fail(errors.New("batch too large"))
+		return
+	}
+	c.Cmds = make([]Command, 0, n)
+	for range n {
+		b := d.bytes()
+		if d.err != nil {
+			return
+		}
+		if len(b) > 0 && CmdType(b[0]) == CmdBatch {
+			d.fail(errors.New("nested batch"))
+			return
+		}
+		sub, err := Decode(b)
+		if err != nil {
+			d.fail(err)
+			return
+		}
+		c.Cmds = append(c.Cmds, sub)
+	}
+}
+
+func (c *Batch) apply(t *txn) *Result {
+	out := make([]*Result, len(c.Cmds))
+	for i, sub := range c.Cmds {
+		r := sub.apply(t)
+		r.Index = t.index
+		out[i] = r
+	}
+	return &Result{Batch: out}
+}

@@ -1,0 +1,325 @@
+package fsm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// guard bounds how long a test waits for something that should happen at
+// once; it is a failure timeout, never a delay the test depends on.
+const guard = 10 * time.Second
+
+func waitErr(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(guard):
+		t.Fatal("timed out")
+		return nil
+	}
+}
+
+func requireNotDone(t *testing.T, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("%s: returned early with %v", what, err)
+	default:
+	}
+}
+
+func TestWaitIndexBlocksUntilReached(t *testing.T) {
+	h := newHarness(t)
+	done := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		done <- h.s.WaitIndex(context.Background(), 5)
+	}()
+	<-started
+	for i := range 4 {
+		h.ok(put(fmt.Sprint("k", i), "v"))
+		requireNotDone(t, done, fmt.Sprintf("WaitIndex(5) at index %d", h.idx))
+	}
+	// A batch that jumps past the target wakes the waiter too.
+	h.s.ApplyBatch([]Entry{{Index: 5, Data: Encode(put("k5", "v"))}, {Index: 6}})
+	if err := waitErr(t, done); err != nil {
+		t.Fatalf("WaitIndex: %v", err)
+	}
+	// Already reached: returns at once, even with a dead context.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.s.WaitIndex(ctx, 6); err != nil {
+		t.Fatalf("WaitIndex on a reached index: %v", err)
+	}
+	if err := h.s.WaitIndex(ctx, 0); err != nil {
+		t.Fatalf("WaitIndex(0): %v", err)
+	}
+}
+
+func TestWaitIndexHonoursContext(t *testing.T) {
+	h := newHarness(t)
+	h.ok(put("a", "b"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.s.WaitIndex(ctx, 100) }()
+	h.ok(put("a", "c"))
+	requireNotDone(t, done, "WaitIndex(100)")
+	cancel()
+	if err := waitErr(t, done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitIndex after cancel: %v", err)
+	}
+
+	ctx, cancel = context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if err := h.s.WaitIndex(ctx, 100); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitIndex past its deadline: %v", err)
+	}
+}
+
+func TestWaitIndexAndChangesAfterClose(t *testing.T) {
+	h := newHarness(t)
+	h.ok(put("a", "b"))
+	done := make(chan error, 1)
+	go func() {
+		// Without a deadline: after Close, the only way out is an error.
+		done <- h.s.WaitIndex(context.Background(), 10)
+	}()
+	_, notify, err := h.s.Changes(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitErr(t, done); err == nil {
+		t.Fatal("WaitIndex on a closed state returned nil")
+	}
+	// Watchers blocked on the notify channel are woken.
+	select {
+	case <-notify:
+	case <-time.After(guard):
+		t.Fatal("Close did not wake watchers")
+	}
+	// A later wait must not spin on the closed channel: it fails at once
+	// rather than running until its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if err := h.s.WaitIndex(ctx, 10); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitIndex after Close: %v", err)
+	}
+	if err := h.s.WaitIndex(ctx, 1); err != nil {
+		t.Fatalf("WaitIndex for a reached index after Close: %v", err)
+	}
+	if _, _, err := h.s.Changes(0); err == nil {
+		t.Fatal("Changes on a closed state succeeded")
+	}
+}
+
+func TestChangesSince(t *testing.T) {
+	h := newHarness(t)
+	h.ok(put("a", "1"))                              // 1
+	h.ok(&KVPut{Key: "b", TTLms: 10})                // 2: lease put, kv put
+	h.ok(&KVDelete{Key: "zzz"})                      // 3: nothing
+	h.apply(put("", "x"))                            // 4: rejected
+	h.s.Apply(5, nil)                                // 5: no data
+	h.idx = 5                                        //
+	h.ok(&Expire{Now: 10})                           // 6: kv b delete, lease 2 delete
+	h.ok(&QueuePush{Queue: "q"})                     // 7
+	h.ok(acquire("l", "o", 5, 0))                    // 8
+	h.ok(upsert("n", NodeAlive, 0))                  // 9
+	h.ok(&BlueprintPut{Spec: *validBlueprint()})     // 10
+	h.ok(&ClusterInit{ClusterID: "c", Key: testKey}) // 11
+	h.ok(&KVDelete{Prefix: true})                    // 12: kv a delete
+	h.ok(&NodeRemove{Name: "n"})                     // 13
+	h.ok(&BlueprintDelete{Name: "web"})              // 14
+	all := []Change{
+		{1, "kv", "a", "put"},
+		{2, "lease", "2", "put"}, {2, "kv", "b", "put"},
+		{6, "kv", "b", "delete"}, {6, "lease", "2", "delete"},
+		{7, "queue", "q", "put"},
+		{8, "lock", "l", "put"},
+		{9, "node", "n", "put"},
+		{10, "blueprint", "web", "put"},
+		{11, "cluster", "c", "put"},
+		{12, "kv", "a", "delete"},
+		{13, "node", "n", "delete"},
+		{14, "blueprint", "web", "delete"},
+	}
+	for since := uint64(0); since <= 16; since++ {
+		got, notify, err := h.s.Changes(since)
+		if err != nil {
+			t.Fatalf("Changes(%d): %v", since, err)
+		}
+		var want []Change
+		for _, c := range all {
+			if c.Index > since {
+				want = append(want, c)
+			}
+		}
+		requireEqual(t, fmt.Sprintf("Changes(%d)", since), got, want)
+		select {
+		case <-notify:
+			t.Fatalf("Changes(%d): notify already closed", since)
+		default:
+		}
+	}
+	// The notify channel closes on the next applied entry.
+	_, notify, _ := h.s.Changes(14)
+	h.ok(put("new", "v"))
+	select {
+	case <-notify:
+	case <-time.After(guard):
+		t.Fatal("notify not closed by Apply")
+	}
+	got, _, _ := h.s.Changes(14)
+	requireEqual(t, "new change", got, []Change{{15, "kv", "new", "put"}})
+}
+
+func TestChangesCompactedAfterRingSize(t *testing.T) {
+	h := newHarness(t)
+	size := len(h.s.feed.ring)
+	// Fill the ring and more, in large batches to keep the test quick.
+	const batch = 2000
+	total := size + 100
+	for n := 0; n < total; {
+		var entries []Entry
+		for ; n < total && len(entries) < batch; n++ {
+			h.idx++
+			entries = append(entries, Entry{Index: h.idx, Data: Encode(put(fmt.Sprint("k", n%50), "v"))})
+		}
+		for _, r := range h.s.ApplyBatch(entries) {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+	}
+	// One change per entry: the oldest 100 are gone.
+	for _, since := range []uint64{0, 1, 50, 99} {
+		if _, _, err := h.s.Changes(since); !errors.Is(err, ErrCompacted) {
+			t.Fatalf("Changes(%d) = %v, want ErrCompacted", since, err)
+		}
+	}
+	got, _, err := h.s.Changes(100)
+	if err != nil {
+		t.Fatalf("Changes(100): %v", err)
+	}
+	if len(got) != size || got[0].Index != 101 || got[len(got)-1].Index != uint64(total) {
+		t.Fatalf("Changes(100): %d changes from %d to %d", len(got), got[0].Index, got[len(got)-1].Index)
+	}
+	for i, c := range got {
+		if c.Index != uint64(101+i) {
+			t.Fatalf("change %d has index %d", i, c.Index)
+		}
+	}
+}
+
+// The ring itself, with a small size, for the edge cases.
+func TestFeedRing(t *testing.T) {
+	f := newFeed(4)
+	f.reset(0)
+	chs := func(idx uint64, keys ...string) []Change {
+		var out []Change
+		for _, k := range keys {
+			out = append(out, Change{Index: idx, Topic: "kv", Key: k, Op: "put"})
+		}
+		return out
+	}
+	since := func(s uint64) []Change {
+		t.Helper()
+		// The ring never keeps changes that can no longer be read: they
+		// would only take the place of newer ones.
+		for i := range f.n {
+			if c := f.ring[(f.start+i)%len(f.ring)]; c.Index <= f.floor {
+				t.Fatalf("ring keeps change %+v at or below its floor %d", c, f.floor)
+			}
+		}
+		got, _, err := f.since(s)
+		if err != nil {
+			t.Fatalf("since(%d): %v", s, err)
+		}
+		return got
+	}
+	compacted := func(s uint64) {
+		t.Helper()
+		if _, _, err := f.since(s); !errors.Is(err, ErrCompacted) {
+			t.Fatalf("since(%d) = %v, want ErrCompacted", s, err)
+		}
+	}
+
+	f.publish(1, chs(1, "a", "b", "c"))
+	requireEqual(t, "since 0", since(0), chs(1, "a", "b", "c"))
+
+	// Index 2 pushes out part of index 1: the rest of index 1 goes too, so
+	// nobody sees half an entry.
+	f.publish(2, chs(2, "d", "e", "f"))
+	compacted(0)
+	requireEqual(t, "since 1", since(1), chs(2, "d", "e", "f"))
+
+	// An index without changes moves nothing.
+	f.publish(3, nil)
+	requireEqual(t, "since 1 again", since(1), chs(2, "d", "e", "f"))
+	requireEqual(t, "since 3", since(3), []Change(nil))
+
+	// One entry with more changes than the ring holds is dropped whole.
+	f.publish(4, chs(4, "g", "h", "i", "j", "k"))
+	compacted(1)
+	compacted(3)
+	requireEqual(t, "since 4", since(4), []Change(nil))
+
+	f.publish(5, chs(5, "l"))
+	f.publish(6, chs(6, "m", "n"))
+	requireEqual(t, "since 4 after refill", since(4), append(chs(5, "l"), chs(6, "m", "n")...))
+	requireEqual(t, "since 5", since(5), chs(6, "m", "n"))
+	requireEqual(t, "since 9", since(9), []Change(nil))
+
+	// Exactly full, then one more of a new index.
+	f.publish(7, chs(7, "o"))
+	requireEqual(t, "full", since(4), append(append(chs(5, "l"), chs(6, "m", "n")...), chs(7, "o")...))
+	f.publish(8, chs(8, "p"))
+	compacted(4)
+	requireEqual(t, "since 5 after wrap", since(5), append(append(chs(6, "m", "n"), chs(7, "o")...), chs(8, "p")...))
+
+	// reset (Restore) forgets everything before the new index.
+	f.reset(100)
+	compacted(99)
+	requireEqual(t, "after reset", since(100), []Change(nil))
+}
+
+func TestRestoreResetsChanges(t *testing.T) {
+	src := newHarness(t)
+	src.ok(put("a", "1"))
+	src.ok(put("b", "1"))
+	snap := snapshotBytes(t, src.s)
+
+	dst := newHarness(t)
+	dst.ok(put("x", "1"))
+	_, notify, err := dst.s.Changes(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.s.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-notify:
+	case <-time.After(guard):
+		t.Fatal("Restore did not wake watchers")
+	}
+	if _, _, err := dst.s.Changes(1); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("Changes(1) after restore to 2: %v", err)
+	}
+	got, _, err := dst.s.Changes(2)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Changes(2) after restore: %v %v", got, err)
+	}
+	dst.idx = 2
+	dst.ok(put("c", "1"))
+	got, _, _ = dst.s.Changes(2)
+	requireEqual(t, "changes after restore", got, []Change{{3, "kv", "c", "put"}})
+}
