@@ -27,12 +27,6 @@ func (e *encoder) bool(v bool) {
 	}
 }
 
-func (e *encoder) strs(ss []string) {
-	e.uvarint(uint64(len(ss)))
-	for _, s := range ss {
-		e.str(s)
-	}
-}
 
 func (e *encoder) strmap(m map[string]string) {
 	keys := make([]string, 0, len(m))
@@ -139,17 +133,6 @@ func (d *decoder) bool() bool {
 	return v == 1
 }
 
-func (d *decoder) strs() []string {
-	n := d.length() // every string takes at least one byte
-	if d.err != nil || n == 0 {
-		return nil
-	}
-	ss := make([]string, n)
-	for i := range ss {
-		ss[i] = d.str()
-	}
-	return ss
-}
 
 func (d *decoder) strmap() map[string]string {
 	n := d.length()

@@ -52,9 +52,6 @@ func newHarness(tb testing.TB) *harness {
 	return &harness{t: tb, s: openState(tb)}
 }
 
-// next is the index the next applied command gets.
-func (h *harness) next() uint64 { return h.idx + 1 }
-
 // apply encodes c and applies it at the next index.
 func (h *harness) apply(c Command) *Result {
 	h.t.Helper()
