@@ -27,7 +27,6 @@ func (e *encoder) bool(v bool) {
 	}
 }
 
-
 func (e *encoder) strmap(m map[string]string) {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -132,7 +131,6 @@ func (d *decoder) bool() bool {
 	}
 	return v == 1
 }
-
 
 func (d *decoder) strmap() map[string]string {
 	n := d.length()
