@@ -348,6 +348,7 @@ func dumpDB(tb testing.TB, s *State) []snapRecord {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	s.flush()
 	if err := s.db.View(func(tx *bbolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
 			walk([]string{string(name)}, b)

@@ -17,6 +17,7 @@ func checkInvariants(tb testing.TB, s *State) {
 	tb.Helper()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	s.flush()
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		if got := getU64(tx.Bucket(bMeta).Get(kIndex)); got != s.Index() {
 			return fmt.Errorf("meta index %d, State.Index %d", got, s.Index())

@@ -38,6 +38,7 @@ type Snapshot struct {
 func (s *State) Snapshot() (*Snapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	s.flush()
 	tx, err := s.db.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("begin snapshot: %w", err)
@@ -148,6 +149,7 @@ func (s *State) Restore(r io.Reader) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.discard()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close state: %w", err)
 	}

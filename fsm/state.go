@@ -45,8 +45,55 @@ type State struct {
 	mu sync.RWMutex // held for reading by views, for writing by Restore
 	db *bbolt.DB
 
+	// Applied entries accumulate in one open write transaction that is
+	// committed every flushBytes of entries, and before any view or
+	// snapshot reads the state: readers always see every applied entry, and
+	// a write-heavy load pays BoltDB's commit (page spills and writes) once
+	// per many batches instead of once per batch. The file is a cache of the
+	// log, so an uncommitted tail lost in a crash is simply re-applied.
+	wmu            sync.Mutex // guards wtx and the pending counts
+	wtx            *bbolt.Tx
+	pending        int // bytes of entries applied to wtx
+	pendingEntries int
+
 	index atomic.Uint64
 	feed  *feed
+}
+
+// Flush thresholds for the open write transaction.
+const (
+	flushBytes   = 1 << 20
+	flushEntries = 1024
+)
+
+// flush commits the open write transaction, if any. Callers hold s.mu.
+func (s *State) flush() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.flushLocked()
+}
+
+func (s *State) flushLocked() {
+	if s.wtx == nil {
+		return
+	}
+	err := s.wtx.Commit()
+	s.wtx, s.pending, s.pendingEntries = nil, 0, 0
+	if err != nil {
+		// The entries are committed in the log: a state that cannot record
+		// them would silently diverge. Stop; a restart rebuilds from the log.
+		panic(fmt.Sprintf("commit state: %v", err))
+	}
+}
+
+// discard drops the open write transaction (the state is being replaced).
+func (s *State) discard() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.wtx != nil {
+		_ = s.wtx.Rollback()
+		s.wtx, s.pending, s.pendingEntries = nil, 0, 0
+	}
 }
 
 // Open opens (creating if needed) the state at path.
@@ -103,6 +150,7 @@ func openDB(path string) (*bbolt.DB, error) {
 func (s *State) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.flush()
 	s.feed.close()
 	return s.db.Close()
 }
@@ -114,6 +162,7 @@ func (s *State) Index() uint64 { return s.index.Load() }
 func (s *State) View(fn func(v *View) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	s.flush()
 	return s.db.View(func(tx *bbolt.Tx) error {
 		return fn(&View{tx: tx, index: getU64(tx.Bucket(bMeta).Get(kIndex))})
 	})
@@ -131,8 +180,8 @@ func (s *State) Apply(index uint64, data []byte) *Result {
 	return s.ApplyBatch([]Entry{{Index: index, Data: data}})[0]
 }
 
-// ApplyBatch applies committed entries in one BoltDB transaction and then
-// publishes their changes. It is deterministic: the same entries on the same
+// ApplyBatch applies committed entries to the open BoltDB transaction and
+// then publishes their changes. It is deterministic: the same entries on the same
 // state give the same state on every node. Entries at or below the current
 // index were applied before and are skipped.
 func (s *State) ApplyBatch(entries []Entry) []*Result {
@@ -140,7 +189,14 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 	var changes []Change
 	last := s.index.Load()
 	s.mu.RLock()
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	defer s.mu.RUnlock()
+	s.wmu.Lock()
+	var err error
+	if s.wtx == nil {
+		s.wtx, err = s.db.Begin(true)
+	}
+	if err == nil {
+		tx := s.wtx
 		t := newTxn(tx)
 		for i, en := range entries {
 			if en.Index <= last {
@@ -163,9 +219,16 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 			results[i] = r
 		}
 		changes = t.changes
-		return tx.Bucket(bMeta).Put(kIndex, u64(last))
-	})
-	s.mu.RUnlock()
+		err = tx.Bucket(bMeta).Put(kIndex, u64(last))
+		s.pendingEntries += len(entries)
+		for _, en := range entries {
+			s.pending += len(en.Data)
+		}
+		if err == nil && (s.pending >= flushBytes || s.pendingEntries >= flushEntries) {
+			s.flushLocked()
+		}
+	}
+	s.wmu.Unlock()
 	if err != nil {
 		// The log is committed: a state that cannot record it would silently
 		// diverge from its peers. Stop here; a restart rebuilds from the log.
