@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -375,5 +376,71 @@ func TestRestartDoesNotBootstrapAgain(t *testing.T) {
 	cfg.Name = "other"
 	if _, err := c.tryRun(cfg); err == nil {
 		t.Fatal("a different name started on n1's data dir")
+	}
+}
+
+func TestRestoreSnapshotThroughFollower(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("n1", nil)
+	c.start("n2", nil, n1)
+	c.start("n3", nil, n1)
+	l := c.leader(settle)
+	waitFor(t, settle, func() error {
+		if v, _ := countVoters(suffrage(t, l)); v != 3 {
+			return fmt.Errorf("%d voters", v)
+		}
+		return nil
+	})
+	put(t, l, "kept", "before the snapshot")
+	sn, err := l.State().Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backup bytes.Buffer
+	if _, err := sn.WriteTo(&backup); err != nil {
+		t.Fatal(err)
+	}
+	sn.Release()
+	put(t, l, "lost", "after the snapshot")
+
+	var follower *testNode
+	for _, n := range c.live() {
+		if n != l {
+			follower = n
+		}
+	}
+	// A damaged snapshot is refused and changes nothing.
+	bad := append([]byte(nil), backup.Bytes()...)
+	bad[len(bad)/2] ^= 0xff
+	if _, err := follower.Restore(context.Background(), bytes.NewReader(bad)); err == nil {
+		t.Fatal("a corrupted snapshot was restored")
+	}
+	if _, ok := kvGet(l, "lost"); !ok {
+		t.Fatal("a refused restore changed the state")
+	}
+
+	if _, err := follower.Restore(context.Background(), bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatalf("restore through a follower: %v", err)
+	}
+	for _, n := range c.live() {
+		waitFor(t, settle, func() error {
+			if _, ok := kvGet(n, "lost"); ok {
+				return fmt.Errorf("%s still has the key written after the snapshot", n.cfg.Name)
+			}
+			if v, ok := kvGet(n, "kept"); !ok || v != "before the snapshot" {
+				return fmt.Errorf("%s lacks the snapshot's key", n.cfg.Name)
+			}
+			return nil
+		})
+	}
+	// The cluster goes on writing after the restore.
+	put(t, follower, "after-restore", "yes")
+	for _, n := range c.live() {
+		if _, err := n.ReadIndex(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := kvGet(n, "after-restore"); !ok {
+			t.Fatalf("%s misses a write made after the restore", n.cfg.Name)
+		}
 	}
 }

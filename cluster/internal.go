@@ -23,6 +23,8 @@ func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/internal/apply":
 		a.apply(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/internal/restore":
+		a.restore(w, r)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/internal/read-index":
 		if a.n.raft.State() != raft.Leader {
 			writeInternalError(w, codeNotLeader, "not the leader")

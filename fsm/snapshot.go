@@ -287,3 +287,30 @@ func bucketAt(tx *bbolt.Tx, path [][]byte) (*bbolt.Bucket, error) {
 	}
 	return b, err
 }
+
+// CheckSnapshot reads a whole snapshot, loading it into a scratch state
+// under dir, and returns its index: a snapshot that passes loads for sure.
+func CheckSnapshot(r io.Reader, dir string) (uint64, error) {
+	f, err := os.CreateTemp(dir, "check-*.db")
+	if err != nil {
+		return 0, fmt.Errorf("check snapshot: %w", err)
+	}
+	path := f.Name()
+	f.Close()
+	os.Remove(path)
+	defer os.Remove(path)
+	db, err := openDB(path)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	if err := loadSnapshot(db, bufio.NewReaderSize(r, 64<<10)); err != nil {
+		return 0, fmt.Errorf("check snapshot: %w", err)
+	}
+	var index uint64
+	err = db.View(func(tx *bbolt.Tx) error {
+		index = getU64(tx.Bucket(bMeta).Get(kIndex))
+		return nil
+	})
+	return index, err
+}

@@ -6,6 +6,7 @@ package web
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -31,6 +32,7 @@ type Cluster interface {
 	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
 	ReadIndex(ctx context.Context) (uint64, error)
 	Leave(ctx context.Context) error
+	Restore(ctx context.Context, snapshot io.Reader) (uint64, error)
 }
 
 // Options are the parts of a node the API mounts besides the Cluster.
@@ -71,8 +73,10 @@ func New(c Cluster, opts Options) *Server {
 	// The key space's handlers read at most a value's limit themselves and
 	// answer 413 naming the value; every other route has the 4M cap.
 	e.Use(s.observe, middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
-		Limit:   "4M",
-		Skipper: func(c echo.Context) bool { return strings.HasPrefix(c.Path(), "/v1/kv/") },
+		Limit: "4M",
+		Skipper: func(c echo.Context) bool {
+			return strings.HasPrefix(c.Path(), "/v1/kv/") || c.Path() == "/v1/snapshot"
+		},
 	}))
 
 	e.GET("/healthz", s.healthz)
@@ -90,6 +94,8 @@ func New(c Cluster, opts Options) *Server {
 	e.GET("/v1/blueprints/:name/versions", s.listBlueprintVersions)
 	e.GET("/v1/blueprints/:name/versions/:version", s.getBlueprintVersion)
 	e.POST("/v1/agent/leave", s.leave)
+	e.GET("/v1/snapshot", s.saveSnapshot)
+	e.PUT("/v1/snapshot", s.restoreSnapshot)
 	if opts.Internal != nil {
 		e.Any("/v1/internal/*", echo.WrapHandler(opts.Internal))
 	}
@@ -258,4 +264,37 @@ func (s *Server) leave(c echo.Context) error {
 		}
 	}()
 	return c.JSON(http.StatusAccepted, map[string]string{"node": s.c.Name(), "status": "leaving"})
+}
+
+// saveSnapshot streams the whole state as a snapshot (a logical dump with a
+// checksum). It first waits for a read index, so the snapshot holds every
+// write acknowledged before the request; ?stale=true skips that.
+func (s *Server) saveSnapshot(c echo.Context) error {
+	if c.QueryParam("stale") != "true" {
+		if _, err := s.c.ReadIndex(c.Request().Context()); err != nil {
+			return err
+		}
+	}
+	sn, err := s.c.State().Snapshot()
+	if err != nil {
+		return err
+	}
+	defer sn.Release()
+	h := c.Response().Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Disposition", `attachment; filename="armada.snap"`)
+	h.Set("X-Armada-Index", strconv.FormatUint(sn.Index(), 10))
+	c.Response().WriteHeader(http.StatusOK)
+	_, err = sn.WriteTo(c.Response())
+	return err
+}
+
+// restoreSnapshot replaces the cluster's whole state with the snapshot in
+// the body. A snapshot that does not check out changes nothing.
+func (s *Server) restoreSnapshot(c echo.Context) error {
+	index, err := s.c.Restore(c.Request().Context(), c.Request().Body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]uint64{"snapshot_index": index})
 }

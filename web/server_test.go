@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -260,6 +261,10 @@ func (f *fakeCluster) Leader() string              { return "" }
 func (f *fakeCluster) Term() uint64                { return 7 }
 func (f *fakeCluster) State() *fsm.State           { return f.st }
 func (f *fakeCluster) Leave(context.Context) error { return nil }
+
+func (f *fakeCluster) Restore(context.Context, io.Reader) (uint64, error) {
+	return 0, errors.New("fake cluster: no restore")
+}
 
 func (f *fakeCluster) Apply(context.Context, fsm.Command) (*fsm.Result, error) {
 	f.mu.Lock()
