@@ -49,11 +49,7 @@ func (n *Node) Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
 		if n.raft.State() == raft.Leader {
 			return n.applyLocal(ctx, c)
 		}
-		addr, err := n.leaderHTTP()
-		if err != nil {
-			return nil, err
-		}
-		return n.fwd.apply(ctx, addr, c)
+		return n.forward.submit(ctx, fsm.Encode(c))
 	})
 	n.met.observeApply(c.Type(), time.Since(start), err)
 	return r, err
@@ -93,7 +89,35 @@ func (n *Node) leaderHTTP() (string, error) {
 // grouped into one log entry by the batcher.
 func (n *Node) applyLocal(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
 	fsm.Stamp(c, n.now())
-	return n.batch.submit(ctx, c)
+	return n.batch.submit(ctx, fsm.Encode(c))
+}
+
+// applyForwarded applies what a follower forwarded: one command, or a Batch
+// of them whose commands join the leader's own groups one by one.
+func (n *Node) applyForwarded(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	b, ok := c.(*fsm.Batch)
+	if !ok {
+		return n.applyLocal(ctx, c)
+	}
+	now := n.now()
+	pending := make([]*pendingApply, len(b.Cmds))
+	for i, sub := range b.Cmds {
+		fsm.Stamp(sub, now)
+		if pending[i] = n.batch.enqueue(ctx, fsm.Encode(sub)); pending[i] == nil {
+			return nil, retryable{fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())}
+		}
+	}
+	out := &fsm.Result{Batch: make([]*fsm.Result, len(pending))}
+	for i, p := range pending {
+		r, err := p.wait(ctx)
+		var fe *fsm.Error
+		if err != nil && !errors.As(err, &fe) {
+			// Every command is answered the same way when the leader fails.
+			return nil, err
+		}
+		out.Batch[i] = r
+	}
+	return out, nil
 }
 
 // ReadIndex returns an index that covers every write acknowledged before
@@ -207,13 +231,10 @@ func (f *forwarder) do(ctx context.Context, method, url string, body []byte, out
 	return json.Unmarshal(data, out)
 }
 
-func (f *forwarder) apply(ctx context.Context, addr string, c fsm.Command) (*fsm.Result, error) {
+func (f *forwarder) apply(ctx context.Context, addr string, entry []byte) (*fsm.Result, error) {
 	var r fsm.Result
-	if err := f.do(ctx, http.MethodPost, "http://"+addr+"/v1/internal/apply", fsm.Encode(c), &r); err != nil {
+	if err := f.do(ctx, http.MethodPost, "http://"+addr+"/v1/internal/apply", entry, &r); err != nil {
 		return nil, err
-	}
-	if r.Err != nil {
-		return &r, r.Err
 	}
 	return &r, nil
 }

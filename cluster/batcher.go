@@ -11,13 +11,15 @@ import (
 	"github.com/armada-orchestrator/armada/fsm"
 )
 
-// Group commit on the leader: commands that arrive while earlier ones are
-// in flight are sent to Raft together as one fsm.Batch entry. Nothing
-// waits for a batch to fill: a lone command goes out at once, and batches
-// grow only when commands queue up behind the in-flight ones.
+// Group commit. Commands that arrive while earlier ones are in flight are
+// sent on together: on the leader as one fsm.Batch log entry, on a follower
+// as one forwarding request to the leader. Nothing waits for a group to
+// fill: a lone command goes out at once, and groups grow only when commands
+// queue up behind the ones in flight.
 const (
-	maxInFlight   = 2       // Raft applies outstanding at once
-	maxBatchBytes = 1 << 20 // a bigger command still goes alone
+	maxGroupBytes = 1 << 20 // a bigger command still goes alone
+	leaderFlights = 2       // Raft applies outstanding at once
+	forwardFlight = 4       // forwarding requests outstanding at once
 )
 
 type pendingApply struct {
@@ -30,24 +32,45 @@ type applyResult struct {
 	err error
 }
 
-type batcher struct {
-	r     *raft.Raft
+func (p *pendingApply) answer(r *fsm.Result, err error) {
+	if err == nil && r != nil && r.Err != nil {
+		err = r.Err
+	}
+	p.done <- applyResult{res: r, err: err}
+}
+
+// grouper queues commands and hands them to flush in groups. flush runs
+// in its own goroutine and must answer every pending command.
+type grouper struct {
 	in    chan *pendingApply
 	slots chan struct{}
+	flush func(entry []byte, group []*pendingApply)
 }
 
-func newBatcher(r *raft.Raft) *batcher {
-	return &batcher{r: r, in: make(chan *pendingApply, 4096), slots: make(chan struct{}, maxInFlight)}
+func newGrouper(inFlight int, flush func(entry []byte, group []*pendingApply)) *grouper {
+	return &grouper{in: make(chan *pendingApply, 4096), slots: make(chan struct{}, inFlight), flush: flush}
 }
 
-// submit queues a stamped command and waits for its result.
-func (b *batcher) submit(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
-	p := &pendingApply{entry: fsm.Encode(c), done: make(chan applyResult, 1)}
-	select {
-	case b.in <- p:
-	case <-ctx.Done():
+// submit queues an encoded command and waits for its result.
+func (g *grouper) submit(ctx context.Context, entry []byte) (*fsm.Result, error) {
+	p := g.enqueue(ctx, entry)
+	if p == nil {
 		return nil, retryable{fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())}
 	}
+	return p.wait(ctx)
+}
+
+func (g *grouper) enqueue(ctx context.Context, entry []byte) *pendingApply {
+	p := &pendingApply{entry: entry, done: make(chan applyResult, 1)}
+	select {
+	case g.in <- p:
+		return p
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (p *pendingApply) wait(ctx context.Context) (*fsm.Result, error) {
 	select {
 	case r := <-p.done:
 		return r.res, r.err
@@ -56,82 +79,91 @@ func (b *batcher) submit(ctx context.Context, c fsm.Command) (*fsm.Result, error
 	}
 }
 
-func (b *batcher) run(stop <-chan struct{}) {
+func (g *grouper) run(stop <-chan struct{}) {
 	for {
 		var first *pendingApply
 		select {
 		case <-stop:
 			return
-		case first = <-b.in:
+		case first = <-g.in:
 		}
 		select {
-		case b.slots <- struct{}{}:
+		case g.slots <- struct{}{}:
 		case <-stop:
-			first.done <- applyResult{err: raft.ErrRaftShutdown}
+			first.answer(nil, raft.ErrRaftShutdown)
 			return
 		}
-		batch := []*pendingApply{first}
+		group := []*pendingApply{first}
 		size := len(first.entry)
 	drain:
-		for len(batch) < fsm.MaxBatch && size < maxBatchBytes {
+		for len(group) < fsm.MaxBatch && size < maxGroupBytes {
 			select {
-			case p := <-b.in:
-				batch = append(batch, p)
+			case p := <-g.in:
+				group = append(group, p)
 				size += len(p.entry)
 			default:
 				break drain
 			}
 		}
 		entry := first.entry
-		if len(batch) > 1 {
-			entries := make([][]byte, len(batch))
-			for i, p := range batch {
+		if len(group) > 1 {
+			entries := make([][]byte, len(group))
+			for i, p := range group {
 				entries[i] = p.entry
 			}
 			entry = fsm.EncodeBatch(entries)
 		}
-		f := b.r.Apply(entry, 5*time.Second)
-		go b.finish(f, batch)
+		go func() {
+			defer func() { <-g.slots }()
+			g.flush(entry, group)
+		}()
 	}
 }
 
-// finish waits for a batch's entry to apply and hands each command its
-// own result.
-func (b *batcher) finish(f raft.ApplyFuture, batch []*pendingApply) {
-	defer func() { <-b.slots }()
-	if err := f.Error(); err != nil {
-		err = applyError(err)
-		for _, p := range batch {
-			p.done <- applyResult{err: err}
+// answerGroup hands each command of a group its result: res is the result
+// of the group's entry (a Batch result for more than one command).
+func answerGroup(group []*pendingApply, res *fsm.Result, err error) {
+	if err != nil || len(group) == 1 {
+		for _, p := range group {
+			p.answer(res, err)
 		}
+		return
+	}
+	for i, p := range group {
+		if i < len(res.Batch) {
+			p.answer(res.Batch[i], nil)
+		} else {
+			p.answer(nil, errors.New("apply: batch result too short"))
+		}
+	}
+}
+
+// raftFlush logs a group's entry on the leader.
+func (n *Node) raftFlush(entry []byte, group []*pendingApply) {
+	f := n.raft.Apply(entry, 5*time.Second)
+	if err := f.Error(); err != nil {
+		answerGroup(group, nil, applyError(err))
 		return
 	}
 	res, ok := f.Response().(*fsm.Result)
 	if !ok {
-		err := fmt.Errorf("apply: unexpected response %T", f.Response())
-		for _, p := range batch {
-			p.done <- applyResult{err: err}
-		}
+		answerGroup(group, nil, fmt.Errorf("apply: unexpected response %T", f.Response()))
 		return
 	}
-	if len(batch) == 1 {
-		batch[0].done <- result(res)
-		return
-	}
-	for i, p := range batch {
-		if i < len(res.Batch) {
-			p.done <- result(res.Batch[i])
-		} else {
-			p.done <- applyResult{err: errors.New("apply: batch result too short")}
-		}
-	}
+	answerGroup(group, res, nil)
 }
 
-func result(r *fsm.Result) applyResult {
-	if r.Err != nil {
-		return applyResult{res: r, err: r.Err}
+// forwardFlush sends a group's entry to the leader in one request.
+func (n *Node) forwardFlush(entry []byte, group []*pendingApply) {
+	addr, err := n.leaderHTTP()
+	if err != nil {
+		answerGroup(group, nil, err)
+		return
 	}
-	return applyResult{res: r}
+	ctx, cancel := context.WithTimeout(context.Background(), defaultApplyTimeout)
+	defer cancel()
+	res, err := n.fwd.apply(ctx, addr, entry)
+	answerGroup(group, res, err)
 }
 
 // applyError sorts Raft's failures into retryable (the entry was never

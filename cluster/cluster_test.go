@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -442,5 +443,64 @@ func TestRestoreSnapshotThroughFollower(t *testing.T) {
 		if _, ok := kvGet(n, "after-restore"); !ok {
 			t.Fatalf("%s misses a write made after the restore", n.cfg.Name)
 		}
+	}
+}
+
+// Concurrent writes through a follower travel to the leader in groups; each
+// still gets its own result, rejections included.
+func TestConcurrentForwardedWritesGetTheirOwnResults(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start("n1", nil)
+	c.start("n2", nil, n1)
+	l := c.leader(settle)
+	var follower *testNode
+	for _, n := range c.live() {
+		if n != l {
+			follower = n
+		}
+	}
+	waitFor(t, settle, func() error {
+		if follower.Leader() == "" {
+			return fmt.Errorf("follower knows no leader")
+		}
+		return nil
+	})
+	const writers = 64
+	errs := make([]error, writers)
+	results := make([]*fsm.Result, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := &fsm.KVPut{Key: "fw/" + strconv.Itoa(i), Value: []byte(strconv.Itoa(i))}
+			if i%4 == 0 { // must not exist yet, but a CAS of 7 says it should
+				cmd.HasCAS, cmd.CAS = true, 7
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			results[i], errs[i] = follower.Apply(ctx, cmd)
+		}()
+	}
+	wg.Wait()
+	for i := range writers {
+		if i%4 == 0 {
+			var fe *fsm.Error
+			if !asFsmError(errs[i], &fe) || fe.Code != fsm.ErrConflict {
+				t.Fatalf("write %d: want a CAS conflict, got %v", i, errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil || results[i].KV == nil || results[i].KV.Key != "fw/"+strconv.Itoa(i) {
+			t.Fatalf("write %d: %+v %v", i, results[i], errs[i])
+		}
+	}
+	if _, err := follower.ReadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	follower.State().View(func(v *fsm.View) error { n = len(v.KVPrefix("fw/", 0)); return nil })
+	if n != writers*3/4 {
+		t.Fatalf("%d keys written, want %d", n, writers*3/4)
 	}
 }

@@ -58,7 +58,7 @@ func (a *internalAPI) apply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	res, err := a.n.applyLocal(r.Context(), c)
+	res, err := a.n.applyForwarded(r.Context(), c)
 	var fe *fsm.Error
 	if err != nil && !errors.As(err, &fe) {
 		writeApplyError(w, err)

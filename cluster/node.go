@@ -21,17 +21,18 @@ import (
 
 // Node is one running Armada node.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	state *fsm.State
-	raft  *raft.Raft
-	parts *raftParts
-	gsp   *gossip
-	peers peersFile
-	fwd   *forwarder
-	batch *batcher
-	met   *metrics
-	now   func() time.Time
+	cfg     Config
+	log     *slog.Logger
+	state   *fsm.State
+	raft    *raft.Raft
+	parts   *raftParts
+	gsp     *gossip
+	peers   peersFile
+	fwd     *forwarder
+	batch   *grouper // leader: groups commands into log entries
+	forward *grouper // follower: groups commands into forwarding requests
+	met     *metrics
+	now     func() time.Time
 
 	notify chan bool
 	hooks  []func(ctx context.Context)
@@ -129,13 +130,15 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	}
 	n.peers = peersFile(dataPath(cfg.DataDir, "peers.json"))
 	n.fwd = newForwarder(n)
-	n.batch = newBatcher(n.raft)
+	n.batch = newGrouper(leaderFlights, n.raftFlush)
+	n.forward = newGrouper(forwardFlight, n.forwardFlush)
 	n.met = newMetrics(n)
 
 	seeds := append(append([]string(nil), cfg.Seeds...), n.peers.load()...)
 	n.spawn(func() { n.gsp.join(seeds, n.stop) })
 	n.spawn(n.leaderLoop)
 	n.spawn(func() { n.batch.run(n.stop) })
+	n.spawn(func() { n.forward.run(n.stop) })
 	n.spawn(n.memberLoop)
 	n.log.Info("node started", "name", cfg.Name, "role", cfg.Role, "gossip", n.gsp.addr(), "raft", raftAddr,
 		"http", cfg.HTTPAddr, "bootstrapped", !existing && len(cfg.Seeds) == 0)
