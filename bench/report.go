@@ -258,6 +258,7 @@ func (r *report) writeNotes(b *strings.Builder) {
 		"Each row writes fresh keys (`bench/c64-<worker>/<i>`, `bench/rr64-<worker>/<i>`), so every write creates a key.",
 		"Failover time includes Raft's randomized election timeout (500-1000 ms with the default `--raft-heartbeat 500ms`) " +
 			"and the 10 ms polling granularity.",
+		"Memory: a fresh node's VmRSS is its executable's pages plus a few MB of heap. After the load most of VmRSS is file-backed pages of the memory-mapped BoltDB files (the Raft log and the state): page cache that the kernel reclaims under pressure, not memory the process holds. The Anonymous column is the process's private memory; the verdict is on VmRSS as the issue states it.",
 	}
 	for _, n := range notes {
 		fmt.Fprintf(b, "- %s\n", n)
