@@ -124,16 +124,7 @@ func asFsmError(err error, fe **fsm.Error) bool {
 
 func TestLeaderShutdownElectsNewLeader(t *testing.T) {
 	c := newTestCluster(t)
-	n1 := c.start("n1", nil)
-	c.start("n2", nil, n1)
-	c.start("n3", nil, n1)
-	l := c.leader(settle)
-	waitFor(t, settle, func() error {
-		if v, _ := countVoters(suffrage(t, l)); v != 3 {
-			return fmt.Errorf("%d voters", v)
-		}
-		return nil
-	})
+	l := c.startVoters(3, nil)
 	put(t, l, "before", "1")
 	old := l.cfg.Name
 	start := time.Now()
@@ -304,16 +295,8 @@ func TestReapRemovesDeadNode(t *testing.T) {
 func TestSnapshotInstallOnLaggingNode(t *testing.T) {
 	c := newTestCluster(t)
 	small := func(cfg *Config) { cfg.SnapshotThreshold, cfg.TrailingLogs = 64, 16 }
-	n1 := c.start("n1", small)
-	c.start("n2", small, n1)
-	n3 := c.start("n3", small, n1)
-	l := c.leader(settle)
-	waitFor(t, settle, func() error {
-		if v, _ := countVoters(suffrage(t, l)); v != 3 {
-			return fmt.Errorf("%d voters", v)
-		}
-		return nil
-	})
+	l := c.startVoters(3, small)
+	n3 := c.nodes[2]
 	if l == n3 {
 		if err := l.raft.LeadershipTransfer().Error(); err != nil {
 			t.Fatal(err)
@@ -386,16 +369,7 @@ func TestRestartDoesNotBootstrapAgain(t *testing.T) {
 
 func TestRestoreSnapshotThroughFollower(t *testing.T) {
 	c := newTestCluster(t)
-	n1 := c.start("n1", nil)
-	c.start("n2", nil, n1)
-	c.start("n3", nil, n1)
-	l := c.leader(settle)
-	waitFor(t, settle, func() error {
-		if v, _ := countVoters(suffrage(t, l)); v != 3 {
-			return fmt.Errorf("%d voters", v)
-		}
-		return nil
-	})
+	l := c.startVoters(3, nil)
 	put(t, l, "kept", "before the snapshot")
 	sn, err := l.State().Snapshot()
 	if err != nil {

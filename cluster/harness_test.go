@@ -222,6 +222,24 @@ func (c *testCluster) live() []*testNode {
 	return out
 }
 
+// startVoters starts n nodes joined through the first, waits until all
+// of them are voters (n <= the default 3 voters), and returns the leader.
+func (c *testCluster) startVoters(n int, mutate func(*Config)) *testNode {
+	c.t.Helper()
+	first := c.start("n1", mutate)
+	for i := 2; i <= n; i++ {
+		c.start(fmt.Sprintf("n%d", i), mutate, first)
+	}
+	l := c.leader(settle)
+	waitFor(c.t, settle, func() error {
+		if v, _ := countVoters(suffrage(c.t, l)); v != n {
+			return fmt.Errorf("%d voters, want %d", v, n)
+		}
+		return nil
+	})
+	return l
+}
+
 // suffrage returns the leader's Raft configuration as name -> voter?
 func suffrage(t *testing.T, n *testNode) map[string]bool {
 	t.Helper()

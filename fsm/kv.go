@@ -50,6 +50,22 @@ func checkKey(key string) *Error {
 	return nil
 }
 
+// checkCAS passes unless a compare-and-set was asked for and the key's
+// modify index (0 when it does not exist) differs from want.
+func checkCAS(key string, prev *KV, hasCAS bool, want uint64) *Error {
+	if !hasCAS {
+		return nil
+	}
+	var cur uint64
+	if prev != nil {
+		cur = prev.ModRev
+	}
+	if cur != want {
+		return errf(ErrConflict, "cas", "key %q is at index %d, not %d", key, cur, want)
+	}
+	return nil
+}
+
 func (c *KVPut) apply(t *txn) *Result {
 	if e := checkKey(c.Key); e != nil {
 		return fail(e)
@@ -61,14 +77,8 @@ func (c *KVPut) apply(t *txn) *Result {
 		return fail(errf(ErrInvalid, "ttl", "ttl must not be negative"))
 	}
 	prev := t.getKV(c.Key)
-	if c.HasCAS {
-		var cur uint64
-		if prev != nil {
-			cur = prev.ModRev
-		}
-		if cur != c.CAS {
-			return fail(errf(ErrConflict, "cas", "key %q is at index %d, not %d", c.Key, cur, c.CAS))
-		}
+	if e := checkCAS(c.Key, prev, c.HasCAS, c.CAS); e != nil {
+		return fail(e)
 	}
 	lease := c.Lease
 	if lease != 0 && t.b(bLeases).Get(u64(lease)) == nil {
@@ -99,14 +109,8 @@ func (c *KVDelete) apply(t *txn) *Result {
 			return fail(e)
 		}
 		prev := t.getKV(c.Key)
-		if c.HasCAS {
-			var cur uint64
-			if prev != nil {
-				cur = prev.ModRev
-			}
-			if cur != c.CAS {
-				return fail(errf(ErrConflict, "cas", "key %q is at index %d, not %d", c.Key, cur, c.CAS))
-			}
+		if e := checkCAS(c.Key, prev, c.HasCAS, c.CAS); e != nil {
+			return fail(e)
 		}
 		if prev == nil {
 			return &Result{}
