@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"sort"
 	"sync"
 )
 
@@ -102,12 +103,15 @@ func (f *feed) since(since uint64) ([]Change, <-chan struct{}, error) {
 	if since < f.floor {
 		return nil, f.notify, ErrCompacted
 	}
-	var out []Change
-	for i := range f.n {
-		c := f.ring[(f.start+i)%len(f.ring)]
-		if c.Index > since {
-			out = append(out, c)
-		}
+	// The ring is in index order: find the first change after since.
+	at := func(i int) Change { return f.ring[(f.start+i)%len(f.ring)] }
+	first := sort.Search(f.n, func(i int) bool { return at(i).Index > since })
+	if first == f.n {
+		return nil, f.notify, nil
+	}
+	out := make([]Change, 0, f.n-first)
+	for i := first; i < f.n; i++ {
+		out = append(out, at(i))
 	}
 	return out, f.notify, nil
 }

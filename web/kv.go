@@ -3,11 +3,13 @@ package web
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -136,36 +138,51 @@ func (s *Server) getKV(c echo.Context) error {
 }
 
 // waitKV blocks until a change to key (or under prefix) has an index
-// above index, or ctx ends.
+// above index, or ctx ends. It reads the key's modify index once, then
+// follows the change feed from where it last looked, so a waiter costs a
+// few comparisons per applied batch.
 func (s *Server) waitKV(ctx context.Context, key string, prefix bool, index uint64) error {
 	st := s.c.State()
+	matches := func(ch fsm.Change) bool {
+		return ch.Topic == "kv" && (ch.Key == key || prefix && strings.HasPrefix(ch.Key, key))
+	}
+	var modified uint64
+	seen := uint64(0)
+	st.View(func(v *fsm.View) error {
+		seen = v.Index()
+		if prefix {
+			for _, kv := range v.KVPrefix(key, 0) {
+				modified = max(modified, kv.ModRev)
+			}
+		} else if kv, ok := v.KV(key); ok {
+			modified = kv.ModRev
+		}
+		return nil
+	})
+	if modified > index {
+		return nil
+	}
+	// Deletions leave no modify index behind: look back in the feed too.
+	from := min(index, seen)
 	for {
-		var modified uint64
-		st.View(func(v *fsm.View) error {
-			if prefix {
-				for _, kv := range v.KVPrefix(key, 0) {
-					modified = max(modified, kv.ModRev)
-				}
-			} else if kv, ok := v.KV(key); ok {
-				modified = kv.ModRev
-			}
-			return nil
-		})
-		if modified > index {
-			return nil
+		changes, wake, err := st.Changes(from)
+		if errors.Is(err, fsm.ErrCompacted) && from < seen {
+			from = seen // older history is gone: follow from the view read above
+			continue
 		}
-		// Deletions leave no modify index behind: look in the feed.
-		from := st.Index()
-		changes, _, err := st.Changes(index)
-		if err == nil {
-			for _, ch := range changes {
-				if ch.Topic == "kv" && (ch.Key == key || prefix && len(ch.Key) >= len(key) && ch.Key[:len(key)] == key) {
-					return nil
-				}
-			}
+		if err != nil {
+			return nil // the state is closing: let the caller read now
 		}
-		if err := st.WaitIndex(ctx, from+1); err != nil {
-			return err
+		for _, ch := range changes {
+			if ch.Index > index && matches(ch) {
+				return nil
+			}
+			from = max(from, ch.Index)
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
