@@ -92,32 +92,71 @@ func (n *Node) applyLocal(ctx context.Context, c fsm.Command) (*fsm.Result, erro
 	return n.batch.submit(ctx, fsm.Encode(c))
 }
 
-// applyForwarded applies what a follower forwarded: one command, or a Batch
-// of them whose commands join the leader's own groups one by one.
-func (n *Node) applyForwarded(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
-	b, ok := c.(*fsm.Batch)
-	if !ok {
-		return n.applyLocal(ctx, c)
-	}
+// forwardedAnswer is the leader's answer to one command of a forwarded
+// batch: its result, or why it failed. Code not_leader means the command
+// was never logged (safe to send again); unknown_outcome means it may have
+// been. Each command is answered on its own, so a follower retries exactly
+// the commands that cannot have been applied.
+type forwardedAnswer struct {
+	Result  *fsm.Result `json:"result,omitempty"`
+	Code    string      `json:"code,omitempty"`
+	Message string      `json:"message,omitempty"`
+}
+
+// applyForwardedBatch applies the commands of a forwarded Batch, each
+// joining the leader's own groups, and answers each one.
+func (n *Node) applyForwardedBatch(ctx context.Context, b *fsm.Batch) []forwardedAnswer {
 	now := n.now()
+	out := make([]forwardedAnswer, len(b.Cmds))
 	pending := make([]*pendingApply, len(b.Cmds))
 	for i, sub := range b.Cmds {
 		fsm.Stamp(sub, now)
 		if pending[i] = n.batch.enqueue(ctx, fsm.Encode(sub)); pending[i] == nil {
-			return nil, retryable{fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())}
+			// Never queued, so never logged: this one and the rest may be resent.
+			for j := i; j < len(b.Cmds); j++ {
+				out[j] = forwardedAnswer{Code: codeNotLeader, Message: "not queued: " + ctx.Err().Error()}
+			}
+			break
 		}
 	}
-	out := &fsm.Result{Batch: make([]*fsm.Result, len(pending))}
 	for i, p := range pending {
-		r, err := p.wait(ctx)
-		var fe *fsm.Error
-		if err != nil && !errors.As(err, &fe) {
-			// Every command is answered the same way when the leader fails.
-			return nil, err
+		if p == nil {
+			break
 		}
-		out.Batch[i] = r
+		r, err := p.wait(ctx)
+		out[i] = answerFor(r, err)
 	}
-	return out, nil
+	return out
+}
+
+func answerFor(r *fsm.Result, err error) forwardedAnswer {
+	var fe *fsm.Error
+	var rt retryable
+	switch {
+	case err == nil, errors.As(err, &fe):
+		return forwardedAnswer{Result: r}
+	case errors.As(err, &rt):
+		return forwardedAnswer{Code: codeNotLeader, Message: err.Error()}
+	case errors.Is(err, ErrUnknownOutcome):
+		return forwardedAnswer{Code: codeUnknownOutcome, Message: err.Error()}
+	}
+	return forwardedAnswer{Code: "internal", Message: err.Error()}
+}
+
+// errorOf turns a forwarded answer back into the caller's error.
+func (a forwardedAnswer) errorOf() error {
+	switch a.Code {
+	case "":
+		if a.Result == nil {
+			return errors.New("forwarded answer without a result")
+		}
+		return nil
+	case codeNotLeader:
+		return retryable{fmt.Errorf("%w: %s", ErrNoLeader, a.Message)}
+	case codeUnknownOutcome:
+		return ErrUnknownOutcome
+	}
+	return errors.New(a.Message)
 }
 
 // ReadIndex returns an index that covers every write acknowledged before
@@ -237,6 +276,17 @@ func (f *forwarder) apply(ctx context.Context, addr string, entry []byte) (*fsm.
 		return nil, err
 	}
 	return &r, nil
+}
+
+// applyBatch forwards a Batch entry and returns one answer per command.
+func (f *forwarder) applyBatch(ctx context.Context, addr string, entry []byte) ([]forwardedAnswer, error) {
+	var out struct {
+		Batch []forwardedAnswer `json:"batch"`
+	}
+	if err := f.do(ctx, http.MethodPost, "http://"+addr+"/v1/internal/apply", entry, &out); err != nil {
+		return nil, err
+	}
+	return out.Batch, nil
 }
 
 func (f *forwarder) readIndex(ctx context.Context, addr string) (uint64, error) {

@@ -153,7 +153,9 @@ func (n *Node) raftFlush(entry []byte, group []*pendingApply) {
 	answerGroup(group, res, nil)
 }
 
-// forwardFlush sends a group's entry to the leader in one request.
+// forwardFlush sends a group's entry to the leader in one request. A
+// group of several commands gets an answer per command, so only those the
+// leader never logged are retried.
 func (n *Node) forwardFlush(entry []byte, group []*pendingApply) {
 	addr, err := n.leaderHTTP()
 	if err != nil {
@@ -162,8 +164,22 @@ func (n *Node) forwardFlush(entry []byte, group []*pendingApply) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), defaultApplyTimeout)
 	defer cancel()
-	res, err := n.fwd.apply(ctx, addr, entry)
-	answerGroup(group, res, err)
+	if len(group) == 1 {
+		res, err := n.fwd.apply(ctx, addr, entry)
+		answerGroup(group, res, err)
+		return
+	}
+	answers, err := n.fwd.applyBatch(ctx, addr, entry)
+	if err == nil && len(answers) != len(group) {
+		err = fmt.Errorf("%w: the leader answered %d of %d commands", ErrUnknownOutcome, len(answers), len(group))
+	}
+	if err != nil {
+		answerGroup(group, nil, err)
+		return
+	}
+	for i, p := range group {
+		p.answer(answers[i].Result, answers[i].errorOf())
+	}
 }
 
 // applyError sorts Raft's failures into retryable (the entry was never

@@ -137,13 +137,21 @@ func (g *gossip) poke() {
 	}
 }
 
-func (g *gossip) update(n *memberlist.Node, status string) {
+func (g *gossip) update(n *memberlist.Node, status string) { g.updateIfOlder(n, status, time.Time{}) }
+
+// updateIfOlder records a member's status; with a non-zero notAfter it
+// changes nothing if the member's status changed after notAfter.
+func (g *gossip) updateIfOlder(n *memberlist.Node, status string, notAfter time.Time) {
 	var m meta
 	if err := json.Unmarshal(n.Meta, &m); err != nil {
 		g.log.Warn("bad gossip meta", "node", n.Name, "err", err)
 	}
 	g.mu.Lock()
 	cur, ok := g.members[n.Name]
+	if ok && !notAfter.IsZero() && cur.Since.After(notAfter) {
+		g.mu.Unlock()
+		return
+	}
 	if !ok || cur.Status != status {
 		cur = &member{Name: n.Name, Since: g.now()}
 		g.members[n.Name] = cur
@@ -153,18 +161,40 @@ func (g *gossip) update(n *memberlist.Node, status string) {
 	g.poke()
 }
 
-// sweep marks every member memberlist reports as alive, in case an event
-// was missed. memberlist v0.6 does not expose suspicion (Node.State stays
-// StateAlive, hashicorp/memberlist#293), so members go from alive to dead.
+// sweep reconciles the member map with memberlist's list of live members,
+// in case an event was missed: listed members are alive, tracked members
+// missing from the list are dead. A member whose status changed after the
+// list was taken is left alone, so a sweep never undoes a newer event
+// (memberlist declares a node dead, and calls NotifyLeave, under its own
+// lock, possibly between our list and our update). memberlist v0.6 does not
+// expose suspicion (Node.State stays StateAlive, hashicorp/memberlist#293),
+// so members go from alive to dead.
 func (g *gossip) sweep() {
+	taken := g.now()
+	live := map[string]*memberlist.Node{}
 	for _, n := range g.ml.Members() {
-		g.mu.Lock()
-		cur, ok := g.members[n.Name]
-		same := ok && cur.Status == fsm.NodeAlive
-		g.mu.Unlock()
-		if !same {
-			g.update(n, fsm.NodeAlive)
+		live[n.Name] = n
+	}
+	g.mu.Lock()
+	var stale []*memberlist.Node
+	for name, n := range live {
+		if cur, ok := g.members[name]; !ok || cur.Status != fsm.NodeAlive && cur.Since.Before(taken) {
+			stale = append(stale, n)
 		}
+	}
+	changed := false
+	for name, cur := range g.members {
+		if _, ok := live[name]; !ok && cur.Status == fsm.NodeAlive && cur.Since.Before(taken) {
+			cur.Status, cur.Since = fsm.NodeDead, g.now()
+			changed = true
+		}
+	}
+	g.mu.Unlock()
+	for _, n := range stale {
+		g.updateIfOlder(n, fsm.NodeAlive, taken)
+	}
+	if changed {
+		g.poke()
 	}
 }
 

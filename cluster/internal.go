@@ -58,13 +58,17 @@ func (a *internalAPI) apply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	res, err := a.n.applyForwarded(r.Context(), c)
+	a.n.met.forwarded.Inc()
+	if b, ok := c.(*fsm.Batch); ok {
+		writeJSON(w, map[string]any{"batch": a.n.applyForwardedBatch(r.Context(), b)})
+		return
+	}
+	res, err := a.n.applyLocal(r.Context(), c)
 	var fe *fsm.Error
 	if err != nil && !errors.As(err, &fe) {
 		writeApplyError(w, err)
 		return
 	}
-	a.n.met.forwarded.Inc()
 	writeJSON(w, res)
 }
 

@@ -160,6 +160,20 @@ func (n *Node) balanceVoters(ctx context.Context, members map[string]member, ser
 			}
 			return nil
 		}
+		// No voter is dead, yet there are too many: a dead voter came back
+		// after its replacement was promoted. Demote the last one by name
+		// (never this leader) so the group keeps the size asked for.
+		names := sortedNames(servers)
+		for i := len(names) - 1; i >= 0; i-- {
+			name := names[i]
+			if s := servers[name]; s.Suffrage == raft.Voter && name != n.cfg.Name {
+				n.log.Info("demoting voter", "node", name, "reason", fmt.Sprintf("%d voters, want %d", voters, n.cfg.Voters))
+				if err := n.raft.DemoteVoter(s.ID, 0, 5*time.Second).Error(); err != nil {
+					return fmt.Errorf("demote %s: %w", name, err)
+				}
+				return nil
+			}
+		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -69,10 +70,15 @@ func (f *forwarder) restore(ctx context.Context, addr string, body io.Reader) er
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return errors.New("leader refused the restore: " + string(msg))
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusBadRequest:
+		return &fsm.Error{Code: fsm.ErrInvalid, Field: "snapshot", Message: "the leader refused it: " + strings.TrimSpace(string(msg))}
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return fmt.Errorf("%w: leadership moved during the restore", ErrNoLeader)
 	}
-	return nil
+	return errors.New("leader refused the restore: " + strings.TrimSpace(string(msg)))
 }
 
 func (a *internalAPI) restore(w http.ResponseWriter, r *http.Request) {
@@ -81,8 +87,13 @@ func (a *internalAPI) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	index, err := a.n.Restore(r.Context(), r.Body)
-	if err != nil {
+	var fe *fsm.Error
+	switch {
+	case errors.As(err, &fe):
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case err != nil:
+		writeApplyError(w, err)
 		return
 	}
 	writeJSON(w, map[string]uint64{"index": index})

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -309,8 +310,86 @@ func CheckSnapshot(r io.Reader, dir string) (uint64, error) {
 	}
 	var index uint64
 	err = db.View(func(tx *bbolt.Tx) error {
+		if err := checkLayout(tx); err != nil {
+			return fmt.Errorf("check snapshot: %w", err)
+		}
 		index = getU64(tx.Bucket(bMeta).Get(kIndex))
 		return nil
 	})
 	return index, err
+}
+
+// checkLayout verifies that a loaded snapshot has exactly the shape Apply
+// relies on: the known buckets, nesting only under queues, and values that
+// decode. A checksum proves a file is intact, not that it is Armada's: a
+// crafted snapshot that passed could make every node's Apply panic at the
+// same entry, forever.
+func checkLayout(tx *bbolt.Tx) error {
+	known := map[string]bool{}
+	for _, b := range allBuckets {
+		known[string(b)] = true
+	}
+	err := tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+		if !known[string(name)] {
+			return fmt.Errorf("unknown bucket %q", name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(tx.Bucket(bMeta).Get(kIndex)) != 8 {
+		return errors.New("no applied index")
+	}
+	jsonOf := map[string]func([]byte) error{
+		string(bLeases):     func(v []byte) error { return json.Unmarshal(v, new(Lease)) },
+		string(bLocks):      func(v []byte) error { return json.Unmarshal(v, new(Lock)) },
+		string(bNodes):      func(v []byte) error { return json.Unmarshal(v, new(Node)) },
+		string(bBlueprints): func(v []byte) error { return json.Unmarshal(v, new(BlueprintInfo)) },
+		string(bBPVersions): func(v []byte) error { return json.Unmarshal(v, new(storedBlueprint)) },
+	}
+	for _, name := range allBuckets {
+		b := tx.Bucket(name)
+		if b == nil {
+			continue
+		}
+		err := b.ForEach(func(k, v []byte) error {
+			switch {
+			case string(name) == string(bQueues):
+				q := b.Bucket(k)
+				if v != nil || q == nil {
+					return fmt.Errorf("queues: %q is not a queue", k)
+				}
+				return q.ForEach(func(id, item []byte) error {
+					if item == nil || len(id) != 8 || decodeItem(id, item) == nil {
+						return fmt.Errorf("queue %q: bad item %x", k, id)
+					}
+					return nil
+				})
+			case v == nil:
+				return fmt.Errorf("%s: unexpected nested bucket %q", name, k)
+			case string(name) == string(bKV):
+				if len(k) == 0 || decodeKV(string(k), v) == nil {
+					return fmt.Errorf("kv: bad entry %q", k)
+				}
+			case string(name) == string(bLeaseExp):
+				if len(k) != 16 {
+					return fmt.Errorf("lease_expiry: bad key %x", k)
+				}
+			case string(name) == string(bLeaseKeys):
+				if len(k) <= 8 {
+					return fmt.Errorf("lease_keys: bad key %x", k)
+				}
+			case jsonOf[string(name)] != nil:
+				if err := jsonOf[string(name)](v); err != nil {
+					return fmt.Errorf("%s: bad entry %q: %v", name, k, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -166,12 +165,10 @@ func (s *Server) waitKV(ctx context.Context, key string, prefix bool, index uint
 	from := min(index, seen)
 	for {
 		changes, wake, err := st.Changes(from)
-		if errors.Is(err, fsm.ErrCompacted) && from < seen {
-			from = seen // older history is gone: follow from the view read above
-			continue
-		}
 		if err != nil {
-			return nil // the state is closing: let the caller read now
+			// History after index is gone (a delete may hide in it), or the
+			// state is closing: answer now with the current value and index.
+			return nil
 		}
 		for _, ch := range changes {
 			if ch.Index > index && matches(ch) {

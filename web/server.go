@@ -6,9 +6,11 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +42,7 @@ type Options struct {
 	Internal  http.Handler         // node-to-node endpoints under /v1/internal/
 	Collector prometheus.Collector // the node's metrics
 	Logger    *slog.Logger
+	SpoolDir  string // where snapshots are spooled before they are sent (default: the system temp dir)
 }
 
 // Server is the HTTP API of one node.
@@ -49,6 +52,8 @@ type Server struct {
 	log *slog.Logger
 	reg *prometheus.Registry
 	req *prometheus.HistogramVec
+
+	spoolDir string
 }
 
 // New builds the API for a node.
@@ -56,7 +61,7 @@ func New(c Cluster, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{c: c, e: echo.New(), log: opts.Logger, reg: prometheus.NewRegistry()}
+	s := &Server{c: c, e: echo.New(), log: opts.Logger, reg: prometheus.NewRegistry(), spoolDir: opts.SpoolDir}
 	s.req = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "armada_http_request_duration_seconds",
 		Help:    "HTTP API requests by route, method and status.",
@@ -75,7 +80,10 @@ func New(c Cluster, opts Options) *Server {
 	e.Use(s.observe, middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
 		Limit: "4M",
 		Skipper: func(c echo.Context) bool {
-			return strings.HasPrefix(c.Path(), "/v1/kv/") || c.Path() == "/v1/snapshot"
+			// The key space caps values itself (413 naming the value), snapshots
+			// are as large as the state, and node-to-node calls carry both.
+			p := c.Path()
+			return strings.HasPrefix(p, "/v1/kv/") || p == "/v1/snapshot" || strings.HasPrefix(p, "/v1/internal/")
 		},
 	}))
 
@@ -196,17 +204,55 @@ func classify(err error) (int, apiError) {
 
 // read serves a read from the local state: with ?consistent=true it first
 // waits for a read index from the leader, making the read linearizable.
-// The view's index goes out as X-Armada-Index.
+// The view's index goes out as X-Armada-Index. The answer is buffered and
+// sent after the view ends, so a slow client never holds a read
+// transaction (which would hold up a snapshot restore, and every read
+// queued behind it).
 func (s *Server) read(c echo.Context, fn func(v *fsm.View) error) error {
 	if c.QueryParam("consistent") == "true" {
 		if _, err := s.c.ReadIndex(c.Request().Context()); err != nil {
 			return err
 		}
 	}
-	return s.c.State().View(func(v *fsm.View) error {
-		c.Response().Header().Set("X-Armada-Index", strconv.FormatUint(v.Index(), 10))
+	resp := c.Response()
+	buf := &bufferedWriter{ResponseWriter: resp.Writer}
+	resp.Writer = buf
+	err := s.c.State().View(func(v *fsm.View) error {
+		resp.Header().Set("X-Armada-Index", strconv.FormatUint(v.Index(), 10))
 		return fn(v)
 	})
+	resp.Writer = buf.ResponseWriter
+	if err != nil {
+		if resp.Committed {
+			// fn wrote an answer and then failed: send what it wrote.
+			return buf.flush()
+		}
+		return err
+	}
+	return buf.flush()
+}
+
+// bufferedWriter holds a response until flush.
+type bufferedWriter struct {
+	http.ResponseWriter
+	status int
+	body   []byte
+}
+
+func (b *bufferedWriter) WriteHeader(status int) { b.status = status }
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	b.body = append(b.body, p...)
+	return len(p), nil
+}
+
+func (b *bufferedWriter) flush() error {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	b.ResponseWriter.WriteHeader(b.status)
+	_, err := b.ResponseWriter.Write(b.body)
+	return err
 }
 
 func (s *Server) healthz(c echo.Context) error {
@@ -268,25 +314,38 @@ func (s *Server) leave(c echo.Context) error {
 
 // saveSnapshot streams the whole state as a snapshot (a logical dump with a
 // checksum). It first waits for a read index, so the snapshot holds every
-// write acknowledged before the request; ?stale=true skips that.
+// write acknowledged before the request; ?stale=true skips that. The
+// snapshot is spooled to a temporary file first, so a slow client never
+// holds the state's read transaction.
 func (s *Server) saveSnapshot(c echo.Context) error {
 	if c.QueryParam("stale") != "true" {
 		if _, err := s.c.ReadIndex(c.Request().Context()); err != nil {
 			return err
 		}
 	}
+	f, err := os.CreateTemp(s.spoolDir, "snapshot-*.snap")
+	if err != nil {
+		return fmt.Errorf("spool snapshot: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
 	sn, err := s.c.State().Snapshot()
 	if err != nil {
 		return err
 	}
-	defer sn.Release()
+	index := sn.Index()
+	_, err = sn.WriteTo(f)
+	sn.Release()
+	if err != nil {
+		return fmt.Errorf("spool snapshot: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
 	h := c.Response().Header()
-	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Disposition", `attachment; filename="armada.snap"`)
-	h.Set("X-Armada-Index", strconv.FormatUint(sn.Index(), 10))
-	c.Response().WriteHeader(http.StatusOK)
-	_, err = sn.WriteTo(c.Response())
-	return err
+	h.Set("X-Armada-Index", strconv.FormatUint(index, 10))
+	return c.Stream(http.StatusOK, "application/octet-stream", f)
 }
 
 // restoreSnapshot replaces the cluster's whole state with the snapshot in

@@ -169,7 +169,8 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 		ln.Close()
 		return err
 	}
-	api := web.New(node, web.Options{Internal: node.InternalHandler(), Collector: node.Collector(), Logger: log.With("component", "http")})
+	api := web.New(node, web.Options{Internal: node.InternalHandler(), Collector: node.Collector(),
+		Logger: log.With("component", "http"), SpoolDir: f.dataDir})
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
