@@ -124,7 +124,7 @@ func asFsmError(err error, fe **fsm.Error) bool {
 
 func TestLeaderShutdownElectsNewLeader(t *testing.T) {
 	c := newTestCluster(t)
-	l := c.startVoters(3, nil)
+	l := c.startGroup(3, nil)
 	put(t, l, "before", "1")
 	old := l.cfg.Name
 	start := time.Now()
@@ -153,7 +153,7 @@ func TestLeaderHooksRunOnlyOnTheLeader(t *testing.T) {
 	mk := func(name string, seeds ...*testNode) *testNode {
 		counter := &atomic.Int32{}
 		active[name] = counter
-		cfg := Config{Name: name, DataDir: t.TempDir(), GossipAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		cfg := Config{Name: name, DataDir: c.dataDir(name), GossipAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 			ReconcileInterval: 200 * time.Millisecond, ProbeInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second}
 		for _, s := range seeds {
 			cfg.Seeds = append(cfg.Seeds, s.gsp.addr())
@@ -201,17 +201,7 @@ func TestLeaderHooksRunOnlyOnTheLeader(t *testing.T) {
 
 func TestDeadVoterReplacedByNonvoter(t *testing.T) {
 	c := newTestCluster(t)
-	n1 := c.start("n1", nil)
-	for i := 2; i <= 5; i++ {
-		c.start("n"+strconv.Itoa(i), nil, n1)
-	}
-	l := c.leader(settle)
-	waitFor(t, settle, func() error {
-		if v, nv := countVoters(suffrage(t, l)); v != 3 || nv != 2 {
-			return fmt.Errorf("%d voters, %d non-voters", v, nv)
-		}
-		return nil
-	})
+	l := c.startGroup(5, nil)
 	var victim *testNode
 	for _, n := range c.live() {
 		if n != l && suffrage(t, l)[n.cfg.Name] {
@@ -257,17 +247,7 @@ func TestDeadVoterReplacedByNonvoter(t *testing.T) {
 func TestReapRemovesDeadNode(t *testing.T) {
 	c := newTestCluster(t)
 	short := func(cfg *Config) { cfg.ReapTimeout = 2 * time.Second }
-	n1 := c.start("n1", short)
-	for i := 2; i <= 4; i++ {
-		c.start("n"+strconv.Itoa(i), short, n1)
-	}
-	l := c.leader(settle)
-	waitFor(t, settle, func() error {
-		if v, nv := countVoters(suffrage(t, l)); v != 3 || nv != 1 {
-			return fmt.Errorf("%d voters, %d non-voters", v, nv)
-		}
-		return nil
-	})
+	l := c.startGroup(4, short)
 	var victim *testNode
 	for _, n := range c.live() {
 		if n != l {
@@ -295,7 +275,7 @@ func TestReapRemovesDeadNode(t *testing.T) {
 func TestSnapshotInstallOnLaggingNode(t *testing.T) {
 	c := newTestCluster(t)
 	small := func(cfg *Config) { cfg.SnapshotThreshold, cfg.TrailingLogs = 64, 16 }
-	l := c.startVoters(3, small)
+	l := c.startGroup(3, small)
 	n3 := c.nodes[2]
 	if l == n3 {
 		if err := l.raft.LeadershipTransfer().Error(); err != nil {
@@ -369,7 +349,7 @@ func TestRestartDoesNotBootstrapAgain(t *testing.T) {
 
 func TestRestoreSnapshotThroughFollower(t *testing.T) {
 	c := newTestCluster(t)
-	l := c.startVoters(3, nil)
+	l := c.startGroup(3, nil)
 	put(t, l, "kept", "before the snapshot")
 	sn, err := l.State().Snapshot()
 	if err != nil {

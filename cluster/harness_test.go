@@ -28,6 +28,7 @@ type testNode struct {
 // testCluster runs in-process nodes on loopback ports chosen by the kernel.
 type testCluster struct {
 	t     *testing.T
+	base  string // data dirs live here
 	nodes []*testNode
 }
 
@@ -49,7 +50,9 @@ func (s *syncBuffer) String() string {
 }
 
 func newTestCluster(t *testing.T) *testCluster {
-	c := &testCluster{t: t}
+	// Cleanups run last first: the base dir is made before the cleanup that
+	// stops the nodes is registered, so it is removed only once they stop.
+	c := &testCluster{t: t, base: t.TempDir()}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			n.stop()
@@ -71,11 +74,21 @@ func tail(s string, lines int) string {
 	return strings.Join(parts, "\n")
 }
 
+// dataDir makes a fresh data dir under the cluster's base dir.
+func (c *testCluster) dataDir(name string) string {
+	c.t.Helper()
+	dir, err := os.MkdirTemp(c.base, name+"-")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return dir
+}
+
 // start runs a node; seeds are other nodes whose gossip addresses it joins.
 func (c *testCluster) start(name string, mutate func(*Config), seeds ...*testNode) *testNode {
 	c.t.Helper()
 	cfg := Config{
-		Name: name, DataDir: c.t.TempDir(), GossipAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Name: name, DataDir: c.dataDir(name), GossipAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		ReconcileInterval: 200 * time.Millisecond, ProbeInterval: 200 * time.Millisecond,
 		// Tolerant of a loaded 2-core CI machine running -race.
 		HeartbeatTimeout: time.Second,
@@ -222,18 +235,20 @@ func (c *testCluster) live() []*testNode {
 	return out
 }
 
-// startVoters starts n nodes joined through the first, waits until all
-// of them are voters (n <= the default 3 voters), and returns the leader.
-func (c *testCluster) startVoters(n int, mutate func(*Config)) *testNode {
+// startGroup starts n nodes joined through the first, waits until the
+// leader has made min(n, 3) of them voters and the rest non-voters (the
+// default --voters is 3), and returns the leader.
+func (c *testCluster) startGroup(n int, mutate func(*Config)) *testNode {
 	c.t.Helper()
 	first := c.start("n1", mutate)
 	for i := 2; i <= n; i++ {
 		c.start(fmt.Sprintf("n%d", i), mutate, first)
 	}
 	l := c.leader(settle)
+	want := min(n, 3)
 	waitFor(c.t, settle, func() error {
-		if v, _ := countVoters(suffrage(c.t, l)); v != n {
-			return fmt.Errorf("%d voters, want %d", v, n)
+		if v, nv := countVoters(suffrage(c.t, l)); v != want || nv != n-want {
+			return fmt.Errorf("%d voters and %d non-voters, want %d and %d", v, nv, want, n-want)
 		}
 		return nil
 	})
