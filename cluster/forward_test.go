@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -81,4 +84,34 @@ func TestForwardedBatchAnswersEachCommand(t *testing.T) {
 		t.Fatalf("%d committed, %d to resend: the batch did not span two groups", len(committed), resend)
 	}
 	t.Logf("%d groups: %d commands committed, %d answered safe to resend", groups, len(committed), resend)
+}
+
+// Followers may forward what clients submit, never what only the leader
+// issues: a forged node record or expiry over HTTP is refused.
+func TestInternalApplyRefusesLeaderOnlyCommands(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(1, nil)
+	api := l.InternalHandler()
+	post := func(c fsm.Command) int {
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/internal/apply", bytes.NewReader(fsm.Encode(c))))
+		return rec.Code
+	}
+	forged := []fsm.Command{
+		&fsm.NodeUpsert{Node: fsm.Node{Name: "ghost", Status: fsm.NodeAlive}},
+		&fsm.NodeRemove{Name: "n1"},
+		&fsm.Expire{Now: 1 << 62},
+		&fsm.Batch{Cmds: []fsm.Command{&fsm.KVPut{Key: "k", Value: []byte("v")}, &fsm.NodeRemove{Name: "n1"}}},
+	}
+	for _, cmd := range forged {
+		if code := post(cmd); code != http.StatusBadRequest {
+			t.Fatalf("%T forwarded: HTTP %d, want 400", cmd, code)
+		}
+	}
+	if _, ok := kvGet(l, "k"); ok {
+		t.Fatal("a refused batch wrote its client command")
+	}
+	if code := post(&fsm.KVPut{Key: "k", Value: []byte("v")}); code != http.StatusOK {
+		t.Fatalf("a client command forwarded: HTTP %d", code)
+	}
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -58,6 +59,10 @@ func (a *internalAPI) apply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	if err := forwardable(c); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	a.n.met.forwarded.Inc()
 	if b, ok := c.(*fsm.Batch); ok {
 		writeJSON(w, map[string]any{"batch": a.n.applyForwardedBatch(r.Context(), b)})
@@ -70,6 +75,31 @@ func (a *internalAPI) apply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, res)
+}
+
+// leaderOnly reports the commands only the leader itself issues: node
+// records follow gossip and Raft, the cluster's identity is set once, and
+// expiry is decided by the leader's clock. A forwarded request may not
+// carry them.
+func leaderOnly(t fsm.CmdType) bool {
+	switch t {
+	case fsm.CmdNodeUpsert, fsm.CmdNodeRemove, fsm.CmdClusterInit, fsm.CmdExpire:
+		return true
+	}
+	return false
+}
+
+func forwardable(c fsm.Command) error {
+	cmds := []fsm.Command{c}
+	if b, ok := c.(*fsm.Batch); ok {
+		cmds = b.Cmds
+	}
+	for _, sub := range cmds {
+		if leaderOnly(sub.Type()) {
+			return fmt.Errorf("command type %d is issued by the leader only", sub.Type())
+		}
+	}
+	return nil
 }
 
 func writeApplyError(w http.ResponseWriter, err error) {
