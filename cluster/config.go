@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"time"
 )
@@ -128,4 +129,9 @@ func splitHostPort(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("bad port in %q", addr)
 	}
 	return host, port, nil
+}
+
+// dataPath is a path inside the data dir.
+func dataPath(dir string, parts ...string) string {
+	return filepath.Join(append([]string{dir}, parts...)...)
 }

@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -91,7 +89,7 @@ func newGossip(cfg *Config, self meta, logger *slog.Logger) (*gossip, error) {
 	mc.DeadNodeReclaimTime = 5 * time.Second
 	mc.Delegate = g
 	mc.Events = g
-	mc.Logger = log.New(&memberlistLog{log: logger}, "", 0)
+	mc.Logger = log.New(&levelLog{log: logger}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip: %w", err)
@@ -305,11 +303,11 @@ func (g *gossip) NotifyLeave(n *memberlist.Node) {
 	}
 }
 
-// memberlistLog turns memberlist's "[LEVEL] memberlist: ..." lines into
-// slog records; its debug chatter is dropped.
-type memberlistLog struct{ log *slog.Logger }
+// levelLog turns the "[LEVEL] ..." lines memberlist and Raft's hclog
+// write into slog records; debug and trace chatter is dropped.
+type levelLog struct{ log *slog.Logger }
 
-func (w *memberlistLog) Write(p []byte) (int, error) {
+func (w *levelLog) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	level, msg := slog.LevelInfo, line
 	if i := strings.Index(line, "["); i >= 0 {
@@ -356,9 +354,3 @@ func (p peersFile) save(addrs []string) error {
 	}
 	return os.Rename(tmp, string(p))
 }
-
-func dataPath(dir string, parts ...string) string {
-	return filepath.Join(append([]string{dir}, parts...)...)
-}
-
-var _ io.Writer = (*memberlistLog)(nil)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"sync"
 	"time"
 
@@ -134,4 +135,10 @@ func (n *Node) expiryLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+func randomHex(nbytes int) string {
+	b := make([]byte, nbytes)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -17,13 +17,13 @@ import (
 // index and still be promoted.
 const catchUpLag = 1024
 
-// reconcileLoop runs the membership reconciler on every gossip event and on
-// a periodic sweep, for as long as this node leads.
+// reconcileLoop runs the membership reconciler on every gossip event (the
+// member loop's sweeps included) and periodically, for as long as this node
+// leads.
 func (n *Node) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.ReconcileInterval)
 	defer t.Stop()
 	for {
-		n.gsp.sweep()
 		if err := n.reconcile(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("reconcile membership", "err", err)
 		}

@@ -2,14 +2,10 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -248,18 +244,6 @@ func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
 // Done is closed once the node has stopped (after Leave or Shutdown).
 func (n *Node) Done() <-chan struct{} { return n.stop }
 
-// Status is the cluster as this node sees it.
-type Status struct {
-	Leader string `json:"leader"`
-	Term   uint64 `json:"term"`
-	Index  uint64 `json:"index"`
-}
-
-// Status returns the leader, term and applied index.
-func (n *Node) Status() Status {
-	return Status{Leader: n.Leader(), Term: n.raft.CurrentTerm(), Index: n.state.Index()}
-}
-
 // RaftStats is Raft's view of this node, for diagnostics.
 func (n *Node) RaftStats() map[string]string { return n.raft.Stats() }
 
@@ -346,13 +330,3 @@ func (n *Node) closeStores() {
 		n.state.Close()
 	}
 }
-
-func resolveTCP(addr string) (*net.TCPAddr, error) { return net.ResolveTCPAddr("tcp", addr) }
-
-func randomHex(nbytes int) string {
-	b := make([]byte, nbytes)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-var _ http.Handler = (*internalAPI)(nil)

@@ -133,7 +133,7 @@ func hclogger(l *slog.Logger) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:        "raft",
 		Level:       hclog.Info,
-		Output:      &memberlistLog{log: l},
+		Output:      &levelLog{log: l},
 		DisableTime: true,
 	})
 }
@@ -145,3 +145,5 @@ func tcpAddr(a *net.TCPAddr) net.Addr {
 	}
 	return a
 }
+
+func resolveTCP(addr string) (*net.TCPAddr, error) { return net.ResolveTCPAddr("tcp", addr) }

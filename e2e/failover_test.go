@@ -46,9 +46,9 @@ func TestLeaderKillAndRecovery(t *testing.T) {
 	}
 	// A node restarted without SEED arguments (n1 bootstrapped the
 	// cluster) finds its cluster through the gossip addresses it saved in
-	// peers.json, once a second. Killed before the first save, it would
-	// come back isolated from gossip for good (a product bug, reported
-	// separately); this test is about failover, so wait for the save.
+	// peers.json, or else, more slowly, through the replicated node
+	// records. This test is about failover: wait for the save so the
+	// restart takes the direct path.
 	waitFor(t, 10*time.Second, func() error {
 		b, err := os.ReadFile(filepath.Join(leader.DataDir, "peers.json"))
 		if err != nil {

@@ -60,11 +60,7 @@ func (s *Server) putBlueprint(c echo.Context) error {
 
 func (s *Server) listBlueprints(c echo.Context) error {
 	return s.read(c, func(v *fsm.View) error {
-		out := v.Blueprints()
-		if out == nil {
-			out = []*fsm.BlueprintInfo{}
-		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, orEmpty(v.Blueprints()))
 	})
 }
 

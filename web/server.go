@@ -135,11 +135,11 @@ type apiError struct {
 
 // badRequest is a 400 naming the input at fault.
 func badRequest(field, format string, args ...any) error {
-	return &statusError{status: http.StatusBadRequest, body: apiError{Code: "bad_request", Field: field, Message: sprintf(format, args...)}}
+	return &statusError{status: http.StatusBadRequest, body: apiError{Code: "bad_request", Field: field, Message: fmt.Sprintf(format, args...)}}
 }
 
 func notFound(field, format string, args ...any) error {
-	return &statusError{status: http.StatusNotFound, body: apiError{Code: fsm.ErrNotFound, Field: field, Message: sprintf(format, args...)}}
+	return &statusError{status: http.StatusNotFound, body: apiError{Code: fsm.ErrNotFound, Field: field, Message: fmt.Sprintf(format, args...)}}
 }
 
 type statusError struct {
@@ -255,6 +255,14 @@ func (b *bufferedWriter) flush() error {
 	return err
 }
 
+// orEmpty makes a nil list encode as [] rather than null.
+func orEmpty[T any](list []T) []T {
+	if list == nil {
+		return []T{}
+	}
+	return list
+}
+
 func (s *Server) healthz(c echo.Context) error {
 	leader := s.c.Leader()
 	body := map[string]any{"node": s.c.Name(), "leader": leader, "index": s.c.State().Index()}
@@ -269,24 +277,16 @@ func (s *Server) healthz(c echo.Context) error {
 
 func (s *Server) status(c echo.Context) error {
 	return s.read(c, func(v *fsm.View) error {
-		nodes := v.Nodes()
-		if nodes == nil {
-			nodes = []*fsm.Node{}
-		}
 		return c.JSON(http.StatusOK, map[string]any{
 			"leader": s.c.Leader(), "term": s.c.Term(), "index": v.Index(),
-			"node": s.c.Name(), "cluster_id": v.ClusterID(), "nodes": nodes,
+			"node": s.c.Name(), "cluster_id": v.ClusterID(), "nodes": orEmpty(v.Nodes()),
 		})
 	})
 }
 
 func (s *Server) listNodes(c echo.Context) error {
 	return s.read(c, func(v *fsm.View) error {
-		nodes := v.Nodes()
-		if nodes == nil {
-			nodes = []*fsm.Node{}
-		}
-		return c.JSON(http.StatusOK, nodes)
+		return c.JSON(http.StatusOK, orEmpty(v.Nodes()))
 	})
 }
 

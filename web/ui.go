@@ -2,7 +2,6 @@ package web
 
 import (
 	"embed"
-	"fmt"
 	"io/fs"
 	"net/http"
 
@@ -18,5 +17,3 @@ func (s *Server) mountUI() {
 	s.e.GET("/ui", func(c echo.Context) error { return c.Redirect(http.StatusMovedPermanently, "/ui/") })
 	s.e.GET("/ui/*", echo.WrapHandler(http.StripPrefix("/ui/", http.FileServer(http.FS(sub)))))
 }
-
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
