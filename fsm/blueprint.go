@@ -41,8 +41,12 @@ func (c *BlueprintPut) apply(t *txn) *Result {
 func sameSpec(a, b *Blueprint) bool {
 	x, y := *a, *b
 	x.Version, y.Version, x.Created, y.Created = 0, 0, 0, 0
-	ja, _ := json.Marshal(&x)
-	jb, _ := json.Marshal(&y)
+	return sameJSON(&x, &y)
+}
+
+func sameJSON(a, b any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
 	return bytes.Equal(ja, jb)
 }
 
@@ -50,6 +54,20 @@ func (c *BlueprintDelete) apply(t *txn) *Result {
 	info, ok := getJSON[BlueprintInfo](t.b(bBlueprints), []byte(c.Name))
 	if !ok {
 		return fail(errf(ErrNotFound, "name", "blueprint %q not found", c.Name))
+	}
+	var used string
+	t.b(bFleets).ForEach(func(k, _ []byte) error {
+		if f, ok := getJSON[Fleet](t.b(bFleets), k); ok && used == "" {
+			for _, v := range f.Versions {
+				if v.Blueprint == c.Name {
+					used = f.Name
+				}
+			}
+		}
+		return nil
+	})
+	if used != "" {
+		return fail(errf(ErrConflict, "name", "blueprint %q is used by fleet %q", c.Name, used))
 	}
 	for _, v := range info.Versions {
 		t.del(bBPVersions, bpVersionKey(c.Name, v))

@@ -31,6 +31,17 @@ const (
 	CmdBlueprintDel   CmdType = 16
 	CmdClusterInit    CmdType = 17
 	CmdBatch          CmdType = 18
+	CmdFleetPut       CmdType = 19
+	CmdFleetDelete    CmdType = 20
+	CmdFleetScale     CmdType = 21
+	CmdShipCreate     CmdType = 22
+	CmdShipPlace      CmdType = 23
+	CmdShipStop       CmdType = 24
+	CmdShipReport     CmdType = 25
+	CmdShipLost       CmdType = 26
+	CmdShipPurge      CmdType = 27
+	CmdNodeDrain      CmdType = 28
+	CmdNodeReport     CmdType = 29
 )
 
 // Command is one replicated state change. Only this package defines
@@ -67,6 +78,17 @@ var commandTable = [256]func() Command{
 	CmdBlueprintDel:   func() Command { return new(BlueprintDelete) },
 	CmdClusterInit:    func() Command { return new(ClusterInit) },
 	CmdBatch:          func() Command { return new(Batch) },
+	CmdFleetPut:       func() Command { return new(FleetPut) },
+	CmdFleetDelete:    func() Command { return new(FleetDelete) },
+	CmdFleetScale:     func() Command { return new(FleetScale) },
+	CmdShipCreate:     func() Command { return new(ShipCreate) },
+	CmdShipPlace:      func() Command { return new(ShipPlace) },
+	CmdShipStop:       func() Command { return new(ShipStop) },
+	CmdShipReport:     func() Command { return new(ShipReport) },
+	CmdShipLost:       func() Command { return new(ShipLost) },
+	CmdShipPurge:      func() Command { return new(ShipPurge) },
+	CmdNodeDrain:      func() Command { return new(NodeDrain) },
+	CmdNodeReport:     func() Command { return new(NodeReport) },
 }
 
 // Encode returns the log entry for c: its type byte and its body.
@@ -118,6 +140,9 @@ type Result struct {
 	Item      *QueueItem `json:"item,omitempty"`
 	Blueprint *Blueprint `json:"blueprint,omitempty"`
 	Node      *Node      `json:"node,omitempty"`
+	Fleet     *Fleet     `json:"fleet,omitempty"`
+	Ships     []*Ship    `json:"ships,omitempty"`
+	Count     int        `json:"count,omitempty"`
 	Batch     []*Result  `json:"batch,omitempty"`
 }
 

@@ -7,7 +7,10 @@ func (c *NodeUpsert) apply(t *txn) *Result {
 	}
 	if old, ok := getJSON[Node](t.b(bNodes), []byte(n.Name)); ok {
 		n.StatusSince = old.StatusSince
-		n.Allocated, n.Ships = old.Allocated, old.Ships
+		// Drain is the operator's and the rest the worker's and the
+		// scheduler's: gossip knows none of them.
+		n.Allocated, n.Ships, n.Drain = old.Allocated, old.Ships, old.Drain
+		n.PortsRange, n.HostPorts, n.UsedPorts = old.PortsRange, old.HostPorts, old.UsedPorts
 		if old.Status != n.Status {
 			n.StatusSince = c.Now
 		}

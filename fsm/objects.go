@@ -46,6 +46,12 @@ type Node struct {
 	Allocated  Resources         `json:"allocated"`
 	Ships      int               `json:"ships"`
 	Version    string            `json:"version,omitempty"`
+	// PortsRange is the range ship host ports come from ("20000-29999"),
+	// HostPorts the ports in it that something else on the host uses, and
+	// UsedPorts the ones its ships hold. The worker reports the first two.
+	PortsRange string `json:"ports_range,omitempty"`
+	HostPorts  []int  `json:"host_ports,omitempty"`
+	UsedPorts  []int  `json:"used_ports,omitempty"`
 	// StatusSince is when the leader saw Status change, in Unix milliseconds.
 	StatusSince int64 `json:"status_since"`
 	Updated     int64 `json:"updated"`

@@ -347,6 +347,8 @@ func checkLayout(tx *bbolt.Tx) error {
 		string(bNodes):      func(v []byte) error { return json.Unmarshal(v, new(Node)) },
 		string(bBlueprints): func(v []byte) error { return json.Unmarshal(v, new(BlueprintInfo)) },
 		string(bBPVersions): func(v []byte) error { return json.Unmarshal(v, new(storedBlueprint)) },
+		string(bFleets):     func(v []byte) error { return json.Unmarshal(v, new(Fleet)) },
+		string(bShips):      func(v []byte) error { return json.Unmarshal(v, new(Ship)) },
 	}
 	for _, name := range allBuckets {
 		b := tx.Bucket(name)

@@ -28,13 +28,17 @@ var (
 	bNodes      = []byte("nodes")
 	bBlueprints = []byte("blueprints")  // name -> BlueprintInfo
 	bBPVersions = []byte("bp_versions") // name 0 version(8) -> storedBlueprint
+	bFleets     = []byte("fleets")      // name -> Fleet
+	bShips      = []byte("ships")       // id -> Ship
+	bFleetShips = []byte("fleet_ships") // fleet 0 id -> nil
+	bNodeShips  = []byte("node_ships")  // node 0 id -> nil
 
 	kIndex     = []byte("index")
 	kClusterID = []byte("cluster_id")
 	kKey       = []byte("secret_key")
 	kLastID    = []byte("last_id")
 
-	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions}
+	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions, bFleets, bShips, bFleetShips, bNodeShips}
 )
 
 // State is the replicated state of one node. Apply and Restore are called

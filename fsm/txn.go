@@ -13,6 +13,7 @@ type txn struct {
 	tx      *bbolt.Tx
 	index   uint64
 	changes []Change
+	now     int64 // the leader's time carried by the command being applied
 }
 
 func newTxn(tx *bbolt.Tx) *txn { return &txn{tx: tx} }

@@ -185,3 +185,78 @@ func (v *View) SecretKey() []byte {
 
 // ClusterID is the cluster's identity, empty before ClusterInit.
 func (v *View) ClusterID() string { return string(v.tx.Bucket(bMeta).Get(kClusterID)) }
+
+// Fleet returns one fleet.
+func (v *View) Fleet(name string) (*Fleet, bool) {
+	return getJSON[Fleet](v.tx.Bucket(bFleets), []byte(name))
+}
+
+// Fleets returns every fleet, by name.
+func (v *View) Fleets() []*Fleet {
+	var out []*Fleet
+	b := v.tx.Bucket(bFleets)
+	b.ForEach(func(k, _ []byte) error {
+		if f, ok := getJSON[Fleet](b, k); ok {
+			out = append(out, f)
+		}
+		return nil
+	})
+	return out
+}
+
+// Ship returns one ship.
+func (v *View) Ship(id string) (*Ship, bool) {
+	return getJSON[Ship](v.tx.Bucket(bShips), []byte(id))
+}
+
+// ShipFilter selects ships; empty fields match everything.
+type ShipFilter struct {
+	Fleet string
+	Node  string
+	State string
+}
+
+// Ships returns the ships that match f, by id. A fleet or node in the
+// filter reads only that fleet's or node's ships.
+func (v *View) Ships(f ShipFilter) []*Ship {
+	var ids []string
+	switch {
+	case f.Node != "":
+		ids = indexedIDs(v.tx.Bucket(bNodeShips).Cursor(), f.Node)
+	case f.Fleet != "":
+		ids = indexedIDs(v.tx.Bucket(bFleetShips).Cursor(), f.Fleet)
+	}
+	var out []*Ship
+	keep := func(s *Ship) {
+		if (f.Fleet == "" || s.Fleet == f.Fleet) && (f.Node == "" || s.Node == f.Node) && (f.State == "" || s.State == f.State) {
+			out = append(out, s)
+		}
+	}
+	b := v.tx.Bucket(bShips)
+	if f.Node == "" && f.Fleet == "" {
+		b.ForEach(func(k, _ []byte) error {
+			if s, ok := getJSON[Ship](b, k); ok {
+				keep(s)
+			}
+			return nil
+		})
+		return out
+	}
+	for _, id := range ids {
+		if s, ok := getJSON[Ship](b, []byte(id)); ok {
+			keep(s)
+		}
+	}
+	return out
+}
+
+// Queued returns the ships waiting in the scheduler queue, oldest first.
+func (v *View) Queued() []*Ship {
+	var out []*Ship
+	for _, it := range v.Queue(SchedulerQueue) {
+		if s, ok := v.Ship(string(it.Data)); ok && s.State == ShipQueued {
+			out = append(out, s)
+		}
+	}
+	return out
+}
