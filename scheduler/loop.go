@@ -1,0 +1,194 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// Store is the replicated state the scheduler reads.
+type Store interface {
+	View(fn func(v *fsm.View) error) error
+	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
+}
+
+// Applier commits commands through Raft.
+type Applier interface {
+	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+}
+
+// Config tunes the loop.
+type Config struct {
+	LostGrace  time.Duration // default 2s
+	Retention  time.Duration // default 10m
+	Interval   time.Duration // periodic pass even without changes; default 1s
+	MaxPerPlan int           // placements per command; default 2000
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.LostGrace <= 0 {
+		c.LostGrace = 2 * time.Second
+	}
+	if c.Retention <= 0 {
+		c.Retention = 10 * time.Minute
+	}
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	if c.MaxPerPlan <= 0 {
+		c.MaxPerPlan = 2000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Run plans and applies until ctx ends: after every change to the state
+// that concerns ships, and every Interval (node grace periods expire
+// without any change). Only the leader runs it.
+func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
+	cfg.defaults()
+	log := cfg.Logger
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	var since uint64
+	for {
+		plan, index, err := makePlan(st, &cfg)
+		if err != nil {
+			log.Error("read state for planning", "err", err)
+		} else if !plan.Empty() {
+			for _, r := range plan.Reasons {
+				log.Info("scheduler", "action", r)
+			}
+			if err := applyPlan(ctx, ap, plan); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				log.Warn("apply plan", "err", err)
+			}
+		}
+		if since == 0 || index > since {
+			since = index
+		}
+		// Wait for a change that matters, or the tick.
+	wait:
+		for {
+			changes, ch, err := st.Changes(since)
+			if errors.Is(err, fsm.ErrCompacted) {
+				break // too far behind: plan again from scratch
+			}
+			if err != nil {
+				return
+			}
+			if len(changes) > 0 {
+				since = changes[len(changes)-1].Index
+			}
+			if relevant(changes) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				break wait
+			case <-ch:
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func relevant(changes []fsm.Change) bool {
+	for _, c := range changes {
+		switch c.Topic {
+		case "ship", "fleet", "node", "blueprint":
+			return true
+		}
+	}
+	return false
+}
+
+func makePlan(st Store, cfg *Config) (*Plan, uint64, error) {
+	var plan *Plan
+	var index uint64
+	err := st.View(func(v *fsm.View) error {
+		index = v.Index()
+		in := &Input{
+			Now: cfg.Now(), LostGrace: cfg.LostGrace, Retention: cfg.Retention, MaxPerPlan: cfg.MaxPerPlan,
+			Nodes: v.Nodes(), Fleets: v.Fleets(), Ships: v.Ships(fsm.ShipFilter{}), Queued: v.Queued(),
+			Blueprint: cachedBlueprints(v),
+		}
+		plan = Make(in)
+		return nil
+	})
+	return plan, index, err
+}
+
+func cachedBlueprints(v *fsm.View) func(string, int) (*fsm.Blueprint, bool) {
+	type key struct {
+		name string
+		v    int
+	}
+	cache := map[key]*fsm.Blueprint{}
+	return func(name string, version int) (*fsm.Blueprint, bool) {
+		k := key{name, version}
+		if bp, ok := cache[k]; ok {
+			return bp, bp != nil
+		}
+		bp, _ := v.Blueprint(name, version)
+		cache[k] = bp
+		return bp, bp != nil
+	}
+}
+
+// applyPlan applies the plan's commands in order; placements go out
+// together so that Raft batches them.
+func applyPlan(ctx context.Context, ap Applier, p *Plan) error {
+	var errs []error
+	apply := func(c fsm.Command) {
+		r, err := ap.Apply(ctx, c)
+		if err == nil && r.Err != nil && r.Err.Code != fsm.ErrConflict {
+			err = r.Err
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range p.Lost {
+		apply(c)
+	}
+	for _, c := range p.Create {
+		apply(c)
+	}
+	for _, c := range p.Stop {
+		apply(c)
+	}
+	if len(p.Place) > 0 {
+		done := make(chan error, len(p.Place))
+		for _, c := range p.Place {
+			go func() {
+				_, err := ap.Apply(ctx, c)
+				done <- err
+			}()
+		}
+		for range p.Place {
+			if err := <-done; err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if p.Purge != nil {
+		apply(p.Purge)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,323 @@
+// Package scheduler decides, on the Raft leader, what the cluster should
+// do next: which ships to create, stop, mark lost and place. Plan is a pure
+// function of a state view; Loop applies its result as commands, which the
+// state machine checks again, so a stale or duplicated plan can never
+// over-commit a node or double a fleet.
+package scheduler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// Input is the state a plan is made from.
+type Input struct {
+	Now        time.Time
+	LostGrace  time.Duration // how long a node may be gone before its ships are lost
+	Retention  time.Duration // how long ended ships are kept
+	Nodes      []*fsm.Node
+	Fleets     []*fsm.Fleet
+	Ships      []*fsm.Ship // every ship
+	Queued     []*fsm.Ship // the scheduler queue, oldest first
+	Blueprint  func(name string, version int) (*fsm.Blueprint, bool)
+	MaxPerPlan int // placements per ShipPlace command; 0: all in one
+}
+
+// Plan is what the leader should apply, in order.
+type Plan struct {
+	Lost   []*fsm.ShipLost
+	Create []*fsm.ShipCreate
+	Stop   []*fsm.ShipStop
+	Place  []*fsm.ShipPlace
+	Purge  *fsm.ShipPurge
+	// Reasons says why, one line per action, for the log.
+	Reasons []string
+}
+
+// Commands lists the plan's commands in the order they must be applied.
+func (p *Plan) Commands() []fsm.Command {
+	var out []fsm.Command
+	for _, c := range p.Lost {
+		out = append(out, c)
+	}
+	for _, c := range p.Create {
+		out = append(out, c)
+	}
+	for _, c := range p.Stop {
+		out = append(out, c)
+	}
+	for _, c := range p.Place {
+		out = append(out, c)
+	}
+	if p.Purge != nil {
+		out = append(out, p.Purge)
+	}
+	return out
+}
+
+// Empty reports whether the plan does nothing.
+func (p *Plan) Empty() bool { return len(p.Commands()) == 0 }
+
+func (p *Plan) why(format string, args ...any) {
+	p.Reasons = append(p.Reasons, fmt.Sprintf(format, args...))
+}
+
+type verKey struct {
+	bp string
+	v  int
+}
+
+// Make plans the next step from the state in in.
+func Make(in *Input) *Plan {
+	p := &Plan{}
+	nodes := map[string]*fsm.Node{}
+	for _, n := range in.Nodes {
+		nodes[n.Name] = n
+	}
+	lostNodes := planLost(in, nodes, p)
+	reconcileFleets(in, nodes, lostNodes, p)
+	p.Place = placeQueued(in, p)
+	planPurge(in, p)
+	return p
+}
+
+// planLost marks the ships of nodes gone for longer than the grace.
+func planLost(in *Input, nodes map[string]*fsm.Node, p *Plan) map[string]bool {
+	withShips := map[string]bool{}
+	for _, s := range in.Ships {
+		if s.Node != "" && !s.Ended() {
+			withShips[s.Node] = true
+		}
+	}
+	lost := map[string]bool{}
+	for _, name := range sortedKeys(withShips) {
+		n, ok := nodes[name]
+		if ok && n.Status == fsm.NodeAlive {
+			continue
+		}
+		status, since := "gone", time.Time{}
+		if ok {
+			status, since = n.Status, time.UnixMilli(n.StatusSince)
+		}
+		if gone := in.Now.Sub(since); ok && gone < in.LostGrace {
+			continue
+		}
+		lost[name] = true
+		reason := fmt.Sprintf("node %s is %s", name, status)
+		if ok {
+			reason += " since " + since.UTC().Format("15:04:05.000")
+		}
+		p.Lost = append(p.Lost, &fsm.ShipLost{Node: name, Reason: reason})
+		p.why("lose ships of %s: %s for more than %s", name, status, in.LostGrace)
+	}
+	return lost
+}
+
+// counted reports whether a ship counts towards its fleet's replicas, as
+// the state machine counts it: live, not stopping, not on a draining node
+// (nor on one whose ships are being lost now).
+func counted(s *fsm.Ship, nodes map[string]*fsm.Node, lost map[string]bool) bool {
+	if !s.Live() || s.State == fsm.ShipStopping {
+		return false
+	}
+	if s.Node == "" {
+		return true
+	}
+	n, ok := nodes[s.Node]
+	return ok && !n.Drain && !lost[s.Node]
+}
+
+func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool, p *Plan) {
+	byFleet := map[string][]*fsm.Ship{}
+	for _, s := range in.Ships {
+		if s.Live() && s.State != fsm.ShipStopping {
+			byFleet[s.Fleet] = append(byFleet[s.Fleet], s)
+		}
+	}
+	surplus := &fsm.ShipStop{Why: fsm.StopSurplus, Reason: "the fleet wants fewer ships of this version"}
+	drain := &fsm.ShipStop{Why: fsm.StopDrain, Reason: "its node drains; replaced elsewhere"}
+	for _, f := range in.Fleets {
+		want := map[verKey]int{}
+		for i, n := range f.Desired() {
+			v := f.Versions[i]
+			want[verKey{v.Blueprint, v.Version}] = n
+		}
+		have := map[verKey][]*fsm.Ship{}
+		up := map[verKey]int{}
+		var draining []*fsm.Ship
+		for _, s := range byFleet[f.Name] {
+			k := verKey{s.Blueprint, s.Version}
+			if !counted(s, nodes, lost) {
+				if !lost[s.Node] {
+					draining = append(draining, s)
+				}
+				continue
+			}
+			have[k] = append(have[k], s)
+			if s.Up() {
+				up[k]++
+			}
+		}
+		for _, v := range f.Versions {
+			k := verKey{v.Blueprint, v.Version}
+			if d := want[k] - len(have[k]); d > 0 {
+				p.Create = append(p.Create, &fsm.ShipCreate{Fleet: f.Name, Blueprint: v.Blueprint, Version: v.Version, Count: d})
+				p.why("fleet %s: create %d of %s v%d (%d of %d)", f.Name, d, v.Blueprint, v.Version, len(have[k]), want[k])
+			}
+		}
+		for _, k := range sortedVerKeys(have) {
+			extra := len(have[k]) - want[k]
+			if extra <= 0 {
+				continue
+			}
+			victims := pickSurplus(have[k], nodes, f.Strategy(), extra)
+			for _, s := range victims {
+				surplus.Ships = append(surplus.Ships, s.ID)
+			}
+			p.why("fleet %s: stop %d surplus of %s v%d (%d of %d)", f.Name, len(victims), k.bp, k.v, len(have[k]), want[k])
+		}
+		// A draining node's ship stops once enough ready ships of its
+		// version run elsewhere: the replacement is up first.
+		slices.SortFunc(draining, func(a, b *fsm.Ship) int { return cmp.Compare(a.ID, b.ID) })
+		for _, s := range draining {
+			k := verKey{s.Blueprint, s.Version}
+			if up[k] >= want[k] {
+				drain.Ships = append(drain.Ships, s.ID)
+				p.why("fleet %s: stop %s on draining node %s: %d of %d ready elsewhere", f.Name, s.ID, s.Node, up[k], want[k])
+			}
+		}
+	}
+	// Ships whose fleet is gone are stopped by the fleet's deletion; ships
+	// without a fleet simply stop when their node drains.
+	for _, s := range byFleet[""] {
+		if n, ok := nodes[s.Node]; ok && n.Drain {
+			drain.Ships = append(drain.Ships, s.ID)
+			p.why("stop %s: node %s is draining", s.ID, s.Node)
+		}
+	}
+	if len(surplus.Ships) > 0 {
+		p.Stop = append(p.Stop, surplus)
+	}
+	if len(drain.Ships) > 0 {
+		p.Stop = append(p.Stop, drain)
+	}
+}
+
+// pickSurplus chooses which n ships to stop, one at a time: the least
+// advanced first (queued, then scheduled, starting, ready), never allocated
+// ones; among equals, under spread one on the node with most ships of the
+// fleet left, under pack one on the least-loaded node, so the fleet stays
+// spread or packed; then the newest.
+func pickSurplus(ships []*fsm.Ship, nodes map[string]*fsm.Node, strategy string, n int) []*fsm.Ship {
+	perNode := map[string]int{}
+	for _, s := range ships {
+		perNode[s.Node]++
+	}
+	stage := map[string]int{fsm.ShipQueued: 0, fsm.ShipScheduled: 1, fsm.ShipStarting: 2, fsm.ShipReady: 3}
+	var cands []*fsm.Ship
+	for _, s := range ships {
+		if s.State != fsm.ShipAllocated {
+			cands = append(cands, s)
+		}
+	}
+	load := func(s *fsm.Ship) float64 {
+		if nd, ok := nodes[s.Node]; ok {
+			return utilisation(nd.Allocated, nd.Capacity)
+		}
+		return 0
+	}
+	better := func(a, b *fsm.Ship) int {
+		if c := cmp.Compare(stage[a.State], stage[b.State]); c != 0 {
+			return c
+		}
+		if strategy == fsm.StrategyPack {
+			if c := cmp.Compare(load(a), load(b)); c != 0 {
+				return c
+			}
+		} else if c := cmp.Compare(perNode[b.Node], perNode[a.Node]); c != 0 {
+			return c
+		}
+		return newer(a, b)
+	}
+	var out []*fsm.Ship
+	for len(out) < n && len(cands) > 0 {
+		best := 0
+		for i := 1; i < len(cands); i++ {
+			if better(cands[i], cands[best]) < 0 {
+				best = i
+			}
+		}
+		s := cands[best]
+		out = append(out, s)
+		perNode[s.Node]--
+		cands = slices.Delete(cands, best, best+1)
+	}
+	return out
+}
+
+// newer orders the newest ship first: by creation time, then by id, whose
+// suffix is a base-36 number that grows with every ship.
+func newer(a, b *fsm.Ship) int {
+	if c := cmp.Compare(b.Created, a.Created); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(len(b.ID), len(a.ID)); c != 0 {
+		return c
+	}
+	return cmp.Compare(b.ID, a.ID)
+}
+
+func utilisation(alloc, capacity fsm.Resources) float64 {
+	u := 0.0
+	if capacity.CPUMHz > 0 {
+		u = float64(alloc.CPUMHz) / float64(capacity.CPUMHz)
+	}
+	if capacity.MemoryMB > 0 {
+		u = max(u, float64(alloc.MemoryMB)/float64(capacity.MemoryMB))
+	}
+	return u
+}
+
+func planPurge(in *Input, p *Plan) {
+	if in.Retention <= 0 {
+		return
+	}
+	cut := in.Now.Add(-in.Retention).UnixMilli()
+	var ids []string
+	for _, s := range in.Ships {
+		if s.Ended() && s.Updated <= cut {
+			ids = append(ids, s.ID)
+		}
+	}
+	if len(ids) > 0 {
+		p.Purge = &fsm.ShipPurge{Ships: ids}
+		p.why("purge %d ships ended more than %s ago", len(ids), in.Retention)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sortedVerKeys[V any](m map[verKey]V) []verKey {
+	out := make([]verKey, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b verKey) int {
+		if c := cmp.Compare(a.bp, b.bp); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.v, b.v)
+	})
+	return out
+}
