@@ -1,5 +1,7 @@
-// Package worker turns the ships placed on a node into running processes.
-// For now it holds the resource advisor that reports the node's capacity.
+// Package worker turns the ships placed on a node into running processes:
+// a reconciler (Worker) compares the ships the replicated state places here
+// with what the driver runs, and the resource advisor reports the node's
+// capacity and the host ports in use.
 package worker
 
 import (

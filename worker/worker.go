@@ -1,0 +1,386 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// Store is the replicated state the worker reads.
+type Store interface {
+	View(fn func(v *fsm.View) error) error
+	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
+}
+
+// Applier commits commands through Raft.
+type Applier interface {
+	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+}
+
+// Config is one node's worker.
+type Config struct {
+	Node       string
+	PortsRange string
+	Driver     Driver
+	// SDKAddr is the local SDK endpoint handed to ships as ARMADA_SDK_ADDR.
+	SDKAddr string
+	// Interval is the periodic sweep; default 1s.
+	Interval time.Duration
+	// ProcDir is where host ports are read from; default /proc.
+	ProcDir string
+	Logger  *slog.Logger
+}
+
+// Worker reconciles the ships placed on this node with what its driver
+// runs: desired state from the replicated state, actual state from the
+// driver, on every change and on a timer. Every action is logged with its
+// reason, and running a pass twice does nothing the second time.
+type Worker struct {
+	cfg Config
+	st  Store
+	ap  Applier
+	log *slog.Logger
+
+	mu       sync.Mutex
+	stopping map[string]bool // stops in flight
+	kick     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// New makes a worker; Run starts it.
+func New(st Store, ap Applier, cfg Config) *Worker {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.ProcDir == "" {
+		cfg.ProcDir = "/proc"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{cfg: cfg, st: st, ap: ap, log: cfg.Logger, stopping: map[string]bool{}, kick: make(chan struct{}, 1)}
+}
+
+// LogPath is the file holding a ship's captured output.
+func (w *Worker) LogPath(id string) string { return w.cfg.Driver.LogPath(id) }
+
+func (w *Worker) poke() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles until ctx ends, then waits for the stops it started.
+// It does not stop the ships: closing the driver does.
+func (w *Worker) Run(ctx context.Context) {
+	defer w.wg.Wait()
+	tick := time.NewTicker(w.cfg.Interval)
+	defer tick.Stop()
+	var since uint64
+	var lastPorts []int
+	lastReport := time.Time{}
+	for {
+		if time.Since(lastReport) >= 5*time.Second {
+			if ports, err := w.reportHost(ctx, lastPorts); err == nil {
+				lastPorts, lastReport = ports, time.Now()
+			} else if ctx.Err() == nil {
+				w.log.Debug("report host ports", "err", err)
+			}
+		}
+		index, err := w.Reconcile(ctx)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("reconcile", "err", err)
+		}
+		if index > since {
+			since = index
+		}
+	wait:
+		for {
+			changes, ch, err := w.st.Changes(since)
+			if errors.Is(err, fsm.ErrCompacted) {
+				break
+			}
+			if err != nil {
+				return
+			}
+			if len(changes) > 0 {
+				since = changes[len(changes)-1].Index
+			}
+			for _, c := range changes {
+				if c.Topic == "ship" || (c.Topic == "node" && c.Key == w.cfg.Node) {
+					break wait
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				lastReport = time.Time{} // report host ports on the sweep too
+				break wait
+			case <-w.kick:
+				break wait
+			case <-w.cfg.Driver.Changed():
+				break wait
+			case <-ch:
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// reportHost tells the cluster this node's port range and the ports in it
+// that something other than its ships uses, when they changed.
+func (w *Worker) reportHost(ctx context.Context, last []int) ([]int, error) {
+	lo, hi, err := fsm.ParsePortsRange(w.cfg.PortsRange)
+	if err != nil {
+		return nil, err
+	}
+	inUse, err := ListeningPorts(w.cfg.ProcDir, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	var node *fsm.Node
+	own := map[int]bool{}
+	w.st.View(func(v *fsm.View) error {
+		node, _ = v.Node(w.cfg.Node)
+		for _, s := range v.Ships(fsm.ShipFilter{Node: w.cfg.Node}) {
+			for _, p := range s.Ports {
+				own[p] = true
+			}
+		}
+		return nil
+	})
+	if node == nil {
+		return nil, errors.New("node not recorded yet")
+	}
+	var ports []int
+	for _, p := range inUse {
+		if !own[p] {
+			ports = append(ports, p)
+		}
+	}
+	if node.PortsRange == w.cfg.PortsRange && slices.Equal(node.HostPorts, ports) && slices.Equal(last, ports) {
+		return ports, nil
+	}
+	r, err := w.ap.Apply(ctx, &fsm.NodeReport{Name: w.cfg.Node, PortsRange: w.cfg.PortsRange, HostPorts: ports})
+	if err == nil && r.Err != nil {
+		err = r.Err
+	}
+	return ports, err
+}
+
+// action is one thing a pass decided, with its reason.
+type action struct {
+	ship   *fsm.Ship
+	spec   *Spec
+	report *fsm.Report
+	stop   bool
+	forget bool
+	why    string
+}
+
+// Reconcile runs one pass and returns the index of the state it read.
+func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
+	procs := map[string]Status{}
+	for _, s := range w.cfg.Driver.List() {
+		procs[s.ID] = s
+	}
+	var acts []action
+	var index uint64
+	err := w.st.View(func(v *fsm.View) error {
+		index = v.Index()
+		mine := map[string]bool{}
+		for _, s := range v.Ships(fsm.ShipFilter{Node: w.cfg.Node}) {
+			mine[s.ID] = true
+			if a, ok := w.decide(v, s, procs[s.ID], procs[s.ID].ID != ""); ok {
+				acts = append(acts, a)
+			}
+		}
+		// Whatever runs here that the state does not place here stops:
+		// a node that comes back after its ships were moved stops them.
+		for _, id := range slices.Sorted(maps.Keys(procs)) {
+			if mine[id] {
+				continue
+			}
+			why := "not assigned to this node"
+			if s, ok := v.Ship(id); ok && s.Node != "" {
+				why = "assigned to node " + s.Node
+			}
+			acts = append(acts, action{ship: &fsm.Ship{ID: id}, stop: procs[id].State != ProcExited, forget: procs[id].State == ProcExited, why: why})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read state: %w", err)
+	}
+	var reports []fsm.Report
+	for _, a := range acts {
+		switch {
+		case a.spec != nil:
+			w.log.Info("start ship", "ship", a.ship.ID, "why", a.why)
+			if err := w.cfg.Driver.Start(ctx, a.spec); err != nil {
+				w.log.Warn("start ship failed", "ship", a.ship.ID, "err", err)
+				reports = append(reports, fsm.Report{Ship: a.ship.ID, State: fsm.ShipFailed, Reason: "start: " + err.Error()})
+				continue
+			}
+			st := fsm.ShipStarting
+			for _, p := range w.cfg.Driver.List() {
+				if p.ID == a.ship.ID && p.State == ProcRunning {
+					st = fsm.ShipReady
+				}
+			}
+			reports = append(reports, fsm.Report{Ship: a.ship.ID, State: st})
+		case a.stop:
+			w.stopAsync(ctx, a.ship.ID, a.why)
+		case a.report != nil:
+			w.log.Info("report ship", "ship", a.ship.ID, "state", a.report.State, "why", a.why)
+			reports = append(reports, *a.report)
+		case a.forget:
+			w.cfg.Driver.Forget(a.ship.ID)
+		}
+	}
+	if len(reports) == 0 {
+		return index, nil
+	}
+	r, err := w.ap.Apply(ctx, &fsm.ShipReport{Node: w.cfg.Node, Reports: reports})
+	if err == nil && r.Err != nil {
+		err = r.Err
+	}
+	if err != nil {
+		return index, fmt.Errorf("report %d ships: %w", len(reports), err)
+	}
+	return index, nil
+}
+
+// decide compares one ship of this node with its process. known says
+// whether the driver has the ship at all.
+func (w *Worker) decide(v *fsm.View, s *fsm.Ship, p Status, known bool) (action, bool) {
+	a := action{ship: s}
+	report := func(state, reason, why string) (action, bool) {
+		if s.State == state && s.Reason == reason && s.Item == 0 {
+			return a, false
+		}
+		a.report, a.why = &fsm.Report{Ship: s.ID, State: state, Reason: reason}, why
+		return a, true
+	}
+	w.mu.Lock()
+	inFlight := w.stopping[s.ID]
+	w.mu.Unlock()
+	if inFlight {
+		return a, false
+	}
+	switch {
+	case s.State == fsm.ShipStopping:
+		if known && p.State != ProcExited {
+			a.stop, a.why = true, "ship is to stop: "+s.Reason
+			return a, true
+		}
+		return report(fsm.ShipStopped, s.Reason, "ship is to stop and nothing runs")
+	case s.Ended() || s.State == fsm.ShipQueued:
+		if known && p.State != ProcExited {
+			a.stop, a.why = true, "ship is "+s.State
+			return a, true
+		}
+		if known {
+			a.forget, a.why = true, "ship is "+s.State
+			return a, true
+		}
+		return a, false
+	}
+	// The ship should run here.
+	switch {
+	case !known:
+		spec, err := w.spec(v, s)
+		if err != nil {
+			return report(fsm.ShipFailed, err.Error(), "cannot build the ship's spec")
+		}
+		a.spec, a.why = spec, "placed here and not running"
+		if s.State != fsm.ShipScheduled {
+			a.why = "ship is " + s.State + " but not running (worker restarted?)"
+		}
+		return a, true
+	case p.State == ProcExited:
+		// Forgotten only once the state has the ship ended, so a report
+		// that fails to commit is made again.
+		if p.Failed {
+			return report(fsm.ShipFailed, p.Reason, "process exited")
+		}
+		return report(fsm.ShipStopped, p.Reason, "process exited")
+	case p.State == ProcStarting:
+		if s.State == fsm.ShipScheduled {
+			return report(fsm.ShipStarting, "", "process is starting")
+		}
+		if s.State == fsm.ShipReady {
+			return report(fsm.ShipStarting, p.Reason, "process is restarting")
+		}
+		return a, false
+	default: // running
+		if s.State == fsm.ShipAllocated {
+			return report(fsm.ShipAllocated, s.Reason, "process is running")
+		}
+		return report(fsm.ShipReady, "", "process is running")
+	}
+}
+
+// spec builds what the driver needs to run a ship.
+func (w *Worker) spec(v *fsm.View, s *fsm.Ship) (*Spec, error) {
+	bp, ok := v.Blueprint(s.Blueprint, s.Version)
+	if !ok {
+		return nil, fmt.Errorf("blueprint %s version %d not found", s.Blueprint, s.Version)
+	}
+	secrets, err := v.BlueprintSecrets(s.Blueprint, s.Version)
+	if err != nil {
+		return nil, fmt.Errorf("open secrets: %w", err)
+	}
+	env := map[string]string{}
+	maps.Copy(env, bp.Env)
+	maps.Copy(env, secrets)
+	env["ARMADA_SHIP_ID"] = s.ID
+	env["ARMADA_FLEET"] = s.Fleet
+	env["ARMADA_NODE"] = w.cfg.Node
+	env["ARMADA_BLUEPRINT"] = s.Blueprint
+	env["ARMADA_VERSION"] = fmt.Sprint(s.Version)
+	env["ARMADA_ADDRESS"] = s.Address
+	if w.cfg.SDKAddr != "" {
+		env["ARMADA_SDK_ADDR"] = w.cfg.SDKAddr
+	}
+	for name, port := range s.Ports {
+		env["ARMADA_PORT_"+strings.ToUpper(name)] = fmt.Sprint(port)
+	}
+	return &Spec{ID: s.ID, Fleet: s.Fleet, Unit: bp.Unit, Env: env}, nil
+}
+
+// stopAsync stops a ship without holding up the pass; the pass after it
+// reports the ship stopped.
+func (w *Worker) stopAsync(ctx context.Context, id, why string) {
+	w.mu.Lock()
+	if w.stopping[id] {
+		w.mu.Unlock()
+		return
+	}
+	w.stopping[id] = true
+	w.mu.Unlock()
+	w.log.Info("stop ship", "ship", id, "why", why)
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		if err := w.cfg.Driver.Stop(context.WithoutCancel(ctx), id); err != nil {
+			w.log.Warn("stop ship failed", "ship", id, "err", err)
+		}
+		w.mu.Lock()
+		delete(w.stopping, id)
+		w.mu.Unlock()
+		w.poke()
+	}()
+}
