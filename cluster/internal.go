@@ -79,11 +79,13 @@ func (a *internalAPI) apply(w http.ResponseWriter, r *http.Request) {
 
 // leaderOnly reports the commands only the leader itself issues: node
 // records follow gossip and Raft, the cluster's identity is set once, and
-// expiry is decided by the leader's clock. A forwarded request may not
-// carry them.
+// expiry is decided by the leader's clock, and placements, lost ships and
+// purges are the scheduler's, which runs on the leader. A forwarded request
+// may not carry them.
 func leaderOnly(t fsm.CmdType) bool {
 	switch t {
-	case fsm.CmdNodeUpsert, fsm.CmdNodeRemove, fsm.CmdClusterInit, fsm.CmdExpire:
+	case fsm.CmdNodeUpsert, fsm.CmdNodeRemove, fsm.CmdClusterInit, fsm.CmdExpire,
+		fsm.CmdShipPlace, fsm.CmdShipLost, fsm.CmdShipPurge:
 		return true
 	}
 	return false

@@ -43,6 +43,15 @@ type Options struct {
 	Collector prometheus.Collector // the node's metrics
 	Logger    *slog.Logger
 	SpoolDir  string // where snapshots are spooled before they are sent (default: the system temp dir)
+	// Logs finds the captured output of the ships this node runs; nil on a
+	// node that runs no ships.
+	Logs ShipLogs
+}
+
+// ShipLogs is the local worker as the API sees it.
+type ShipLogs interface {
+	// LogPath is the file holding a ship's captured stdout and stderr.
+	LogPath(id string) string
 }
 
 // Server is the HTTP API of one node.
@@ -54,6 +63,7 @@ type Server struct {
 	req *prometheus.HistogramVec
 
 	spoolDir string
+	logs     ShipLogs // nil on a node that runs no ships
 }
 
 // New builds the API for a node.
@@ -61,7 +71,7 @@ func New(c Cluster, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{c: c, e: echo.New(), log: opts.Logger, reg: prometheus.NewRegistry(), spoolDir: opts.SpoolDir}
+	s := &Server{c: c, e: echo.New(), log: opts.Logger, reg: prometheus.NewRegistry(), spoolDir: opts.SpoolDir, logs: opts.Logs}
 	s.req = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "armada_http_request_duration_seconds",
 		Help:    "HTTP API requests by route, method and status.",
@@ -92,6 +102,7 @@ func New(c Cluster, opts Options) *Server {
 	e.GET("/v1/status", s.status)
 	e.GET("/v1/nodes", s.listNodes)
 	e.GET("/v1/nodes/:name", s.getNode)
+	e.POST("/v1/nodes/:name/drain", s.drainNode)
 	e.GET("/v1/kv/*", s.getKV)
 	e.PUT("/v1/kv/*", s.putKV)
 	e.DELETE("/v1/kv/*", s.deleteKV)
@@ -101,6 +112,16 @@ func New(c Cluster, opts Options) *Server {
 	e.DELETE("/v1/blueprints/:name", s.deleteBlueprint)
 	e.GET("/v1/blueprints/:name/versions", s.listBlueprintVersions)
 	e.GET("/v1/blueprints/:name/versions/:version", s.getBlueprintVersion)
+	e.GET("/v1/fleets", s.listFleets)
+	e.PUT("/v1/fleets/:name", s.putFleet)
+	e.GET("/v1/fleets/:name", s.getFleet)
+	e.DELETE("/v1/fleets/:name", s.deleteFleet)
+	e.POST("/v1/fleets/:name/scale", s.scaleFleet)
+	e.GET("/v1/ships", s.listShips)
+	e.POST("/v1/ships", s.createShip)
+	e.GET("/v1/ships/:id", s.getShip)
+	e.DELETE("/v1/ships/:id", s.stopShip)
+	e.GET("/v1/ships/:id/logs", s.shipLogs)
 	e.POST("/v1/agent/leave", s.leave)
 	e.GET("/v1/snapshot", s.saveSnapshot)
 	e.PUT("/v1/snapshot", s.restoreSnapshot)

@@ -64,7 +64,7 @@ func nodeTable(nodes []*fsm.Node) {
 }
 
 func newNode(cf *clientFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "node", Short: "Inspect nodes"}
+	cmd := &cobra.Command{Use: "node", Short: "Inspect and drain nodes"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List nodes",
@@ -97,19 +97,71 @@ func newNode(cf *clientFlags) *cobra.Command {
 				if err := json.Unmarshal(raw, &n); err != nil {
 					return err
 				}
+				var ships []*fsm.Ship
+				if err := cf.client().get(cmd.Context(), "/v1/ships?node="+url.QueryEscape(n.Name), &ships); err != nil {
+					return err
+				}
+				ports := n.PortsRange
+				if ports == "" {
+					ports = "-"
+				} else {
+					ports += fmt.Sprintf(" (%d used by ships, %d by the host)", len(n.UsedPorts), len(n.HostPorts))
+				}
 				table([]string{"FIELD", "VALUE"}, [][]string{
 					{"name", n.Name}, {"status", n.Status + " (since " + ago(n.StatusSince) + ")"}, {"role", n.Role},
 					{"address", n.Address}, {"http", n.HTTPAddr}, {"gossip", n.GossipAddr}, {"raft", n.RaftAddr},
-					{"drain", strconv.FormatBool(n.Drain)}, {"labels", labelsString(n.Labels)},
+					{"worker", strconv.FormatBool(n.Worker)}, {"drain", strconv.FormatBool(n.Drain)}, {"labels", labelsString(n.Labels)},
 					{"capacity", fmt.Sprintf("%d MHz, %d MB", n.Capacity.CPUMHz, n.Capacity.MemoryMB)},
-					{"allocated", fmt.Sprintf("%d MHz, %d MB", n.Allocated.CPUMHz, n.Allocated.MemoryMB)},
-					{"ships", strconv.Itoa(n.Ships)}, {"version", n.Version},
+					{"allocated", fmt.Sprintf("%d MHz (%s), %d MB (%s)", n.Allocated.CPUMHz, percent(n.Allocated.CPUMHz, n.Capacity.CPUMHz),
+						n.Allocated.MemoryMB, percent(n.Allocated.MemoryMB, n.Capacity.MemoryMB))},
+					{"ships", strconv.Itoa(n.Ships)}, {"ports", ports}, {"version", n.Version},
 				})
+				fmt.Println()
+				shipTable(ships)
 				return nil
 			})
 		},
-	})
+	}, nodeDrainCmd(cf, "drain", true), nodeDrainCmd(cf, "undrain", false))
 	return cmd
+}
+
+// percent is part of whole as "12.5%", or "-" when whole is 0.
+func percent(part, whole int64) string {
+	if whole <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(part)*100/float64(whole), 'f', 1, 64) + "%"
+}
+
+func nodeDrainCmd(cf *clientFlags, use string, enable bool) *cobra.Command {
+	short := "Drain a node: no new ships go there and its ships move elsewhere"
+	if !enable {
+		short = "Stop draining a node: it takes ships again"
+	}
+	return &cobra.Command{
+		Use:   use + " NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, _ := json.Marshal(map[string]bool{"enable": enable})
+			var raw json.RawMessage
+			if err := cf.client().do(cmd.Context(), http.MethodPost, "/v1/nodes/"+url.PathEscape(args[0])+"/drain", body, "application/json", &raw); err != nil {
+				return err
+			}
+			return cf.render(raw, func() error {
+				var n fsm.Node
+				if err := json.Unmarshal(raw, &n); err != nil {
+					return err
+				}
+				if n.Drain {
+					fmt.Printf("node %s: draining (%d ships)\n", n.Name, n.Ships)
+				} else {
+					fmt.Printf("node %s: not draining\n", n.Name)
+				}
+				return nil
+			})
+		},
+	}
 }
 
 func readInput(path string) ([]byte, error) {

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"strconv"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +17,7 @@ import (
 
 	"github.com/armada-orchestrator/armada/cluster"
 	"github.com/armada-orchestrator/armada/fsm"
+	"github.com/armada-orchestrator/armada/scheduler"
 	"github.com/armada-orchestrator/armada/web"
 	"github.com/armada-orchestrator/armada/worker"
 )
@@ -27,7 +28,7 @@ type joinFlags struct {
 	role, driver, labels, portsRange                         string
 	redisAddr, etcdAddr, zkAddr, lb                          string
 	logLevel, debugAddr                                      string
-	reapTimeout, heartbeat, probe                            time.Duration
+	reapTimeout, heartbeat, probe, lostGrace                 time.Duration
 }
 
 func newJoin(version string) *cobra.Command {
@@ -62,6 +63,7 @@ func newJoin(version string) *cobra.Command {
 	fl.DurationVar(&f.reapTimeout, "reap-timeout", 24*time.Hour, "how long a dead node stays before it is removed")
 	fl.DurationVar(&f.heartbeat, "raft-heartbeat", 500*time.Millisecond, "Raft heartbeat and election timeout")
 	fl.DurationVar(&f.probe, "gossip-probe", 500*time.Millisecond, "gossip failure-detector probe interval")
+	fl.DurationVar(&f.lostGrace, "lost-grace", 2*time.Second, "how long a node may be dead before its ships are lost and replaced elsewhere")
 	return cmd
 }
 
@@ -84,11 +86,8 @@ func parseLabels(s string) (map[string]string, error) {
 }
 
 func parsePortsRange(s string) error {
-	lo, hi, ok := strings.Cut(s, "-")
-	a, err1 := strconv.Atoi(lo)
-	b, err2 := strconv.Atoi(hi)
-	if !ok || err1 != nil || err2 != nil || a < 1 || b > 65535 || a > b {
-		return fmt.Errorf("--ports-range: %q is not LOW-HIGH within 1-65535", s)
+	if _, _, err := fsm.ParsePortsRange(s); err != nil {
+		return fmt.Errorf("--ports-range: %w", err)
 	}
 	return nil
 }
@@ -102,12 +101,27 @@ func (f *joinFlags) check() error {
 	if err := parsePortsRange(f.portsRange); err != nil {
 		return err
 	}
+	if f.lostGrace <= 0 {
+		return fmt.Errorf("--lost-grace: must be positive, not %s", f.lostGrace)
+	}
 	for _, a := range []struct{ flag, val string }{{"--redis-addr", f.redisAddr}, {"--etcd-addr", f.etcdAddr}, {"--zk-addr", f.zkAddr}, {"--lb", f.lb}} {
 		if a.val != "" {
 			return fmt.Errorf("%s: this adapter is not in this build yet", a.flag)
 		}
 	}
 	return nil
+}
+
+// newDriver picks the ship driver. The systemd driver is not in this
+// build yet: auto uses exec, and asking for systemd is an error.
+func newDriver(name, dir string, log *slog.Logger) (worker.Driver, error) {
+	switch name {
+	case "systemd":
+		return nil, errors.New("--driver systemd: not in this build yet; use exec")
+	case "auto":
+		log.Info("driver auto: using exec (the systemd driver is not in this build yet)")
+	}
+	return worker.NewExec(dir, log.With("component", "exec"))
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -169,8 +183,36 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 		ln.Close()
 		return err
 	}
-	api := web.New(node, web.Options{Internal: node.InternalHandler(), Collector: node.Collector(),
-		Logger: log.With("component", "http"), SpoolDir: f.dataDir})
+	node.OnLeader(func(ctx context.Context) {
+		scheduler.Run(ctx, node.State(), node, scheduler.Config{LostGrace: f.lostGrace, Logger: log.With("component", "scheduler")})
+	})
+	var wk *worker.Worker
+	if f.role != cluster.RoleServer {
+		drv, err := newDriver(f.driver, filepath.Join(f.dataDir, "ships"), log)
+		if err != nil {
+			ln.Close()
+			node.Shutdown()
+			return err
+		}
+		wk = worker.New(node.State(), node, worker.Config{Node: f.name, PortsRange: f.portsRange, Driver: drv,
+			Logger: log.With("component", "worker")})
+		wctx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+		workerDone := make(chan struct{})
+		go func() { defer close(workerDone); wk.Run(wctx) }()
+		defer func() {
+			stopWorker()
+			<-workerDone
+			if err := drv.Close(); err != nil {
+				log.Warn("stop ships", "err", err)
+			}
+		}()
+	}
+	opts := web.Options{Internal: node.InternalHandler(), Collector: node.Collector(),
+		Logger: log.With("component", "http"), SpoolDir: f.dataDir}
+	if wk != nil {
+		opts.Logs = wk
+	}
+	api := web.New(node, opts)
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
