@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 )
@@ -240,6 +241,29 @@ func blueprintDeleteCases() []cmdCase {
 					t.Fatalf("version after re-create: %d", r2.Blueprint.Version)
 				}
 			},
+		},
+		{
+			name:  "used by a fleet",
+			setup: append(setup, fleetPut("game", 2, FleetVersion{Blueprint: "web2", Weight: 1}, FleetVersion{Blueprint: "web", Version: 1, Weight: 1})),
+			cmd:   &BlueprintDelete{Name: "web"},
+			code:  ErrConflict, field: "name",
+			check: func(t *testing.T, h *harness, r *Result) {
+				if !strings.Contains(r.Err.Message, `fleet "game"`) {
+					t.Fatalf("message %q does not name the fleet", r.Err.Message)
+				}
+				h.reject(&BlueprintDelete{Name: "web2"}, ErrConflict, "name")
+				// Once the fleet stops using it, it can go.
+				h.ok(fleetPut("game", 2, FleetVersion{Blueprint: "web2"}))
+				h.ok(&BlueprintDelete{Name: "web"})
+				h.reject(&BlueprintDelete{Name: "web2"}, ErrConflict, "name")
+				h.ok(&FleetDelete{Name: "game"})
+				h.ok(&BlueprintDelete{Name: "web2"})
+			},
+		},
+		{
+			name:  "ships without a fleet do not hold their blueprint",
+			setup: append(setup, &ShipCreate{Blueprint: "web", Count: 1}),
+			cmd:   &BlueprintDelete{Name: "web"},
 		},
 		{name: "missing", setup: setup, cmd: &BlueprintDelete{Name: "nope"}, code: ErrNotFound, field: "name"},
 		{name: "name prefix is not a match", setup: setup, cmd: &BlueprintDelete{Name: "we"}, code: ErrNotFound, field: "name"},

@@ -53,7 +53,38 @@ func sampleCommands() []Command {
 			&KVPut{Key: "b", Value: []byte("1"), HasCAS: true, Now: 3},
 			&BlueprintPut{Spec: spec, Sealed: []byte("s"), SecretsHash: []byte("h"), Now: 4},
 			&LeaseRevoke{ID: 2},
+			&ShipStop{Ships: []string{"s"}, Why: StopDrain, Now: 5},
 		}},
+		&FleetPut{Spec: Fleet{
+			Name: "arena", Replicas: MaxReplicas,
+			Versions: []FleetVersion{{Blueprint: "arena", Version: 3, Weight: 90}, {Blueprint: "arena", Weight: 10}},
+			Placement: &Placement{Strategy: StrategyPack, Constraints: []Constraint{
+				{Label: "region", Op: "in", Value: "eu,us"}, {Label: "gpu", Op: "not_exists"},
+			}},
+			Buffer:     &Buffer{Ready: 1, Min: 2, Max: 3},
+			Update:     &Update{MaxParallel: 4, DrainLB: true, AutoRollback: true},
+			Generation: 5, Created: 6, Updated: 7,
+		}, Now: 10},
+		&FleetDelete{Name: "arena", Now: 11},
+		&FleetScale{Name: "arena", Replicas: -3, Now: math.MaxInt64},
+		&ShipCreate{Fleet: "arena", Blueprint: "arena", Version: 3, Count: 1 << 40, Now: 12},
+		&ShipPlace{
+			Places: []Place{
+				{Ship: "arena-a", Node: "n1", Ports: []int{20000, 65535, 0}},
+				{Ship: "arena-b", Node: "n2", Ports: []int{-1}},
+			},
+			Pending: []Pending{{Ship: "arena-c", Reason: "no node has 500 MHz free"}, {Ship: "arena-d", Reason: "ünïcode"}},
+			Now:     13,
+		},
+		&ShipStop{Ships: []string{"arena-a", "arena-b", ""}, Why: StopSurplus, Reason: "scale down", Now: 14},
+		&ShipReport{Node: "n1", Reports: []Report{
+			{Ship: "arena-a", State: ShipReady, Reason: "healthy"},
+			{Ship: "arena-b", State: ShipFailed, Reason: "exit 1"},
+		}, Now: 15},
+		&ShipLost{Node: "n2", Reason: "node dead", Now: 16},
+		&ShipPurge{Ships: []string{"arena-a", "arena-b"}},
+		&NodeDrain{Name: "n1", Enable: true, Now: 17},
+		&NodeReport{Name: "n1", PortsRange: "20000-29999", HostPorts: []int{20001, 29999, 1 << 40}, Now: 18},
 	}
 }
 
@@ -168,6 +199,24 @@ func TestEncodingIsStable(t *testing.T) {
 		{&NodeUpsert{Node: Node{Name: "n", Labels: map[string]string{"b": "2", "a": "1"}}, Now: 1},
 			"0d016e" + "0000000000" + "00000000" + "02016101310162" + "0132" + "0000" + "00" + "02"},
 		{&BlueprintPut{Spec: Blueprint{Name: "x"}, Sealed: []byte{9}}, "0f" + "3e" + hex.EncodeToString([]byte(`{"name":"x","unit":"","resources":{"cpu_mhz":0,"memory_mb":0}}`)) + "0109" + "00" + "00"},
+		// Fleets and ships. type 19; spec JSON (68 bytes: 0x44); now 1 → 2
+		{&FleetPut{Spec: Fleet{Name: "f", Replicas: 1, Versions: []FleetVersion{{Blueprint: "b", Version: 2}}}, Now: 1},
+			"13" + "44" + hex.EncodeToString([]byte(`{"name":"f","replicas":1,"versions":[{"blueprint":"b","version":2}]}`)) + "02"},
+		{&FleetDelete{Name: "f", Now: 1}, "14" + "0166" + "02"},
+		// replicas 5 → 0a; now -1 → 01
+		{&FleetScale{Name: "f", Replicas: 5, Now: -1}, "15" + "0166" + "0a" + "01"},
+		// fleet, blueprint, version 2 → 04, count 3 → 06, now 1 → 02
+		{&ShipCreate{Fleet: "f", Blueprint: "b", Version: 2, Count: 3, Now: 1}, "16" + "0166" + "0162" + "04" + "06" + "02"},
+		// one place: ship, node, one port 300 (uvarint ac02); one pending; now
+		{&ShipPlace{Places: []Place{{Ship: "s", Node: "n", Ports: []int{300}}}, Pending: []Pending{{Ship: "t", Reason: "r"}}, Now: 1},
+			"17" + "01" + "0173" + "016e" + "01" + "ac02" + "01" + "0174" + "0172" + "02"},
+		{&ShipStop{Ships: []string{"a", "b"}, Why: "user", Now: 1}, "18" + "02" + "0161" + "0162" + "04" + hex.EncodeToString([]byte("user")) + "00" + "02"},
+		{&ShipReport{Node: "n", Reports: []Report{{Ship: "s", State: "ready"}}, Now: 1},
+			"19" + "016e" + "01" + "0173" + "05" + hex.EncodeToString([]byte("ready")) + "00" + "02"},
+		{&ShipLost{Node: "n", Reason: "r", Now: 2}, "1a" + "016e" + "0172" + "04"},
+		{&ShipPurge{Ships: []string{"s"}}, "1b" + "01" + "0173"},
+		{&NodeDrain{Name: "n", Enable: true, Now: 1}, "1c" + "016e" + "01" + "02"},
+		{&NodeReport{Name: "n", PortsRange: "1-2", HostPorts: []int{1, 300}, Now: 1}, "1d" + "016e" + "03" + hex.EncodeToString([]byte("1-2")) + "02" + "01" + "ac02" + "02"},
 	} {
 		if got := hex.EncodeToString(Encode(tc.c)); got != tc.hex {
 			t.Errorf("%T:\n got  %s\n want %s", tc.c, got, tc.hex)

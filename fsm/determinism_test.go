@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -30,6 +31,8 @@ var (
 	genNodes     = []string{"n1", "n2", "n3"}
 	genStatuses  = []string{NodeAlive, NodeSuspect, NodeDead, NodeLeft}
 	genBPNames   = []string{"api", "web", "db"}
+	genFleets    = []string{"f1", "f2"}
+	genShipState = []string{ShipStarting, ShipReady, ShipReady, ShipReady, ShipStopped, ShipFailed}
 )
 
 func newLogGen(t *testing.T, seed uint64) *logGen {
@@ -63,6 +66,9 @@ func (g *logGen) blueprint() *Blueprint {
 }
 
 func (g *logGen) command() Command {
+	if n := g.rng.IntN(42); n >= 22 {
+		return g.shipCommand(n - 22)
+	}
 	switch g.rng.IntN(22) {
 	case 0, 1, 2:
 		c := &KVPut{Key: g.pick(genKeys), Value: []byte(fmt.Sprint(g.rng.IntN(1000))), Now: g.now}
@@ -115,11 +121,24 @@ func (g *logGen) command() Command {
 	case 16:
 		return &LockRelease{Name: g.pick(genLocks), Owner: g.pick(genConsumers)}
 	case 17:
-		n := testNode(g.pick(genNodes), g.pick(genStatuses))
-		n.Drain = g.rng.IntN(2) == 0
+		status := NodeAlive
+		if g.rng.IntN(2) == 0 {
+			status = g.pick(genStatuses)
+		}
+		n := testNode(g.pick(genNodes), status)
+		n.Drain = g.rng.IntN(2) == 0 // ignored once the node exists
+		n.Worker = g.rng.IntN(8) != 0
 		return &NodeUpsert{Node: n, Now: g.now}
 	case 18:
-		return &NodeRemove{Name: g.pick(genNodes)}
+		name := g.pick(genNodes)
+		// A node whose ships still hold resources is not removed: see
+		// TestNodeRemoveKeepsShipAccounting.
+		for _, s := range g.ships() {
+			if s.Node == name && s.holds() {
+				name = "n9"
+			}
+		}
+		return &NodeRemove{Name: name}
 	case 19:
 		bp := g.blueprint()
 		if g.rng.IntN(6) == 0 {
@@ -140,6 +159,207 @@ func (g *logGen) command() Command {
 	default:
 		return &ClusterInit{ClusterID: fmt.Sprint("c", g.rng.IntN(3)), Key: testKey}
 	}
+}
+
+// shipCommand makes one of the fleet, ship and node commands (20 kinds of
+// n), aimed at what the state holds so that most succeed: ships are created
+// for a fleet's deficit, placed on nodes that can take them with free
+// ports, reported by their node, stopped, lost with their dead node and
+// purged once ended.
+func (g *logGen) shipCommand(n int) Command {
+	ships := g.ships()
+	switch n {
+	case 0, 1:
+		f := Fleet{Name: g.pick(genFleets), Replicas: g.rng.IntN(6)}
+		for range 1 + g.rng.IntN(2) {
+			v := FleetVersion{Blueprint: g.pick(genBPNames), Weight: g.rng.IntN(4)}
+			if g.rng.IntN(3) == 0 {
+				v.Version = 1 + g.rng.IntN(3)
+			}
+			f.Versions = append(f.Versions, v)
+		}
+		if g.rng.IntN(4) == 0 {
+			f.Placement = &Placement{Strategy: StrategyPack}
+		}
+		if g.rng.IntN(30) == 0 {
+			f.Name = "Bad"
+		}
+		return &FleetPut{Spec: f, Now: g.now}
+	case 2:
+		if g.rng.IntN(3) == 0 {
+			return &FleetDelete{Name: g.pick(genFleets), Now: g.now}
+		}
+		return &FleetScale{Name: g.pick(genFleets), Replicas: g.rng.IntN(7) - g.rng.IntN(2), Now: g.now}
+	case 3, 4, 5:
+		var fleets []*Fleet
+		g.h.view(func(v *View) { fleets = v.Fleets() })
+		if len(fleets) == 0 || g.rng.IntN(8) == 0 {
+			return &ShipCreate{Blueprint: g.pick(genBPNames), Count: 1 + g.rng.IntN(8)/7, Now: g.now}
+		}
+		f := fleets[g.rng.IntN(len(fleets))]
+		// Aim at a version with a deficit, as the leader would.
+		best, bestGap := f.Versions[g.rng.IntN(len(f.Versions))], 0
+		for i, want := range f.Desired() {
+			v := f.Versions[i]
+			live := 0
+			for _, s := range ships {
+				if s.Fleet == f.Name && s.Blueprint == v.Blueprint && s.Version == v.Version && s.Live() && s.State != ShipStopping {
+					live++
+				}
+			}
+			if want-live > bestGap {
+				best, bestGap = v, want-live
+			}
+		}
+		return &ShipCreate{Fleet: f.Name, Blueprint: best.Blueprint, Version: best.Version, Count: 1 + g.rng.IntN(3), Now: g.now}
+	case 6, 7, 8, 9:
+		return g.placeCommand()
+	case 10, 11, 12:
+		var placed []*Ship
+		for _, s := range ships {
+			if s.Node != "" && !s.Ended() {
+				placed = append(placed, s)
+			}
+		}
+		c := &ShipReport{Node: g.pick(genNodes), Now: g.now}
+		for range 1 + g.rng.IntN(2) {
+			if len(placed) == 0 {
+				break
+			}
+			s := placed[g.rng.IntN(len(placed))]
+			if g.rng.IntN(8) != 0 {
+				c.Node = s.Node
+			}
+			state := g.pick(genShipState)
+			if s.Desired == DesireStop && g.rng.IntN(3) != 0 {
+				state = ShipStopped
+			}
+			c.Reports = append(c.Reports, Report{Ship: s.ID, State: state, Reason: fmt.Sprint("r", g.rng.IntN(2))})
+		}
+		return c
+	case 13, 18, 19:
+		var live []string
+		for _, s := range ships {
+			if s.Live() {
+				live = append(live, s.ID)
+			}
+		}
+		c := &ShipStop{Why: []string{StopUser, StopUser, StopSurplus, StopSurplus, StopDrain, StopDrain}[g.rng.IntN(6)], Now: g.now}
+		for range 1 + g.rng.IntN(2) {
+			if len(live) > 0 {
+				c.Ships = append(c.Ships, live[g.rng.IntN(len(live))])
+			}
+		}
+		switch g.rng.IntN(20) {
+		case 0:
+			c.Ships = append(c.Ships, "nope")
+		case 1:
+			c.Why = "whim"
+		}
+		return c
+	case 14:
+		// A node with ships dies, or the leader gives up on a node that
+		// is not alive (mostly one with ships left).
+		name := g.pick(genNodes)
+		for _, try := range g.rng.Perm(len(genNodes)) {
+			n, ok := g.h.node(genNodes[try])
+			if !ok || !slices.ContainsFunc(ships, func(s *Ship) bool { return s.Node == n.Name && !s.Ended() }) {
+				continue
+			}
+			if n.Status == NodeAlive && g.rng.IntN(2) == 0 {
+				return &NodeUpsert{Node: testNode(n.Name, g.pick(genStatuses[1:])), Now: g.now}
+			}
+			name = n.Name
+			break
+		}
+		return &ShipLost{Node: name, Reason: "lost", Now: g.now}
+	case 15:
+		c := &ShipPurge{}
+		for _, s := range ships {
+			if s.Ended() && g.rng.IntN(2) == 0 || g.rng.IntN(10) == 0 {
+				c.Ships = append(c.Ships, s.ID)
+			}
+		}
+		return c
+	case 16:
+		name := g.pick(genNodes)
+		if g.rng.IntN(10) == 0 {
+			name = "n9"
+		}
+		return &NodeDrain{Name: name, Enable: g.rng.IntN(3) == 0, Now: g.now}
+	default:
+		c := &NodeReport{Name: g.pick(genNodes), PortsRange: "20000-20011", Now: g.now}
+		if _, ok := g.h.node(c.Name); !ok && g.rng.IntN(4) != 0 {
+			return &NodeUpsert{Node: testNode(c.Name, NodeAlive), Now: g.now} // a node joins
+		}
+		if g.rng.IntN(4) == 0 {
+			c.PortsRange = "20004-20019"
+		}
+		for range g.rng.IntN(3) {
+			c.HostPorts = append(c.HostPorts, 20000+g.rng.IntN(12))
+		}
+		if g.rng.IntN(12) == 0 {
+			c.PortsRange = "20010-20000"
+		}
+		return c
+	}
+}
+
+// placeCommand places a few queued ships, mostly on nodes that can take
+// them and on ports that are free, and gives another a pending reason.
+func (g *logGen) placeCommand() Command {
+	var queued []*Ship
+	var nodes []*Node
+	g.h.view(func(v *View) {
+		queued = v.Queued()
+		nodes = v.Nodes()
+	})
+	c := &ShipPlace{Now: g.now}
+	taken := map[string][]int{}
+	for range 1 + g.rng.IntN(3) {
+		if len(queued) == 0 || len(nodes) == 0 {
+			break
+		}
+		s := queued[g.rng.IntN(len(queued))]
+		var fit []*Node
+		for _, n := range nodes {
+			if n.Status == NodeAlive && !n.Drain && n.Worker && n.PortsRange != "" {
+				fit = append(fit, n)
+			}
+		}
+		n := nodes[g.rng.IntN(len(nodes))]
+		if len(fit) > 0 && g.rng.IntN(6) != 0 {
+			n = fit[g.rng.IntN(len(fit))]
+		}
+		lo, hi, _ := ParsePortsRange(n.PortsRange)
+		var free []int
+		for p := lo; p <= hi && lo > 0; p++ {
+			if !slices.Contains(n.UsedPorts, p) && !slices.Contains(n.HostPorts, p) && !slices.Contains(taken[n.Name], p) {
+				free = append(free, p)
+			}
+		}
+		p := Place{Ship: s.ID, Node: n.Name}
+		switch {
+		case len(free) > 0 && g.rng.IntN(8) != 0:
+			p.Ports = []int{free[g.rng.IntN(len(free))]}
+		case len(n.UsedPorts) > 0 && g.rng.IntN(2) == 0:
+			p.Ports = []int{n.UsedPorts[0]}
+		default:
+			p.Ports = []int{20000 + g.rng.IntN(25)}
+		}
+		taken[n.Name] = append(taken[n.Name], p.Ports...)
+		c.Places = append(c.Places, p)
+	}
+	if len(queued) > 0 && g.rng.IntN(3) == 0 {
+		c.Pending = append(c.Pending, Pending{Ship: queued[g.rng.IntN(len(queued))].ID, Reason: fmt.Sprint("wait", g.rng.IntN(2))})
+	}
+	return c
+}
+
+func (g *logGen) ships() []*Ship {
+	var ships []*Ship
+	g.h.view(func(v *View) { ships = v.Ships(ShipFilter{}) })
+	return ships
 }
 
 // claimedItem picks an item of q and, usually, its actual claimer.
@@ -164,29 +384,26 @@ func (g *logGen) claimedItem(q string) (uint64, string) {
 	return it.ID, it.Claimer
 }
 
-// allocatesID reports whether c takes an ID (lease, item, lock token)
-// from its entry's index.
-func allocatesID(c Command) bool {
-	switch c := c.(type) {
-	case *LeaseGrant, *QueuePush, *LockAcquire:
-		return true
-	case *KVPut:
-		return c.TTLms > 0
+// noteIDs remembers the IDs c created, to aim later commands at. They are
+// read from its result: IDs equal the entry's index only while no earlier
+// command of the entry took one (ShipCreate and ShipPlace take several).
+func (g *logGen) noteIDs(c Command, r *Result) {
+	if r == nil || r.Err != nil {
+		return
 	}
-	return false
-}
-
-// noteIDs remembers the IDs c creates at idx, to aim later commands at.
-func (g *logGen) noteIDs(c Command, idx uint64) {
 	switch c := c.(type) {
 	case *LeaseGrant:
-		g.leases = append(g.leases, idx)
+		g.leases = append(g.leases, r.Lease.ID)
 	case *KVPut:
 		if c.TTLms > 0 {
-			g.leases = append(g.leases, idx)
+			g.leases = append(g.leases, r.KV.Lease)
 		}
 	case *QueuePush:
-		g.items[c.Queue] = append(g.items[c.Queue], idx)
+		g.items[c.Queue] = append(g.items[c.Queue], r.Item.ID)
+	case *Batch:
+		for i, sub := range c.Cmds {
+			g.noteIDs(sub, r.Batch[i])
+		}
 	}
 }
 
@@ -196,41 +413,34 @@ func (g *logGen) next() {
 	g.now += int64(g.rng.IntN(300))
 	idx := g.h.idx + 1
 	var data []byte
+	var c Command
 	switch g.rng.IntN(40) {
 	case 0:
 		data = nil
 	case 1:
 		data = append(Encode(g.command()), 0) // trailing garbage
 	case 2, 3, 4:
-		// A batch of a few commands. At most one of them takes an ID from
-		// the index: see TestBatchSubCommandsGetDistinctIDs.
-		var cmds []Command
-		allocated := false
-		for len(cmds) < 1+g.rng.IntN(6) {
-			c := g.command()
-			if allocatesID(c) {
-				if allocated {
-					continue
-				}
-				allocated = true
-				g.noteIDs(c, idx)
-			}
-			cmds = append(cmds, c)
+		// A batch of a few commands. Several may take IDs: see
+		// TestBatchSubCommandsGetDistinctIDs.
+		b := &Batch{}
+		for range 1 + g.rng.IntN(6) {
+			b.Cmds = append(b.Cmds, g.command())
 		}
-		data = Encode(&Batch{Cmds: cmds})
-	default:
-		c := g.command()
+		c = b
 		data = Encode(c)
-		g.noteIDs(c, idx)
+	default:
+		c = g.command()
+		data = Encode(c)
 	}
 	g.h.idx = idx
 	r := g.h.s.Apply(idx, data)
+	g.noteIDs(c, r)
 	g.entries = append(g.entries, Entry{Index: idx, Data: data})
 	g.results = append(g.results, r)
 }
 
 func TestDeterminism(t *testing.T) {
-	const n = 800
+	const n = 1500
 	g := newLogGen(t, 20240611)
 	// ClusterInit early so that sealed secrets can be read back.
 	initCmd := &ClusterInit{ClusterID: "c", Key: testKey}
@@ -267,6 +477,46 @@ func TestDeterminism(t *testing.T) {
 		}
 	}
 	t.Logf("%d entries, %d rejected; ok by type %v, rejected by type %v", len(g.entries), fails, okByType, failByType)
+	// The ship commands that can succeed without doing anything must also
+	// have done something: created, placed, reported, stopped (for each
+	// reason), lost and purged ships.
+	effective := map[string]int{}
+	var count func(c Command, r *Result)
+	count = func(c Command, r *Result) {
+		if r.Err != nil {
+			return
+		}
+		switch c := c.(type) {
+		case *Batch:
+			for i, sub := range c.Cmds {
+				count(sub, r.Batch[i])
+			}
+		case *ShipStop:
+			if r.Count > 0 {
+				effective[fmt.Sprintf("%T %s", c, c.Why)]++
+			}
+		case *ShipCreate, *ShipPlace, *ShipReport, *ShipLost, *ShipPurge, *FleetDelete:
+			if r.Count > 0 {
+				effective[fmt.Sprintf("%T", c)]++
+			}
+		}
+	}
+	for i, e := range g.entries {
+		if c, err := Decode(e.Data); err == nil {
+			count(c, g.results[i])
+		}
+	}
+	for _, what := range []string{"*fsm.ShipCreate", "*fsm.ShipPlace", "*fsm.ShipReport", "*fsm.ShipLost", "*fsm.ShipPurge", "*fsm.FleetDelete",
+		"*fsm.ShipStop user", "*fsm.ShipStop surplus", "*fsm.ShipStop drain"} {
+		if effective[what] == 0 {
+			t.Errorf("log has no %s that changed a ship", what)
+		}
+	}
+	states := map[string]int{}
+	for _, s := range g.ships() {
+		states[s.State]++
+	}
+	t.Logf("effective ship commands %v; ships at the end by state %v", effective, states)
 
 	// A: one entry per ApplyBatch.
 	a := openState(t)

@@ -11,12 +11,21 @@ import (
 // normalizeCommand maps the few representations a decode can produce that
 // encode identically onto one, so that commands can be compared with
 // reflect.DeepEqual: the JSON body of BlueprintPut drops empty maps and
-// slices (omitempty), which decode back as nil.
+// slices (omitempty), which decode back as nil, and so does FleetPut's for
+// placement constraints.
 func normalizeCommand(c Command) Command {
 	switch p := c.(type) {
 	case *BlueprintPut:
 		q := *p
 		normalizeBlueprint(&q.Spec)
+		return &q
+	case *FleetPut:
+		q := *p
+		if pl := q.Spec.Placement; pl != nil && len(pl.Constraints) == 0 {
+			c := *pl
+			c.Constraints = nil
+			q.Spec.Placement = &c
+		}
 		return &q
 	case *Batch:
 		q := &Batch{Cmds: make([]Command, len(p.Cmds))}

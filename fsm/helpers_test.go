@@ -397,6 +397,9 @@ type fullView struct {
 	SecretKey  []byte
 	NextExpiry int64
 	HasExpiry  bool
+	Fleets     []*Fleet
+	Ships      []*Ship
+	Queued     []*Ship
 }
 
 // readFullView collects every view. Leases cannot be listed, so the leases
@@ -442,6 +445,19 @@ func readFullView(tb testing.TB, s *State, leaseIDs ...uint64) *fullView {
 		fv.ClusterID = v.ClusterID()
 		fv.SecretKey = v.SecretKey()
 		fv.NextExpiry, fv.HasExpiry = v.NextExpiry()
+		fv.Fleets = v.Fleets()
+		for _, f := range fv.Fleets {
+			if g, ok := v.Fleet(f.Name); !ok || !reflect.DeepEqual(g, f) {
+				return fmt.Errorf("fleet %s listed but reads as %+v", f.Name, g)
+			}
+		}
+		fv.Ships = v.Ships(ShipFilter{})
+		for _, s := range fv.Ships {
+			if got, ok := v.Ship(s.ID); !ok || !reflect.DeepEqual(got, s) {
+				return fmt.Errorf("ship %s listed but reads as %+v", s.ID, got)
+			}
+		}
+		fv.Queued = v.Queued()
 		return nil
 	})
 	if err != nil {

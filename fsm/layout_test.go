@@ -26,6 +26,16 @@ func TestCheckSnapshotRefusesForeignLayouts(t *testing.T) {
 		"no applied index":   func(tx *bbolt.Tx) error { return tx.Bucket(bMeta).Delete(kIndex) },
 		"bad lease expiry":   func(tx *bbolt.Tx) error { return tx.Bucket(bLeaseExp).Put([]byte("short"), nil) },
 		"queue nested twice": nestTwice,
+		"bad fleet record":   func(tx *bbolt.Tx) error { return tx.Bucket(bFleets).Put([]byte("f"), []byte("[")) },
+		"bad ship record":    func(tx *bbolt.Tx) error { return tx.Bucket(bShips).Put([]byte("s"), []byte(`{"id":`)) },
+		"nested bucket in ships": func(tx *bbolt.Tx) error {
+			_, err := tx.Bucket(bShips).CreateBucket([]byte("boom"))
+			return err
+		},
+		"nested bucket in node_ships": func(tx *bbolt.Tx) error {
+			_, err := tx.Bucket(bNodeShips).CreateBucket([]byte("boom"))
+			return err
+		},
 	}
 	for name, corrupt := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -61,6 +71,18 @@ func TestCheckSnapshotAcceptsARealOne(t *testing.T) {
 	src.Apply(2, Encode(&QueuePush{Queue: "q0", Data: []byte("x")}))
 	src.Apply(3, Encode(&LockAcquire{Name: "l", Owner: "o", TTLms: 10, Now: 1}))
 	src.Apply(4, Encode(&NodeUpsert{Node: Node{Name: "n1", Status: NodeAlive}}))
+	// Fleets, ships and their index buckets (whose values are empty).
+	var ships []*Ship
+	for i, c := range gameWorld() {
+		r := src.Apply(uint64(5+i), Encode(c))
+		if r.Err != nil {
+			t.Fatalf("setup %T: %v", c, r.Err)
+		}
+		ships = append(ships, r.Ships...)
+	}
+	if r := src.Apply(src.Index()+1, Encode(placeCmd(place(ships[0].ID, "n1", 20000)))); r.Count != 1 {
+		t.Fatalf("place: %s", jsonString(r))
+	}
 	var buf bytes.Buffer
 	sn, err := src.Snapshot()
 	if err != nil {
@@ -69,7 +91,7 @@ func TestCheckSnapshotAcceptsARealOne(t *testing.T) {
 	sn.WriteTo(&buf)
 	sn.Release()
 	index, err := CheckSnapshot(bytes.NewReader(buf.Bytes()), t.TempDir())
-	if err != nil || index != 4 {
+	if err != nil || index != src.Index() {
 		t.Fatalf("CheckSnapshot: %d %v", index, err)
 	}
 }

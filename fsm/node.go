@@ -15,7 +15,7 @@ func (c *NodeUpsert) apply(t *txn) *Result {
 			n.StatusSince = c.Now
 		}
 	} else {
-		n.StatusSince = c.Now
+		n.StatusSince, n.Drain = c.Now, false
 	}
 	n.Updated = c.Now
 	t.putJSON(bNodes, []byte(n.Name), &n)
@@ -27,6 +27,9 @@ func (c *NodeRemove) apply(t *txn) *Result {
 	if t.b(bNodes).Get([]byte(c.Name)) == nil {
 		return fail(errf(ErrNotFound, "name", "node %q not found", c.Name))
 	}
+	// Ships still on a node that goes are lost first, so that nothing
+	// holds resources or ports on a node that no longer exists.
+	t.loseShips(c.Name, "node "+c.Name+" was removed")
 	t.del(bNodes, []byte(c.Name))
 	t.changed("node", c.Name, "delete")
 	return &Result{Deleted: 1}

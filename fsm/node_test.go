@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,7 +37,9 @@ func nodeUpsertCases() []cmdCase {
 			},
 		},
 		{
-			name:  "same status keeps StatusSince",
+			// Drain belongs to NodeDrain: gossip's idea of it is ignored
+			// once the node exists.
+			name:  "same status keeps StatusSince, and Drain is not gossip's",
 			setup: []Command{upsert("n1", NodeAlive, 1000)},
 			cmd: func() Command {
 				c := upsert("n1", NodeAlive, 5000)
@@ -45,9 +48,41 @@ func nodeUpsertCases() []cmdCase {
 			}(),
 			check: func(t *testing.T, h *harness, r *Result) {
 				n, _ := h.node("n1")
-				if n.StatusSince != 1000 || n.Updated != 5000 || n.Address != "10.0.0.2" || !n.Drain {
+				if n.StatusSince != 1000 || n.Updated != 5000 || n.Address != "10.0.0.2" || n.Drain || r.Node.Drain {
 					t.Fatalf("node %s", jsonString(n))
 				}
+			},
+		},
+		{
+			name:  "upsert does not clear a drain set by NodeDrain",
+			setup: []Command{upsert("n1", NodeAlive, 1000), &NodeDrain{Name: "n1", Enable: true, Now: 2000}},
+			cmd:   upsert("n1", NodeSuspect, 3000), // Drain false in the command
+			check: func(t *testing.T, h *harness, r *Result) {
+				n, _ := h.node("n1")
+				if !n.Drain || !r.Node.Drain || n.Status != NodeSuspect || n.Updated != 3000 {
+					t.Fatalf("node %s", jsonString(n))
+				}
+				h.ok(&NodeDrain{Name: "n1", Now: 4000})
+				h.ok(func() *NodeUpsert { c := upsert("n1", NodeAlive, 5000); c.Node.Drain = true; return c }())
+				if n, _ := h.node("n1"); n.Drain {
+					t.Fatalf("upsert set a drain NodeDrain cleared: %s", jsonString(n))
+				}
+			},
+		},
+		{
+			name: "worker- and scheduler-owned fields survive an upsert",
+			setup: gameWorld(
+				placeCmd(place(g7, "n1", 20002)), // 8
+				&NodeReport{Name: "n1", PortsRange: "20000-20009", HostPorts: []int{20005}, Now: 9},
+			),
+			cmd: upsert("n1", NodeAlive, 3000),
+			check: func(t *testing.T, h *harness, r *Result) {
+				n, _ := h.node("n1")
+				if n.PortsRange != "20000-20009" || !slices.Equal(n.HostPorts, []int{20005}) || !slices.Equal(n.UsedPorts, []int{20002}) ||
+					n.Ships != 1 || n.Allocated != web1 || n.Updated != 3000 {
+					t.Fatalf("node %s", jsonString(n))
+				}
+				requireEqual(t, "result", r.Node, n)
 			},
 		},
 		{

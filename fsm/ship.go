@@ -78,7 +78,9 @@ func (t *txn) node(name string) (*Node, bool) { return getJSON[Node](t.b(bNodes)
 // putShip stores s, which was old (nil for a new ship), keeping the
 // indexes and its node's allocation in step. Every ship write goes here.
 func (t *txn) putShip(old, s *Ship) {
-	s.Updated = t.now
+	if t.now != 0 { // commands without a clock (NodeRemove) keep the last time
+		s.Updated = t.now
+	}
 	if old == nil {
 		t.put(bFleetShips, pairKey(s.Fleet, s.ID), nil)
 	}
@@ -474,18 +476,26 @@ func (c *ShipStop) apply(t *txn) *Result {
 	default:
 		return fail(errf(ErrInvalid, "why", "unknown stop reason %q", c.Why))
 	}
+	if c.Why == StopUser {
+		// A rejected command changes nothing: look every ship up first.
+		for _, id := range c.Ships {
+			if _, ok := t.ship(id); !ok {
+				return fail(errf(ErrNotFound, "id", "ship %q not found", id))
+			}
+		}
+	}
 	res := &Result{}
 	counts := map[string][2]map[verKey]int{}
 	for _, id := range c.Ships {
 		s, ok := t.ship(id)
-		if !ok {
-			if c.Why == StopUser {
-				return fail(errf(ErrNotFound, "id", "ship %q not found", id))
-			}
+		if !ok || !s.Live() {
 			continue
 		}
-		if !s.Live() {
-			continue
+		if c.Why != StopUser && s.Fleet == "" {
+			// No fleet wants fewer of it; only its node's drain stops it.
+			if c.Why == StopSurplus || !t.leaving(s.Node) {
+				continue
+			}
 		}
 		if c.Why != StopUser && s.Fleet != "" {
 			f, ok := getJSON[Fleet](t.b(bFleets), []byte(s.Fleet))
@@ -508,7 +518,7 @@ func (c *ShipStop) apply(t *txn) *Result {
 					if s.Up() {
 						cs[1][k]--
 					}
-				} else if n, ok := t.node(s.Node); ok && !n.Drain && n.Status == NodeAlive {
+				} else if !t.leaving(s.Node) {
 					continue // drain stops only ships of draining nodes
 				} else if cs[1][k] < want {
 					continue // its replacement is not ready yet
@@ -524,6 +534,16 @@ func (c *ShipStop) apply(t *txn) *Result {
 	}
 	res.Count = len(res.Ships)
 	return res
+}
+
+// leaving reports whether a node is draining or gone: its ships may be
+// drained away.
+func (t *txn) leaving(node string) bool {
+	if node == "" {
+		return false
+	}
+	n, ok := t.node(node)
+	return !ok || n.Drain || n.Status != NodeAlive
 }
 
 // counted reports whether a live ship counts towards its fleet: not
@@ -582,20 +602,26 @@ func (c *ShipLost) apply(t *txn) *Result {
 	if ok && n.Status == NodeAlive {
 		return fail(errf(ErrConflict, "node", "node %q is alive", c.Node))
 	}
-	res := &Result{}
-	for _, id := range t.indexed(bNodeShips, c.Node) {
+	res := &Result{Ships: t.loseShips(c.Node, c.Reason)}
+	res.Count = len(res.Ships)
+	return res
+}
+
+// loseShips marks every ship of a node that has not ended as lost.
+func (t *txn) loseShips(node, reason string) []*Ship {
+	var out []*Ship
+	for _, id := range t.indexed(bNodeShips, node) {
 		s, ok := t.ship(id)
 		if !ok || s.Ended() {
 			continue
 		}
 		old := *s
 		t.unqueue(s)
-		s.State, s.Reason = ShipLostState, c.Reason
+		s.State, s.Reason = ShipLostState, reason
 		t.putShip(&old, s)
-		res.Ships = append(res.Ships, s)
+		out = append(out, s)
 	}
-	res.Count = len(res.Ships)
-	return res
+	return out
 }
 
 func (c *ShipPurge) apply(t *txn) *Result {

@@ -47,6 +47,19 @@ func buildRichState(t *testing.T, h *harness) []uint64 {
 	gone.Name = "gone"
 	h.ok(bpPut(t, gone, 2000))
 	h.ok(&BlueprintDelete{Name: "gone"})
+	// Fleets and ships: the fleet game of the latest web, with a ready
+	// ship, a scheduled one (in its node's queue), a queued one and a
+	// stopped one; a standalone ship; a draining node.
+	h.ok(&NodeReport{Name: "n1", PortsRange: "20000-20009", HostPorts: []int{20009}, Now: 2000})
+	h.ok(fleetPut("game", 4, FleetVersion{Blueprint: "web"}))
+	ids := shipIDsOf(h.ok(&ShipCreate{Fleet: "game", Blueprint: "web", Version: 2, Count: 4, Now: 3000}))
+	h.ok(placeCmd(place(ids[0], "n1", 20000), place(ids[1], "n1", 20001)))
+	h.ok(report("n1", ids[0], ShipReady))
+	h.ok(stop(StopUser, ids[3]))
+	h.ok(&ShipCreate{Blueprint: "web", Count: 1, Now: 3000})
+	h.ok(&FleetPut{Spec: Fleet{Name: "spare", Replicas: 0, Versions: []FleetVersion{{Blueprint: "web", Version: 1}},
+		Placement: &Placement{Constraints: []Constraint{{Label: "region", Op: "=", Value: "eu"}}}}, Now: 3000})
+	h.ok(&NodeDrain{Name: "n2", Enable: true, Now: 3000})
 	h.apply(put("", "rejected")) // a rejection at the end still moves the index
 	return []uint64{ttl, bare}
 }
@@ -69,7 +82,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			nested = append(nested, r.Path[1])
 		}
 	}
-	requireEqual(t, "nested queue buckets", nested, []string{"done", "jobs", "mail"})
+	requireEqual(t, "nested queue buckets", nested, []string{SchedulerQueue, WorkerQueue("n1"), "done", "jobs", "mail"})
 
 	sn, _ := src.s.Snapshot()
 	if sn.Index() != src.idx {
@@ -100,10 +113,21 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	// Spot-check the views are populated at all (a broken readFullView
 	// would make the comparison above vacuous).
-	if len(want.KVs) != 5 || len(want.Leases) != 2 || len(want.Locks) != 2 || len(want.Queues) != 2 ||
+	if len(want.KVs) != 5 || len(want.Leases) != 2 || len(want.Locks) != 2 || len(want.Queues) != 4 ||
 		len(want.Nodes) != 2 || len(want.Versions["web"]) != 2 || want.Secrets["web"]["OTHER"] != "x" ||
-		want.ClusterID != "cluster-1" || !want.HasExpiry {
+		want.ClusterID != "cluster-1" || !want.HasExpiry || len(want.Fleets) != 2 || len(want.Ships) != 5 || len(want.Queued) != 2 ||
+		want.Nodes[0].Ships != 2 || len(want.Nodes[0].UsedPorts) != 2 || !want.Nodes[1].Drain {
 		t.Fatalf("rich state is missing objects: %s", jsonString(want))
+	}
+	// The restored indexes answer filtered reads the same.
+	for _, f := range []ShipFilter{{Fleet: "game"}, {Node: "n1"}, {Fleet: "game", Node: "n1", State: ShipReady}, {State: ShipQueued}} {
+		var a, b []*Ship
+		src.view(func(v *View) { a = v.Ships(f) })
+		dst.view(func(v *View) { b = v.Ships(f) })
+		if len(a) == 0 {
+			t.Fatalf("no ships match %+v", f)
+		}
+		requireEqual(t, "ships after restore", b, a)
 	}
 
 	// Both states carry on identically.
@@ -115,6 +139,21 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		&LockRelease{Name: "deploy", Owner: "alice"},
 		bpPut(t, validBlueprint(), 7000),
 		put("after", "restore"),
+		// The ships of buildRichState: game-q ready on n1, game-s
+		// scheduled on n1, game-u queued, game-w stopped; the fleet is one
+		// short, and its new ship is game-14 (queued; the surplus stop keeps it).
+		&ShipCreate{Fleet: "game", Blueprint: "web", Version: 2, Count: 2, Now: 7000},
+		&ShipPlace{Places: []Place{{Ship: "game-u", Node: "n1", Ports: []int{20002}}}, Pending: []Pending{{Ship: "game-14", Reason: "waiting"}}, Now: 7000},
+		report("n1", "game-s", ShipReady),
+		&ShipStop{Ships: []string{"game-u"}, Why: StopUser, Now: 7000},
+		report("n1", "game-u", ShipStopped),
+		&FleetScale{Name: "game", Replicas: 1, Now: 7000},
+		&ShipStop{Ships: []string{"game-q", "game-s", "game-14"}, Why: StopSurplus, Now: 7000},
+		&ShipPurge{Ships: []string{"game-u", "game-w"}},
+		&NodeDrain{Name: "n2", Now: 7000},
+		&FleetDelete{Name: "spare", Now: 7000},
+		upsert("n1", NodeDead, 7000),
+		&ShipLost{Node: "n1", Reason: "dead", Now: 7000},
 	} {
 		a, b := src.apply(c), dst.apply(c)
 		requireEqual(t, "result after restore", b, a)
@@ -122,6 +161,16 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if !bytes.Equal(snapshotBytes(t, src.s), snapshotBytes(t, dst.s)) {
 		t.Fatal("states diverged after restore")
 	}
+	checkInvariants(t, dst.s)
+	// The ship commands above did what they say (they would all be no-ops
+	// if the ids had drifted).
+	var states []string
+	dst.view(func(v *View) {
+		for _, s := range v.Ships(ShipFilter{Fleet: "game"}) {
+			states = append(states, s.ID+" "+s.State)
+		}
+	})
+	requireEqual(t, "game ships", states, []string{"game-14 queued", "game-q lost", "game-s lost"})
 }
 
 func TestSnapshotIsPointInTime(t *testing.T) {

@@ -78,6 +78,13 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 		if since == 0 || index > since {
 			since = index
 		}
+		// A grace period ending is a change no entry announces: wake for it.
+		var recheck <-chan time.Time
+		var timer *time.Timer
+		if plan != nil && !plan.Recheck.IsZero() {
+			timer = time.NewTimer(max(time.Until(plan.Recheck), 0) + time.Millisecond)
+			recheck = timer.C
+		}
 		// Wait for a change that matters, or the tick.
 	wait:
 		for {
@@ -99,8 +106,13 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 				return
 			case <-tick.C:
 				break wait
+			case <-recheck:
+				break wait
 			case <-ch:
 			}
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 		if ctx.Err() != nil {
 			return

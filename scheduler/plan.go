@@ -36,6 +36,9 @@ type Plan struct {
 	Purge  *fsm.ShipPurge
 	// Reasons says why, one line per action, for the log.
 	Reasons []string
+	// Recheck is when the next plan may differ without any change to the
+	// state: the end of the earliest grace period running. Zero: none.
+	Recheck time.Time
 }
 
 // Commands lists the plan's commands in the order they must be applied.
@@ -104,6 +107,9 @@ func planLost(in *Input, nodes map[string]*fsm.Node, p *Plan) map[string]bool {
 			status, since = n.Status, time.UnixMilli(n.StatusSince)
 		}
 		if gone := in.Now.Sub(since); ok && gone < in.LostGrace {
+			if end := since.Add(in.LostGrace); p.Recheck.IsZero() || end.Before(p.Recheck) {
+				p.Recheck = end
+			}
 			continue
 		}
 		lost[name] = true

@@ -324,8 +324,14 @@ func (s *Server) getNode(c echo.Context) error {
 
 func (s *Server) leave(c echo.Context) error {
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// Ships are drained elsewhere first: the node drains, and leaves
+		// once its ships have stopped (their replacements are ready by
+		// then) or after drainWait.
+		ctx, cancel := context.WithTimeout(context.Background(), drainWait+30*time.Second)
 		defer cancel()
+		if err := s.drainSelf(ctx); err != nil {
+			s.log.Warn("drain before leaving", "err", err)
+		}
 		if err := s.c.Leave(ctx); err != nil {
 			s.log.Error("leave", "err", err)
 		}
@@ -333,6 +339,45 @@ func (s *Server) leave(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, map[string]string{"node": s.c.Name(), "status": "leaving"})
 }
 
+// drainWait bounds how long a leaving node waits for its ships to move.
+const drainWait = 2 * time.Minute
+
+// drainSelf drains this node and waits until none of its ships is live.
+func (s *Server) drainSelf(ctx context.Context) error {
+	name := s.c.Name()
+	var known bool
+	s.c.State().View(func(v *fsm.View) error {
+		_, known = v.Node(name)
+		return nil
+	})
+	if !known {
+		return nil
+	}
+	if _, err := s.c.Apply(ctx, &fsm.NodeDrain{Name: name, Enable: true}); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, drainWait)
+	defer cancel()
+	for {
+		live := 0
+		var since uint64
+		s.c.State().View(func(v *fsm.View) error {
+			since = v.Index()
+			for _, sh := range v.Ships(fsm.ShipFilter{Node: name}) {
+				if !sh.Ended() {
+					live++
+				}
+			}
+			return nil
+		})
+		if live == 0 {
+			return nil
+		}
+		if err := s.c.State().WaitIndex(ctx, since+1); err != nil {
+			return fmt.Errorf("wait for %d ships to move: %w", live, err)
+		}
+	}
+}
 // saveSnapshot streams the whole state as a snapshot (a logical dump with a
 // checksum). It first waits for a read index, so the snapshot holds every
 // write acknowledged before the request; ?stale=true skips that. The
