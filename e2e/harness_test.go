@@ -147,6 +147,9 @@ type Cluster struct {
 	t     *testing.T
 	dir   string
 	nodes []*Node
+	// Extra are flags every node this cluster prepares afterwards gets
+	// (NewNode copies them into Node.Extra), e.g. --lost-grace 30s.
+	Extra []string
 }
 
 // NewCluster prepares an empty cluster for t.
@@ -199,6 +202,7 @@ func (c *Cluster) NewNode(name string, seeds ...string) *Node {
 	n := &Node{
 		c: c, Name: name, DataDir: filepath.Join(c.dir, name+"-data"),
 		HTTPAddr: freeAddr(c.t), GossipAddr: freeAddr(c.t), RaftAddr: freeAddr(c.t), Seeds: seeds,
+		Extra: slices.Clone(c.Extra),
 	}
 	c.nodes = append(c.nodes, n)
 	return n

@@ -378,6 +378,7 @@ func (s *Server) drainSelf(ctx context.Context) error {
 		}
 	}
 }
+
 // saveSnapshot streams the whole state as a snapshot (a logical dump with a
 // checksum). It first waits for a read index, so the snapshot holds every
 // write acknowledged before the request; ?stale=true skips that. The
