@@ -155,6 +155,9 @@ func (w *Worker) reportHost(ctx context.Context, last []int) ([]int, error) {
 	w.st.View(func(v *fsm.View) error {
 		node, _ = v.Node(w.cfg.Node)
 		for _, s := range v.Ships(fsm.ShipFilter{Node: w.cfg.Node}) {
+			if s.Ended() || s.State == fsm.ShipQueued {
+				continue // its ports are free again
+			}
 			for _, p := range s.Ports {
 				own[p] = true
 			}
@@ -230,6 +233,9 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 		case a.spec != nil:
 			w.log.Info("start ship", "ship", a.ship.ID, "why", a.why)
 			if err := w.cfg.Driver.Start(ctx, a.spec); err != nil {
+				if ctx.Err() != nil {
+					return index, ctx.Err() // shutting down: not the ship's fault
+				}
 				w.log.Warn("start ship failed", "ship", a.ship.ID, "err", err)
 				reports = append(reports, fsm.Report{Ship: a.ship.ID, State: fsm.ShipFailed, Reason: "start: " + err.Error()})
 				continue
