@@ -28,6 +28,9 @@ type meta struct {
 	CPUMHz   int64             `json:"c,omitempty"`
 	MemoryMB int64             `json:"m,omitempty"`
 	Version  string            `json:"v,omitempty"`
+	// Ports is the range ship ports come from, so the leader can record
+	// it with the node and the node is schedulable from its first record.
+	Ports string `json:"pr,omitempty"`
 	// Leaving is set just before a graceful leave: memberlist does not
 	// tell NotifyLeave whether a member left or died (Node.State is
 	// always StateAlive there, hashicorp/memberlist#293).

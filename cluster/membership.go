@@ -212,13 +212,20 @@ func (n *Node) syncNodes(ctx context.Context, members map[string]member, records
 			want.Role = fsm.RoleJoining
 		}
 		old, ok := records[name]
+		needPorts := want.Worker && m.Meta.Ports != "" && (!ok || old.PortsRange == "")
 		if ok {
 			want.Drain = old.Drain
-			if sameNode(old, &want) {
+			if sameNode(old, &want) && !needPorts {
 				continue
 			}
 		}
-		if _, err := n.Apply(ctx, &fsm.NodeUpsert{Node: want}); err != nil {
+		var cmd fsm.Command = &fsm.NodeUpsert{Node: want}
+		if needPorts {
+			// The ports range goes in with the record, so no plan ever
+			// sees the node alive but without ports to give.
+			cmd = &fsm.Batch{Cmds: []fsm.Command{cmd, &fsm.NodeReport{Name: name, PortsRange: m.Meta.Ports}}}
+		}
+		if _, err := n.Apply(ctx, cmd); err != nil {
 			return fmt.Errorf("record node %s: %w", name, err)
 		}
 	}

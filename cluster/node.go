@@ -118,7 +118,7 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	}
 
 	self := meta{Role: cfg.Role, Raft: raftAddr, HTTP: cfg.advertised(cfg.HTTPAddr), Labels: cfg.Labels,
-		CPUMHz: capacity.CPUMHz, MemoryMB: capacity.MemoryMB, Version: cfg.Version}
+		CPUMHz: capacity.CPUMHz, MemoryMB: capacity.MemoryMB, Version: cfg.Version, Ports: cfg.PortsRange}
 	n.gsp, err = newGossip(cfg, self, n.log.With("component", "gossip"))
 	if err != nil {
 		n.Shutdown()

@@ -159,6 +159,10 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	if err != nil {
 		return err
 	}
+	portsRange := f.portsRange
+	if f.role == cluster.RoleServer {
+		portsRange = ""
+	}
 	capacity, err := worker.Capacity("/proc")
 	if err != nil {
 		log.Warn("cannot read capacity", "err", err)
@@ -172,7 +176,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	node, err := cluster.New(cluster.Config{
 		Name: f.name, DataDir: f.dataDir, GossipAddr: f.gossipAddr, RaftAddr: f.raftAddr,
 		HTTPAddr: ln.Addr().String(), Advertise: f.advertise, Voters: f.voters, Role: f.role,
-		Labels: labels, Seeds: seeds, Version: version, ReapTimeout: f.reapTimeout,
+		Labels: labels, Seeds: seeds, Version: version, ReapTimeout: f.reapTimeout, PortsRange: portsRange,
 		HeartbeatTimeout: f.heartbeat, ProbeInterval: f.probe, Logger: log,
 	})
 	if err != nil {
