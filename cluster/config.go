@@ -34,7 +34,7 @@ type Config struct {
 	Voters     int    // Raft voters the leader aims for (default 3)
 	Role       string // server, worker or both (default both)
 	Labels     map[string]string
-	PortsRange string // host ports for ships, "20000-29999"; empty on a node that runs none
+	PortsRange string   // host ports for ships, "20000-29999"; empty on a node that runs none
 	Seeds      []string // gossip addresses of members to join through
 	Version    string
 

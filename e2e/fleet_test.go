@@ -1241,3 +1241,49 @@ func armadaNodeName(pid int) string {
 	}
 	return ""
 }
+
+// TestLeaveDrainsShipsFirst: `armada leave` on a node that runs ships
+// moves them first — never fewer than the fleet's ready ships while it
+// goes — and the node exits once they run elsewhere.
+func TestLeaveDrainsShipsFirst(t *testing.T) {
+	token := shipToken(t)
+	c := NewCluster(t)
+	nodes, leader := formCluster(t, c, 3)
+	api := byName(nodes, leader)
+	waitSchedulable(t, api, nodes)
+	applyBlueprint(t, api, "sleeper", token, sleeperUnit, 8)
+	applyFleet(t, api, "web", "sleeper", 6)
+	waitFor(t, 30*time.Second, func() error {
+		_, err := checkFleet(api, "web", token, 6, nil)
+		return err
+	})
+	leaving := nonLeader(nodes, leader)
+	others := without(nodes, leaving)
+	allowed := map[string]bool{others[0].Name: true, others[1].Name: true}
+
+	w := watchReady(api, "web")
+	mustCLI(t, nil, "leave", "--addr", leaving.BaseURL())
+	exited, err := leaving.WaitExit(30 * time.Second)
+	if !exited {
+		t.Fatalf("%s still running 30s after `armada leave`", leaving.Name)
+	}
+	if err != nil {
+		t.Errorf("%s exited with %v, want status 0", leaving.Name, err)
+	}
+	// By the time it exited its ships ran elsewhere.
+	if _, err := checkFleet(api, "web", token, 6, allowed); err != nil {
+		t.Errorf("when %s exited: %v", leaving.Name, err)
+	}
+	minReady, listings, lowest, werr := w.stop()
+	if werr != nil {
+		t.Errorf("watching the leave: %v", werr)
+	}
+	if minReady < 6 {
+		t.Errorf("during the leave one of %d listings had only %d ships ready, want never fewer than 6:\n%s", listings, minReady, shipsTable(lowest))
+	}
+	for _, s := range mustFleetShips(t, api, "web") {
+		if s.Node == leaving.Name && s.State != "stopped" {
+			t.Errorf("ship %s of the node that left is %s, want stopped (moved before it left)", s.ID, s.State)
+		}
+	}
+}

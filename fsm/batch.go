@@ -85,6 +85,7 @@ func (c *Batch) apply(t *txn) *Result {
 	out := make([]*Result, len(c.Cmds))
 	for i, sub := range c.Cmds {
 		r := sub.apply(t)
+		t.flushNodes()
 		r.Index = t.index
 		out[i] = r
 	}

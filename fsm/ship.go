@@ -73,7 +73,38 @@ func pairKey(a, b string) []byte { return append(append([]byte(a), 0), b...) }
 
 func (t *txn) ship(id string) (*Ship, bool) { return getJSON[Ship](t.b(bShips), []byte(id)) }
 
-func (t *txn) node(name string) (*Node, bool) { return getJSON[Node](t.b(bNodes), []byte(name)) }
+// node reads a node through the command's node cache: ship commands touch
+// the same few nodes thousands of times, and allocate writes each changed
+// node back once, when the command ends (flushNodes).
+func (t *txn) node(name string) (*Node, bool) {
+	if n, ok := t.nodes[name]; ok {
+		return n, n != nil
+	}
+	n, ok := getJSON[Node](t.b(bNodes), []byte(name))
+	if t.nodes == nil {
+		t.nodes = map[string]*Node{}
+	}
+	t.nodes[name] = n
+	return n, ok
+}
+
+// flushNodes writes the nodes allocate changed and empties the cache. It
+// runs after every command (and every command of a Batch).
+func (t *txn) flushNodes() {
+	names := make([]string, 0, len(t.dirty))
+	for name := range t.dirty {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if n := t.nodes[name]; n != nil {
+			t.putJSON(bNodes, []byte(name), n)
+			t.changed("node", name, "put")
+		}
+	}
+	clear(t.nodes)
+	clear(t.dirty)
+}
 
 // putShip stores s, which was old (nil for a new ship), keeping the
 // indexes and its node's allocation in step. Every ship write goes here.
@@ -81,8 +112,8 @@ func (t *txn) putShip(old, s *Ship) {
 	if t.now != 0 { // commands without a clock (NodeRemove) keep the last time
 		s.Updated = t.now
 	}
-	if old == nil {
-		t.put(bFleetShips, pairKey(s.Fleet, s.ID), nil)
+	if old == nil || old.State != s.State || old.Desired != s.Desired || old.Node != s.Node {
+		t.put(bFleetShips, pairKey(s.Fleet, s.ID), shipSummary(s))
 	}
 	if old != nil && old.Node != s.Node && old.Node != "" {
 		t.del(bNodeShips, pairKey(old.Node, s.ID))
@@ -120,8 +151,10 @@ func (t *txn) allocate(s *Ship, sign int64) {
 			n.UsedPorts = slices.Delete(n.UsedPorts, i, i+1)
 		}
 	}
-	t.putJSON(bNodes, []byte(n.Name), n)
-	t.changed("node", n.Name, "put")
+	if t.dirty == nil {
+		t.dirty = map[string]bool{}
+	}
+	t.dirty[n.Name] = true
 }
 
 func (t *txn) delShip(s *Ship) {
@@ -164,13 +197,33 @@ func (t *txn) enqueue(name string, s *Ship) {
 	s.Item = it.ID
 }
 
+// shipSummary is what the fleet index keeps of a ship, so that counting
+// a fleet's ships reads no ship record.
+func shipSummary(s *Ship) []byte {
+	var e encoder
+	e.str(s.Blueprint)
+	e.varint(int64(s.Version))
+	e.str(s.State)
+	e.str(s.Desired)
+	e.str(s.Node)
+	return e.b
+}
+
+func decodeSummary(b []byte) (*Ship, bool) {
+	d := decoder{b: b}
+	s := &Ship{Blueprint: d.str(), Version: int(d.varint()), State: d.str(), Desired: d.str(), Node: d.str()}
+	return s, d.err == nil
+}
+
 // versionCounts counts a fleet's live ships per blueprint version that are
 // not on a draining node; ready counts those of them that are up.
 func (t *txn) versionCounts(fleet string) (live, ready map[verKey]int) {
 	live, ready = map[verKey]int{}, map[verKey]int{}
 	drain := map[string]bool{}
-	for _, id := range t.indexed(bFleetShips, fleet) {
-		s, ok := t.ship(id)
+	c := t.b(bFleetShips).Cursor()
+	p := append([]byte(fleet), 0)
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		s, ok := decodeSummary(v)
 		if !ok || !s.Live() || s.State == ShipStopping {
 			continue
 		}
@@ -369,18 +422,15 @@ func (t *txn) blueprint(name string, version int) (*storedBlueprint, bool) {
 func (c *ShipPlace) apply(t *txn) *Result {
 	t.now = c.Now
 	res := &Result{}
-	nodes := map[string]*Node{}
 	for _, p := range c.Places {
 		s, ok := t.ship(p.Ship)
 		if !ok || s.State != ShipQueued || s.Desired != DesireRun {
 			continue
 		}
-		n, ok := nodes[p.Node]
+		n, ok := t.node(p.Node)
 		if !ok {
-			if n, ok = t.node(p.Node); !ok {
-				t.setReason(s, fmt.Sprintf("placement on %s refused: node not found", p.Node))
-				continue
-			}
+			t.setReason(s, fmt.Sprintf("placement on %s refused: node not found", p.Node))
+			continue
 		}
 		sb, ok := t.blueprint(s.Blueprint, s.Version)
 		if !ok {
@@ -399,9 +449,7 @@ func (c *ShipPlace) apply(t *txn) *Result {
 			s.Ports[port.Name] = p.Ports[i]
 		}
 		t.enqueue(WorkerQueue(n.Name), s)
-		t.putShip(&old, s)
-		n, _ = t.node(n.Name) // putShip allocated on it
-		nodes[n.Name] = n
+		t.putShip(&old, s) // allocates on n
 		res.Ships = append(res.Ships, s)
 	}
 	for _, p := range c.Pending {

@@ -293,7 +293,7 @@ func shipPlaceCases() []cmdCase {
 				requireEqual(t, "node ships", h.shipIDs(ShipFilter{Node: "n1"}), []string{g7})
 				h.requireChanges(8,
 					ch("queue", SchedulerQueue, "delete"), ch("queue", WorkerQueue("n1"), "put"),
-					ch("node", "n1", "put"), ch("ship", g7, "put"))
+					ch("ship", g7, "put"), ch("node", "n1", "put"))
 			},
 		},
 		{
@@ -483,7 +483,7 @@ func shipReportCases() []cmdCase {
 					t.Fatalf("ship %s", jsonString(s))
 				}
 				requireHolds(t, h, "n1", 1, web1, 20001)
-				h.requireChanges(10, ch("node", "n1", "put"), ch("ship", g7, "put"))
+				h.requireChanges(10, ch("ship", g7, "put"), ch("node", "n1", "put"))
 				// An ended ship takes no more reports.
 				r = h.ok(report("n1", g7, ShipReady))
 				if r.Count != 0 || h.ship(g7).State != ShipStopped {

@@ -378,6 +378,10 @@ func checkLayout(tx *bbolt.Tx) error {
 				if len(k) != 16 {
 					return fmt.Errorf("lease_expiry: bad key %x", k)
 				}
+			case string(name) == string(bFleetShips):
+				if _, ok := decodeSummary(v); !ok || !bytes.Contains(k, []byte{0}) {
+					return fmt.Errorf("fleet_ships: bad entry %q", k)
+				}
 			case string(name) == string(bLeaseKeys):
 				if len(k) <= 8 {
 					return fmt.Errorf("lease_keys: bad key %x", k)

@@ -30,7 +30,7 @@ var (
 	bBPVersions = []byte("bp_versions") // name 0 version(8) -> storedBlueprint
 	bFleets     = []byte("fleets")      // name -> Fleet
 	bShips      = []byte("ships")       // id -> Ship
-	bFleetShips = []byte("fleet_ships") // fleet 0 id -> nil
+	bFleetShips = []byte("fleet_ships") // fleet 0 id -> shipSummary
 	bNodeShips  = []byte("node_ships")  // node 0 id -> nil
 
 	kIndex     = []byte("index")
@@ -59,6 +59,7 @@ type State struct {
 	wtx            *bbolt.Tx
 	pending        int // bytes of entries applied to wtx
 	pendingEntries int
+	pendingChanges int
 
 	index atomic.Uint64
 	feed  *feed
@@ -68,6 +69,11 @@ type State struct {
 const (
 	flushBytes   = 1 << 20
 	flushEntries = 1024
+	// flushChanges bounds the keys written in one transaction: BoltDB
+	// splits nodes only when it commits, so every insert into a node that
+	// grew in this transaction moves all the keys after it, and a
+	// transaction of N inserts costs O(N²). Ship commands write thousands.
+	flushChanges = 4096
 )
 
 // flush commits the open write transaction, if any. Callers hold s.mu.
@@ -82,7 +88,7 @@ func (s *State) flushLocked() {
 		return
 	}
 	err := s.wtx.Commit()
-	s.wtx, s.pending, s.pendingEntries = nil, 0, 0
+	s.wtx, s.pending, s.pendingEntries, s.pendingChanges = nil, 0, 0, 0
 	if err != nil {
 		// The entries are committed in the log: a state that cannot record
 		// them would silently diverge. Stop; a restart rebuilds from the log.
@@ -96,7 +102,7 @@ func (s *State) discard() {
 	defer s.wmu.Unlock()
 	if s.wtx != nil {
 		_ = s.wtx.Rollback()
-		s.wtx, s.pending, s.pendingEntries = nil, 0, 0
+		s.wtx, s.pending, s.pendingEntries, s.pendingChanges = nil, 0, 0, 0
 	}
 }
 
@@ -218,17 +224,38 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 				r = fail(errf(ErrInvalid, "", "%v", err))
 			} else {
 				r = c.apply(t)
+				t.flushNodes()
 			}
 			r.Index = en.Index
 			results[i] = r
+			// A big batch commits as it goes (views wait for the whole
+			// batch: they need wmu to flush). The index committed with it
+			// is the last entry applied.
+			if s.pendingChanges+len(t.changes)-t.flushed >= flushChanges && i < len(entries)-1 {
+				if err = t.tx.Bucket(bMeta).Put(kIndex, u64(last)); err != nil {
+					break
+				}
+				s.pendingChanges += len(t.changes) - t.flushed
+				t.flushed = len(t.changes)
+				s.wtx = t.tx
+				s.flushLocked()
+				if s.wtx, err = s.db.Begin(true); err != nil {
+					break
+				}
+				t.tx = s.wtx
+			}
 		}
 		changes = t.changes
-		err = tx.Bucket(bMeta).Put(kIndex, u64(last))
+		tx = t.tx
+		if err == nil {
+			err = tx.Bucket(bMeta).Put(kIndex, u64(last))
+		}
+		s.pendingChanges += len(t.changes) - t.flushed
 		s.pendingEntries += len(entries)
 		for _, en := range entries {
 			s.pending += len(en.Data)
 		}
-		if err == nil && (s.pending >= flushBytes || s.pendingEntries >= flushEntries) {
+		if err == nil && (s.pending >= flushBytes || s.pendingEntries >= flushEntries || s.pendingChanges >= flushChanges) {
 			s.flushLocked()
 		}
 	}

@@ -13,7 +13,10 @@ type txn struct {
 	tx      *bbolt.Tx
 	index   uint64
 	changes []Change
-	now     int64 // the leader's time carried by the command being applied
+	now     int64            // the leader's time carried by the command being applied
+	flushed int              // changes already counted towards a commit of the state
+	nodes   map[string]*Node // node cache of the command being applied
+	dirty   map[string]bool  // nodes to write back when it ends
 }
 
 func newTxn(tx *bbolt.Tx) *txn { return &txn{tx: tx} }

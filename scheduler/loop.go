@@ -163,44 +163,42 @@ func cachedBlueprints(v *fsm.View) func(string, int) (*fsm.Blueprint, bool) {
 	}
 }
 
-// applyPlan applies the plan's commands in order; placements go out
-// together so that Raft batches them.
+// applyPlan applies the plan's commands in order: lost ships, creates,
+// stops, placements, purge. Commands of one kind are independent of each
+// other, so they go out together and Raft batches them into few entries.
 func applyPlan(ctx context.Context, ap Applier, p *Plan) error {
 	var errs []error
-	apply := func(c fsm.Command) {
-		r, err := ap.Apply(ctx, c)
-		if err == nil && r.Err != nil && r.Err.Code != fsm.ErrConflict {
-			err = r.Err
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, c := range p.Lost {
-		apply(c)
-	}
-	for _, c := range p.Create {
-		apply(c)
-	}
-	for _, c := range p.Stop {
-		apply(c)
-	}
-	if len(p.Place) > 0 {
-		done := make(chan error, len(p.Place))
-		for _, c := range p.Place {
+	apply := func(cmds []fsm.Command) {
+		done := make(chan error, len(cmds))
+		for _, c := range cmds {
 			go func() {
-				_, err := ap.Apply(ctx, c)
+				r, err := ap.Apply(ctx, c)
+				if err == nil && r.Err != nil && r.Err.Code != fsm.ErrConflict {
+					err = r.Err
+				}
 				done <- err
 			}()
 		}
-		for range p.Place {
+		for range cmds {
 			if err := <-done; err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
+	apply(commands(p.Lost))
+	apply(commands(p.Create))
+	apply(commands(p.Stop))
+	apply(commands(p.Place))
 	if p.Purge != nil {
-		apply(p.Purge)
+		apply([]fsm.Command{p.Purge})
 	}
 	return errors.Join(errs...)
+}
+
+func commands[C fsm.Command](cs []C) []fsm.Command {
+	out := make([]fsm.Command, len(cs))
+	for i, c := range cs {
+		out[i] = c
+	}
+	return out
 }

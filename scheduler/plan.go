@@ -171,7 +171,9 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 		for _, v := range f.Versions {
 			k := verKey{v.Blueprint, v.Version}
 			if d := want[k] - len(have[k]); d > 0 {
-				p.Create = append(p.Create, &fsm.ShipCreate{Fleet: f.Name, Blueprint: v.Blueprint, Version: v.Version, Count: d})
+				for left := d; left > 0; left -= chunk(in, left) {
+					p.Create = append(p.Create, &fsm.ShipCreate{Fleet: f.Name, Blueprint: v.Blueprint, Version: v.Version, Count: chunk(in, left)})
+				}
 				p.why("fleet %s: create %d of %s v%d (%d of %d)", f.Name, d, v.Blueprint, v.Version, len(have[k]), want[k])
 			}
 		}
@@ -205,12 +207,20 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 			p.why("stop %s: node %s is draining", s.ID, s.Node)
 		}
 	}
-	if len(surplus.Ships) > 0 {
-		p.Stop = append(p.Stop, surplus)
+	for _, st := range []*fsm.ShipStop{surplus, drain} {
+		for ids := st.Ships; len(ids) > 0; ids = ids[chunk(in, len(ids)):] {
+			p.Stop = append(p.Stop, &fsm.ShipStop{Why: st.Why, Reason: st.Reason, Ships: ids[:chunk(in, len(ids))]})
+		}
 	}
-	if len(drain.Ships) > 0 {
-		p.Stop = append(p.Stop, drain)
+}
+
+// chunk is how many of n items go in one command: at most MaxPerPlan, so
+// that no log entry is huge.
+func chunk(in *Input, n int) int {
+	if in.MaxPerPlan > 0 && n > in.MaxPerPlan {
+		return in.MaxPerPlan
 	}
+	return n
 }
 
 // pickSurplus chooses which n ships to stop, one at a time: the least
