@@ -36,7 +36,7 @@ check: ## gofmt, go vet, staticcheck and a go mod tidy diff
 	 if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changed go.mod/go.sum:"; git diff -- go.mod go.sum; \
 	 cp /tmp/armada-go.mod.bak go.mod; cp /tmp/armada-go.sum.bak go.sum; exit 1; fi
 
-bench: build ## Benchmark a 3-node cluster against etcd and write docs/BENCHMARKS.md
+bench: build ## Benchmark a 3-node cluster (writes vs etcd, failover, scheduler, fleets); write docs/BENCHMARKS.md
 	@command -v etcd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; } \
 	  || echo "etcd-server could not be installed: the report will have no reference"
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm

@@ -37,9 +37,10 @@ type nodeStatus struct {
 }
 
 // startArmada starts n nodes of bin under dir: the first bootstraps the
-// cluster and the others join it through its gossip address. The cluster
-// it returns is never nil, so that the caller can stop what started.
-func startArmada(bin, dir string, n int) (*armadaCluster, error) {
+// cluster and the others join it through its gossip address. extra are
+// more flags for every node's `armada join`. The cluster it returns is
+// never nil, so that the caller can stop what started.
+func startArmada(bin, dir string, n int, extra ...string) (*armadaCluster, error) {
 	c := &armadaCluster{poll: &http.Client{Timeout: time.Second}}
 	ports, err := freePorts(3 * n)
 	if err != nil {
@@ -54,6 +55,7 @@ func startArmada(bin, dir string, n int) (*armadaCluster, error) {
 		node := &armadaNode{name: name, gossipAddr: loopback(ports[3*i]), httpAddr: loopback(ports[3*i+2])}
 		args := []string{"join", "--name", name, "--data-dir", data,
 			"--gossip-addr", node.gossipAddr, "--raft-addr", loopback(ports[3*i+1]), "--http-addr", node.httpAddr}
+		args = append(args, extra...)
 		if i > 0 {
 			args = append(args, c.nodes[0].gossipAddr)
 		}

@@ -1,9 +1,15 @@
 // Command bench benchmarks a 3-node Armada cluster of the real binary on
 // loopback — committed-write throughput and latency, leader failover time
 // and idle memory — next to a 3-member etcd cluster measured in the same
-// run when etcd is installed, and writes the figures to a Markdown report.
+// run when etcd is installed; then the scheduler (placements/s planned in
+// process and committed through an in-process 3-node cluster) and fleets
+// of real ship processes (start latency, recovery from a node loss); and
+// writes the figures to a Markdown report.
 //
 //	go run ./bench -armada bin/armada -out docs/BENCHMARKS.md
+//
+// -only runs some of the parts (kv, plan, sched, ships), and the size
+// flags shrink them, for a quick check.
 package main
 
 import (
@@ -16,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +38,17 @@ type config struct {
 	idle      time.Duration
 	failovers int
 	keep      bool
+
+	only          string // comma-separated parts to run; "" runs all
+	goTool        string
+	planBenchtime string
+	schedNodes    int
+	schedShips    int
+	schedTimeout  time.Duration
+	fleetShips    int
+	fleetRuns     int
+	lossShips     int
+	cpuProfile    string
 }
 
 func parseFlags() config {
@@ -43,6 +61,16 @@ func parseFlags() config {
 	flag.DurationVar(&c.idle, "idle", 5*time.Second, "idle time before reading each process's RSS")
 	flag.IntVar(&c.failovers, "failovers", 3, "leader kills to time")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temp dir (data and logs) instead of removing it")
+	flag.StringVar(&c.only, "only", "", "run only these parts, comma-separated: "+strings.Join(allParts, ", ")+" (default: all)")
+	flag.StringVar(&c.goTool, "go", "go", "the go command that runs the scheduler's planning benchmark")
+	flag.StringVar(&c.planBenchtime, "plan-benchtime", "10x", "-benchtime of the scheduler's planning benchmark")
+	flag.IntVar(&c.schedNodes, "sched-nodes", 5000, "simulated worker nodes of the committed-placement figure")
+	flag.IntVar(&c.schedShips, "sched-ships", 100_000, "ships of the committed-placement figure's fleet")
+	flag.DurationVar(&c.schedTimeout, "sched-timeout", 5*time.Minute, "longest wait for the committed-placement fleet")
+	flag.IntVar(&c.fleetShips, "fleet-ships", 100, "ships of each fleet-start run on the real binary")
+	flag.IntVar(&c.fleetRuns, "fleet-runs", 3, "fleet-start runs")
+	flag.IntVar(&c.lossShips, "loss-ships", 30, "ships of the node-loss fleet (0 skips the node loss)")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the driver process (which hosts the in-process cluster) to this file")
 	flag.Parse()
 	return c
 }
@@ -51,7 +79,13 @@ func main() {
 	cfg := parseFlags()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, cfg)
+	stopProfile, err := startCPUProfile(cfg.cpuProfile)
+	if err != nil {
+		slog.Error("cpu profile", "err", err)
+		os.Exit(2)
+	}
+	err = run(ctx, cfg)
+	stopProfile()
 	interrupted := ctx.Err() != nil
 	stop()
 	switch {
@@ -65,11 +99,38 @@ func main() {
 	}
 }
 
+// startCPUProfile profiles the driver process into path ("" : no
+// profile) until the function it returns is called.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
 // run does the whole benchmark. Every process it starts is stopped, and
 // its temp dir removed, before it returns, whatever happens.
 func run(ctx context.Context, cfg config) error {
 	if cfg.duration <= 0 || cfg.warmup < 0 || cfg.idle < 0 || cfg.failovers < 1 {
 		return errors.New("-duration and -failovers must be positive, -warmup and -idle not negative")
+	}
+	parts, err := parseParts(cfg.only)
+	if err != nil {
+		return err
+	}
+	if cfg.schedNodes < 1 || cfg.schedShips < 1 || cfg.schedShips > 100_000 || cfg.fleetShips < 1 || cfg.fleetRuns < 1 || cfg.lossShips < 0 {
+		return errors.New("-sched-nodes, -fleet-ships and -fleet-runs must be positive, -sched-ships 1..100000, -loss-ships not negative")
 	}
 	bin, err := filepath.Abs(cfg.armada)
 	if err == nil {
@@ -81,9 +142,11 @@ func run(ctx context.Context, cfg config) error {
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return fmt.Errorf("armada binary %s is not an executable file (run `make build` first)", bin)
 	}
-	withEtcd, err := etcdInstalled(cfg.etcd)
-	if err != nil {
-		return err
+	withEtcd := false
+	if parts["kv"] {
+		if withEtcd, err = etcdInstalled(cfg.etcd); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
 		return fmt.Errorf("report dir: %w", err)
@@ -98,21 +161,27 @@ func run(ctx context.Context, cfg config) error {
 		defer os.RemoveAll(dir)
 	}
 
-	rep := &report{started: time.Now(), cfg: cfg}
+	rep := &report{started: time.Now(), cfg: cfg, kv: parts["kv"]}
 	rep.machine = readMachine(bin)
 	client := newLoadClient()
 	defer client.CloseIdleConnections()
 	value := benchValue()
 
-	if withEtcd {
+	switch {
+	case withEtcd:
 		rep.etcdVersion = etcdVersion(cfg.etcd)
 		if err := runEtcd(ctx, cfg, filepath.Join(dir, "etcd"), client, value, rep); err != nil {
 			return fmt.Errorf("etcd reference: %w", err)
 		}
-	} else {
+	case parts["kv"]:
 		slog.Warn("etcd is not installed: the report will have no reference", "etcd", cfg.etcd)
 	}
-	if err := runArmada(ctx, cfg, bin, filepath.Join(dir, "armada"), client, value, rep); err != nil {
+	if parts["kv"] {
+		if err := runArmada(ctx, cfg, bin, filepath.Join(dir, "armada"), client, value, rep); err != nil {
+			return err
+		}
+	}
+	if err := runFleetParts(ctx, cfg, parts, bin, dir, rep); err != nil {
 		return err
 	}
 	rep.took = time.Since(rep.started)

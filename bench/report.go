@@ -41,6 +41,11 @@ type report struct {
 	failovers   []failoverTrial
 	armadaRSS   []rssRow
 	etcdRSS     []rssRow
+
+	kv    bool         // the write, failover and memory parts ran
+	plan  *planResult  // nil: not run
+	sched *schedResult // nil: not run
+	ships *shipsResult // nil: not run
 }
 
 // addLoad runs one write row and records it.
@@ -60,12 +65,17 @@ func (r *report) addLoad(ctx context.Context, spec loadSpec, cfg config) error {
 func (r *report) markdown() string {
 	var b strings.Builder
 	r.writeHeader(&b)
-	r.writeWrites(&b)
-	r.writeCPU(&b)
-	r.writeComparison(&b)
-	r.writeFailover(&b)
-	r.writeRSS(&b)
-	r.writeNotes(&b)
+	if r.kv {
+		r.writeWrites(&b)
+		r.writeCPU(&b)
+		r.writeComparison(&b)
+		r.writeFailover(&b)
+	}
+	r.writeFleets(&b)
+	if r.kv {
+		r.writeRSS(&b)
+		r.writeNotes(&b)
+	}
 	return b.String()
 }
 
@@ -74,7 +84,8 @@ func (r *report) writeHeader(b *strings.Builder) {
 	fmt.Fprintf(b, "# Armada benchmarks\n\n")
 	fmt.Fprintf(b, "Generated %s; the run took %s.\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"), r.took.Round(time.Second))
 	if cmd := commandLine(); cmd == makeBenchCommand {
-		fmt.Fprintf(b, "Command: `make bench`, which builds `bin/armada`, runs the `./fsm` Go benchmarks (not reported here), then `%s`.\n", cmd)
+		fmt.Fprintf(b, "Command: `make bench`, which builds `bin/armada`, runs the `./fsm` Go benchmarks (not reported here), then `%s` "+
+			"(which runs the `./scheduler` planning benchmark itself).\n", cmd)
 	} else {
 		fmt.Fprintf(b, "Command: `%s` (not the `make bench` defaults, which run `%s`).\n", cmd, makeBenchCommand)
 	}
@@ -91,8 +102,15 @@ func (r *report) writeHeader(b *strings.Builder) {
 		{"Armada binary", "`" + m.armadaVersion + "`"},
 		{"etcd reference", orDefault(r.etcdVersion, "not installed ("+r.cfg.etcd+" missing)")},
 	}
+	if !r.kv {
+		rows[len(rows)-1][1] = "not run (`-only` left out kv)"
+	}
 	for _, row := range rows {
 		fmt.Fprintf(b, "| %s | %s |\n", row[0], row[1])
+	}
+	if !r.kv {
+		b.WriteString("\n")
+		return
 	}
 	fmt.Fprintf(b, "\nSetup: 3 Armada nodes of the real binary with default flags (Raft heartbeat 500 ms, 3 voters) on loopback ports, "+
 		"data dirs under $TMPDIR on the same disk; the load generator runs on the same machine. Every write row has a %s "+
