@@ -225,7 +225,7 @@ func (r *report) writeNodeLoss(b *strings.Builder) {
 	fmt.Fprintf(b, "Same cluster: a spread fleet of %d sleepers, all `ready` (%d on the node killed). A non-leader node (%s) is "+
 		"killed with SIGKILL (its ship processes die with it); the time runs from the kill until `GET /v1/ships?fleet=loss` "+
 		"on the leader (%s), polled every %d ms, shows %d ships `ready` on the two survivors. Gossip declares the node dead "+
-		"(probe interval 500 ms, suspicion 4 intervals), the scheduler marks its ships lost once it has been dead for "+
+		"(probe interval 500 ms, suspicion 3 intervals), the scheduler marks its ships lost once it has been dead for "+
 		"`--lost-grace` (%s) and places replacements, which the survivors' workers start. The breakdown comes from the "+
 		"records (the leader's clock, on this same machine): the node's `status_since` when it was recorded dead, the lost "+
 		"ships' `updated` when they were marked lost, the replacements' `created`. Command: `%s`.\n\n",

@@ -81,11 +81,11 @@ func newGossip(cfg *Config, self meta, logger *slog.Logger) (*gossip, error) {
 		mc.AdvertiseAddr, mc.AdvertisePort = cfg.Advertise, port
 	}
 	// Faster failure detection than the LAN default (≈6 s to dead): probe
-	// every ProbeInterval, and suspect for 4 intervals (scaled by log10 of
+	// every ProbeInterval, and suspect for 3 intervals (scaled by log10 of
 	// the cluster size) before declaring a member dead.
 	mc.ProbeInterval = cfg.ProbeInterval
 	mc.ProbeTimeout = cfg.ProbeInterval / 2
-	mc.SuspicionMult = 4
+	mc.SuspicionMult = 3
 	mc.GossipInterval = 100 * time.Millisecond
 	mc.PushPullInterval = 15 * time.Second
 	// A node restarted on a new address may take its name back after this.
