@@ -224,18 +224,19 @@ func (r *report) writeNodeLoss(b *strings.Builder) {
 	fmt.Fprintf(b, "### Node loss, real binaries\n\n")
 	fmt.Fprintf(b, "Same cluster: a spread fleet of %d sleepers, all `ready` (%d on the node killed). A non-leader node (%s) is "+
 		"killed with SIGKILL (its ship processes die with it); the time runs from the kill until `GET /v1/ships?fleet=loss` "+
-		"on the leader (%s), polled every %d ms, shows %d ships `ready` on the two survivors. Gossip declares the node dead "+
-		"(probe interval 500 ms, suspicion 3 intervals), the scheduler marks its ships lost once it has been dead for "+
+		"on the leader (%s), polled every %d ms, shows %d ships `ready` on the two survivors. The leader records the node "+
+		"`suspect` once its Raft heartbeats to it have failed for 250 ms (gossip declares it dead about 2.5 s after the kill), "+
+		"the scheduler marks its ships lost once it has been down for "+
 		"`--lost-grace` (%s) and places replacements, which the survivors' workers start. The breakdown comes from the "+
-		"records (the leader's clock, on this same machine): the node's `status_since` when it was recorded dead, the lost "+
+		"records (the leader's clock, on this same machine): the node's `down_since` when it was recorded suspect, the lost "+
 		"ships' `updated` when they were marked lost, the replacements' `created`. Command: `%s`.\n\n",
 		l.ships, l.victimShips, orDefault(l.victim, "none"), l.leader, shipPoll.Milliseconds(), l.ships, sh.lostGrace, commandLine())
 	fmt.Fprintf(b, "| Kill of %s → | Time | Target | Verdict |\n|---|--:|---|---|\n", orDefault(l.victim, "a node"))
 	step := func(name string, d time.Duration) {
 		fmt.Fprintf(b, "| %s | %s | — | — |\n", name, fmtReached(d, "not seen"))
 	}
-	step("node recorded dead (gossip)", l.dead)
-	step("its ships recorded lost (dead + lost grace)", l.lost)
+	step("node recorded down (suspect: Raft heartbeats failing)", l.dead)
+	step("its ships recorded lost (down + lost grace)", l.lost)
 	step("first replacement created", l.replaced)
 	detail := ""
 	if l.ships != issueLossShips {

@@ -55,7 +55,7 @@ type startRun struct {
 
 // lossResult is one node loss: SIGKILL of a non-leader → the fleet whole
 // again on the survivors. The breakdown comes from the records: the
-// victim's status_since (when the leader recorded it dead) and the lost
+// victim's down_since (when the leader recorded it suspect or dead) and the lost
 // ships' updated (when they were marked lost), both the leader's clock on
 // this same machine.
 type lossResult struct {
@@ -64,7 +64,7 @@ type lossResult struct {
 	leader      string
 	victimShips int
 	whole       time.Duration // kill → all ships ready on the survivors; 0: not reached
-	dead        time.Duration // kill → victim recorded dead
+	dead        time.Duration // kill → victim recorded down (suspect or dead)
 	lost        time.Duration // kill → its ships recorded lost (the latest)
 	replaced    time.Duration // kill → replacements created (the earliest)
 	err         string
@@ -270,11 +270,11 @@ func (a *shipsAPI) timeLoss(ctx context.Context, c *armadaCluster, leader *armad
 	// The breakdown, from the records.
 	sinceKill := func(ms int64) time.Duration { return time.UnixMilli(ms).Sub(killed) }
 	var node struct {
-		Status      string `json:"status"`
-		StatusSince int64  `json:"status_since"`
+		Status    string `json:"status"`
+		DownSince int64  `json:"down_since"`
 	}
-	if err := a.do(ctx, leader, http.MethodGet, "/v1/nodes/"+victim.name, nil, &node); err == nil && node.Status == "dead" {
-		res.dead = sinceKill(node.StatusSince)
+	if err := a.do(ctx, leader, http.MethodGet, "/v1/nodes/"+victim.name, nil, &node); err == nil && node.DownSince > 0 {
+		res.dead = sinceKill(node.DownSince)
 	}
 	if ships, err = a.ships(ctx, leader, "loss"); err == nil {
 		for _, s := range ships {

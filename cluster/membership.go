@@ -74,6 +74,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 		switch {
 		case m.Status == fsm.NodeAlive && (!in || string(srv.Address) != m.Meta.Raft):
 			n.log.Info("adding raft non-voter", "node", name, "addr", m.Meta.Raft, "reason", "alive in gossip, not in raft")
+			n.hb.clear(name) // a new replication starts without failures
 			err = n.raft.AddNonvoter(raft.ServerID(name), raft.ServerAddress(m.Meta.Raft), 0, 5*time.Second).Error()
 		case m.Status == fsm.NodeLeft && in:
 			n.log.Info("removing raft server", "node", name, "reason", "left the cluster")
@@ -194,10 +195,16 @@ func (n *Node) caughtUp(ctx context.Context, m member) bool {
 func (n *Node) syncNodes(ctx context.Context, members map[string]member, records map[string]*fsm.Node, servers map[string]raft.Server) error {
 	for _, name := range sortedNames(members) {
 		m := members[name]
+		status := m.Status
+		if status == fsm.NodeAlive && n.hb.suspect(name, n.now()) {
+			status = fsm.NodeSuspect // gossip has not noticed yet; Raft has
+		} else if status != fsm.NodeAlive {
+			n.hb.clear(name)
+		}
 		want := fsm.Node{
 			Name: name, GossipAddr: m.Addr, RaftAddr: m.Meta.Raft, HTTPAddr: m.Meta.HTTP,
 			Server: m.Meta.Role != RoleWorker, Worker: m.Meta.Role != RoleServer,
-			Status: m.Status, Labels: m.Meta.Labels, Version: m.Meta.Version,
+			Status: status, Labels: m.Meta.Labels, Version: m.Meta.Version,
 			Capacity: fsm.Resources{CPUMHz: m.Meta.CPUMHz, MemoryMB: m.Meta.MemoryMB},
 		}
 		want.Address, _, _ = net.SplitHostPort(m.Addr)

@@ -23,6 +23,7 @@ type Node struct {
 	raft    *raft.Raft
 	parts   *raftParts
 	gsp     *gossip
+	hb      heartbeats
 	peers   peersFile
 	fwd     *forwarder
 	batch   *grouper // leader: groups commands into log entries
@@ -136,6 +137,7 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	n.spawn(func() { n.batch.run(n.stop) })
 	n.spawn(func() { n.forward.run(n.stop) })
 	n.spawn(n.memberLoop)
+	n.spawn(n.watchHeartbeats)
 	n.log.Info("node started", "name", cfg.Name, "role", cfg.Role, "gossip", n.gsp.addr(), "raft", raftAddr,
 		"http", cfg.HTTPAddr, "bootstrapped", !existing && len(cfg.Seeds) == 0)
 	return nil

@@ -84,6 +84,7 @@ func (c *Batch) decode(d *decoder) {
 func (c *Batch) apply(t *txn) *Result {
 	out := make([]*Result, len(c.Cmds))
 	for i, sub := range c.Cmds {
+		t.now = 0
 		r := sub.apply(t)
 		t.flushNodes()
 		r.Index = t.index

@@ -69,6 +69,13 @@ func (c *BlueprintDelete) apply(t *txn) *Result {
 	if used != "" {
 		return fail(errf(ErrConflict, "name", "blueprint %q is used by fleet %q", c.Name, used))
 	}
+	// Ships without a fleet use it too (fleet ships go with their fleet).
+	cur := t.b(bFleetShips).Cursor()
+	for k, v := cur.Seek([]byte{0}); k != nil && k[0] == 0; k, v = cur.Next() {
+		if s, ok := decodeSummary(v); ok && s.Blueprint == c.Name && s.Live() {
+			return fail(errf(ErrConflict, "name", "blueprint %q is used by ship %q", c.Name, k[1:]))
+		}
+	}
 	for _, v := range info.Versions {
 		t.del(bBPVersions, bpVersionKey(c.Name, v))
 	}

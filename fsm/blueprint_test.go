@@ -261,8 +261,14 @@ func blueprintDeleteCases() []cmdCase {
 			},
 		},
 		{
-			name:  "ships without a fleet do not hold their blueprint",
+			name:  "a live ship without a fleet holds its blueprint",
 			setup: append(setup, &ShipCreate{Blueprint: "web", Count: 1}),
+			cmd:   &BlueprintDelete{Name: "web"},
+			code:  ErrConflict, field: "name",
+		},
+		{
+			name:  "an ended ship without a fleet does not",
+			setup: append(setup, &ShipCreate{Blueprint: "web", Count: 1}, &ShipStop{Ships: []string{"web-4"}, Why: StopUser}),
 			cmd:   &BlueprintDelete{Name: "web"},
 		},
 		{name: "missing", setup: setup, cmd: &BlueprintDelete{Name: "nope"}, code: ErrNotFound, field: "name"},

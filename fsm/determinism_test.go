@@ -441,7 +441,7 @@ func (g *logGen) next() {
 
 func TestDeterminism(t *testing.T) {
 	const n = 1500
-	g := newLogGen(t, 20240611)
+	g := newLogGen(t, 20240612)
 	// ClusterInit early so that sealed secrets can be read back.
 	initCmd := &ClusterInit{ClusterID: "c", Key: testKey}
 	g.results = append(g.results, g.h.ok(initCmd))

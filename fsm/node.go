@@ -14,8 +14,18 @@ func (c *NodeUpsert) apply(t *txn) *Result {
 		if old.Status != n.Status {
 			n.StatusSince = c.Now
 		}
+		n.DownSince = old.DownSince
+		if old.Status == NodeLeft && n.Status == NodeAlive {
+			n.Drain = false // a node that left and joins again starts afresh
+		}
 	} else {
 		n.StatusSince, n.Drain = c.Now, false
+	}
+	switch {
+	case n.Status == NodeAlive:
+		n.DownSince = 0
+	case n.DownSince == 0:
+		n.DownSince = c.Now
 	}
 	n.Updated = c.Now
 	t.putJSON(bNodes, []byte(n.Name), &n)

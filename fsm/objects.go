@@ -54,6 +54,9 @@ type Node struct {
 	UsedPorts  []int  `json:"used_ports,omitempty"`
 	// StatusSince is when the leader saw Status change, in Unix milliseconds.
 	StatusSince int64 `json:"status_since"`
+	// DownSince is when the node stopped being alive (suspect, then dead
+	// or left, count as one outage), in Unix milliseconds; 0 while alive.
+	DownSince int64 `json:"down_since,omitempty"`
 	Updated     int64 `json:"updated"`
 }
 

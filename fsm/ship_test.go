@@ -392,16 +392,6 @@ func shipPlaceCases() []cmdCase {
 				}
 			},
 		},
-		{
-			name:  "blueprint gone",
-			setup: append(shipWorld(), &ShipCreate{Blueprint: "web", Count: 1}, &BlueprintDelete{Name: "web"}),
-			cmd:   placeCmd(place(sid("web", 6), "n1", 20000)),
-			check: func(t *testing.T, h *harness, r *Result) {
-				if s := h.ship(sid("web", 6)); s.State != ShipQueued || !strings.Contains(s.Reason, "blueprint web version 1 is gone") {
-					t.Fatalf("ship %s", jsonString(s))
-				}
-			},
-		},
 		refusedPlace("node not found", nil, place(g7, "n9", 20000), "node not found"),
 		refusedPlace("node suspect", []Command{upsert("n1", NodeSuspect, 2)}, place(g7, "n1", 20000), "node is suspect"),
 		refusedPlace("node dead", []Command{upsert("n1", NodeDead, 2)}, place(g7, "n1", 20000), "node is dead"),

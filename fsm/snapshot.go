@@ -344,11 +344,8 @@ func checkLayout(tx *bbolt.Tx) error {
 	jsonOf := map[string]func([]byte) error{
 		string(bLeases):     func(v []byte) error { return json.Unmarshal(v, new(Lease)) },
 		string(bLocks):      func(v []byte) error { return json.Unmarshal(v, new(Lock)) },
-		string(bNodes):      func(v []byte) error { return json.Unmarshal(v, new(Node)) },
 		string(bBlueprints): func(v []byte) error { return json.Unmarshal(v, new(BlueprintInfo)) },
 		string(bBPVersions): func(v []byte) error { return json.Unmarshal(v, new(storedBlueprint)) },
-		string(bFleets):     func(v []byte) error { return json.Unmarshal(v, new(Fleet)) },
-		string(bShips):      func(v []byte) error { return json.Unmarshal(v, new(Ship)) },
 	}
 	for _, name := range allBuckets {
 		b := tx.Bucket(name)
@@ -377,6 +374,21 @@ func checkLayout(tx *bbolt.Tx) error {
 			case string(name) == string(bLeaseExp):
 				if len(k) != 16 {
 					return fmt.Errorf("lease_expiry: bad key %x", k)
+				}
+			case string(name) == string(bShips):
+				var sh Ship
+				if err := json.Unmarshal(v, &sh); err != nil || sh.ID != string(k) {
+					return fmt.Errorf("ships: bad entry %q", k)
+				}
+			case string(name) == string(bFleets):
+				var f Fleet
+				if err := json.Unmarshal(v, &f); err != nil || f.Name != string(k) {
+					return fmt.Errorf("fleets: bad entry %q", k)
+				}
+			case string(name) == string(bNodes):
+				var n Node
+				if err := json.Unmarshal(v, &n); err != nil || n.Name != string(k) {
+					return fmt.Errorf("nodes: bad entry %q", k)
 				}
 			case string(name) == string(bFleetShips):
 				if _, ok := decodeSummary(v); !ok || !bytes.Contains(k, []byte{0}) {

@@ -223,6 +223,7 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 			if c, err := Decode(en.Data); err != nil {
 				r = fail(errf(ErrInvalid, "", "%v", err))
 			} else {
+				t.now = 0 // a command without a clock must not inherit one
 				r = c.apply(t)
 				t.flushNodes()
 			}

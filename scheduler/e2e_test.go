@@ -373,7 +373,11 @@ func TestEndToEnd(t *testing.T) {
 	// Much later the ended ships are purged, and nothing else changes.
 	c.now = c.now.Add(11 * time.Minute)
 	p = c.plan()
-	if p.Purge == nil || len(p.Purge.Ships) != 3+2+3 || len(p.Commands()) != 1 {
+	purged := 0
+	for _, c := range p.Purge {
+		purged += len(c.Ships)
+	}
+	if purged != 3+2+3 || len(p.Commands()) != len(p.Purge) {
 		t.Fatalf("want the 8 ended ships purged:\n%s", dumpPlan(p))
 	}
 	c.converge()

@@ -155,8 +155,8 @@ func dumpPlan(p *Plan) string {
 			s += fmt.Sprintf("  pending %s: %s\n", pd.Ship, pd.Reason)
 		}
 	}
-	if p.Purge != nil {
-		s += fmt.Sprintf("  purge %v\n", p.Purge.Ships)
+	for _, c := range p.Purge {
+		s += fmt.Sprintf("  purge %v\n", c.Ships)
 	}
 	for _, r := range p.Reasons {
 		s += "  # " + r + "\n"

@@ -189,9 +189,7 @@ func applyPlan(ctx context.Context, ap Applier, p *Plan) error {
 	apply(commands(p.Create))
 	apply(commands(p.Stop))
 	apply(commands(p.Place))
-	if p.Purge != nil {
-		apply([]fsm.Command{p.Purge})
-	}
+	apply(commands(p.Purge))
 	return errors.Join(errs...)
 }
 

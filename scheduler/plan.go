@@ -7,6 +7,7 @@ package scheduler
 
 import (
 	"cmp"
+	"container/heap"
 	"fmt"
 	"slices"
 	"time"
@@ -33,7 +34,7 @@ type Plan struct {
 	Create []*fsm.ShipCreate
 	Stop   []*fsm.ShipStop
 	Place  []*fsm.ShipPlace
-	Purge  *fsm.ShipPurge
+	Purge  []*fsm.ShipPurge
 	// Reasons says why, one line per action, for the log.
 	Reasons []string
 	// Recheck is when the next plan may differ without any change to the
@@ -56,8 +57,8 @@ func (p *Plan) Commands() []fsm.Command {
 	for _, c := range p.Place {
 		out = append(out, c)
 	}
-	if p.Purge != nil {
-		out = append(out, p.Purge)
+	for _, c := range p.Purge {
+		out = append(out, c)
 	}
 	return out
 }
@@ -104,7 +105,9 @@ func planLost(in *Input, nodes map[string]*fsm.Node, p *Plan) map[string]bool {
 		}
 		status, since := "gone", time.Time{}
 		if ok {
-			status, since = n.Status, time.UnixMilli(n.StatusSince)
+			// The grace runs from the start of the outage: a node found
+			// suspect and then dead is one outage.
+			status, since = n.Status, time.UnixMilli(cmp.Or(n.DownSince, n.StatusSince))
 		}
 		if gone := in.Now.Sub(since); ok && gone < in.LostGrace {
 			if end := since.Add(in.LostGrace); p.Recheck.IsZero() || end.Before(p.Recheck) {
@@ -115,7 +118,7 @@ func planLost(in *Input, nodes map[string]*fsm.Node, p *Plan) map[string]bool {
 		lost[name] = true
 		reason := fmt.Sprintf("node %s is %s", name, status)
 		if ok {
-			reason += " since " + since.UTC().Format("15:04:05.000")
+			reason += ", down since " + since.UTC().Format("15:04:05.000")
 		}
 		p.Lost = append(p.Lost, &fsm.ShipLost{Node: name, Reason: reason})
 		p.why("lose ships of %s: %s for more than %s", name, status, in.LostGrace)
@@ -223,21 +226,21 @@ func chunk(in *Input, n int) int {
 	return n
 }
 
-// pickSurplus chooses which n ships to stop, one at a time: the least
-// advanced first (queued, then scheduled, starting, ready), never allocated
-// ones; among equals, under spread one on the node with most ships of the
-// fleet left, under pack one on the least-loaded node, so the fleet stays
-// spread or packed; then the newest.
+// pickSurplus chooses which n ships to stop: the least advanced first
+// (queued, then scheduled, starting, ready), never allocated ones; among
+// equals, under spread one from the node with most ships of the fleet
+// left (counting as it goes), under pack one from the least-loaded node,
+// so the fleet stays spread or packed; then the newest. O(k log k).
 func pickSurplus(ships []*fsm.Ship, nodes map[string]*fsm.Node, strategy string, n int) []*fsm.Ship {
 	perNode := map[string]int{}
 	for _, s := range ships {
 		perNode[s.Node]++
 	}
 	stage := map[string]int{fsm.ShipQueued: 0, fsm.ShipScheduled: 1, fsm.ShipStarting: 2, fsm.ShipReady: 3}
-	var cands []*fsm.Ship
+	byStage := make([][]*fsm.Ship, 4)
 	for _, s := range ships {
-		if s.State != fsm.ShipAllocated {
-			cands = append(cands, s)
+		if st, ok := stage[s.State]; ok {
+			byStage[st] = append(byStage[st], s)
 		}
 	}
 	load := func(s *fsm.Ship) float64 {
@@ -246,33 +249,74 @@ func pickSurplus(ships []*fsm.Ship, nodes map[string]*fsm.Node, strategy string,
 		}
 		return 0
 	}
-	better := func(a, b *fsm.Ship) int {
-		if c := cmp.Compare(stage[a.State], stage[b.State]); c != 0 {
-			return c
+	var out []*fsm.Ship
+	for _, group := range byStage {
+		if len(out) == n {
+			break
 		}
 		if strategy == fsm.StrategyPack {
-			if c := cmp.Compare(load(a), load(b)); c != 0 {
-				return c
-			}
-		} else if c := cmp.Compare(perNode[b.Node], perNode[a.Node]); c != 0 {
-			return c
+			slices.SortStableFunc(group, func(a, b *fsm.Ship) int {
+				if c := cmp.Compare(load(a), load(b)); c != 0 {
+					return c
+				}
+				return newer(a, b)
+			})
+			out = append(out, group[:min(n-len(out), len(group))]...)
+			continue
 		}
-		return newer(a, b)
-	}
-	var out []*fsm.Ship
-	for len(out) < n && len(cands) > 0 {
-		best := 0
-		for i := 1; i < len(cands); i++ {
-			if better(cands[i], cands[best]) < 0 {
-				best = i
+		// Spread: a heap of nodes by ships of the fleet left on them, each
+		// with its candidates of this stage, newest first.
+		lists := map[string][]*fsm.Ship{}
+		for _, s := range group {
+			lists[s.Node] = append(lists[s.Node], s)
+		}
+		h := &surplusHeap{count: perNode}
+		for node, l := range lists {
+			slices.SortFunc(l, newer)
+			h.items = append(h.items, &nodeShips{node: node, ships: l})
+		}
+		heap.Init(h)
+		for len(out) < n && h.Len() > 0 {
+			top := h.items[0]
+			out = append(out, top.ships[0])
+			top.ships = top.ships[1:]
+			perNode[top.node]--
+			if len(top.ships) == 0 {
+				heap.Pop(h)
+			} else {
+				heap.Fix(h, 0)
 			}
 		}
-		s := cands[best]
-		out = append(out, s)
-		perNode[s.Node]--
-		cands = slices.Delete(cands, best, best+1)
 	}
 	return out
+}
+
+type nodeShips struct {
+	node  string
+	ships []*fsm.Ship // newest first
+}
+
+// surplusHeap orders nodes by ships of the fleet left on them, most
+// first, then by their newest candidate.
+type surplusHeap struct {
+	items []*nodeShips
+	count map[string]int
+}
+
+func (h *surplusHeap) Len() int      { return len(h.items) }
+func (h *surplusHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *surplusHeap) Push(x any)    { h.items = append(h.items, x.(*nodeShips)) }
+func (h *surplusHeap) Pop() any {
+	last := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	return last
+}
+func (h *surplusHeap) Less(i, j int) bool {
+	a, b := h.items[i], h.items[j]
+	if c := cmp.Compare(h.count[b.node], h.count[a.node]); c != 0 {
+		return c < 0
+	}
+	return newer(a.ships[0], b.ships[0]) < 0
 }
 
 // newer orders the newest ship first: by creation time, then by id, whose
@@ -310,8 +354,10 @@ func planPurge(in *Input, p *Plan) {
 		}
 	}
 	if len(ids) > 0 {
-		p.Purge = &fsm.ShipPurge{Ships: ids}
 		p.why("purge %d ships ended more than %s ago", len(ids), in.Retention)
+	}
+	for ; len(ids) > 0; ids = ids[chunk(in, len(ids)):] {
+		p.Purge = append(p.Purge, &fsm.ShipPurge{Ships: ids[:chunk(in, len(ids))]})
 	}
 }
 

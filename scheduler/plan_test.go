@@ -24,7 +24,7 @@ func TestWeightsCreate(t *testing.T) {
 	if got := creates(p); fmt.Sprint(got) != fmt.Sprint(want) || len(p.Create) != 2 {
 		t.Fatalf("creates %v, want %v\n%s", got, want, dumpPlan(p))
 	}
-	if len(p.Stop)+len(p.Place)+len(p.Lost) != 0 || p.Purge != nil {
+	if len(p.Stop)+len(p.Place)+len(p.Lost)+len(p.Purge) != 0 {
 		t.Fatalf("unexpected actions:\n%s", dumpPlan(p))
 	}
 	// Partly there: only the shortfall is created.
@@ -237,7 +237,7 @@ func TestLost(t *testing.T) {
 	t.Run("dead past the grace", func(t *testing.T) {
 		nodes, ships := setup(fsm.NodeDead, 3*time.Second)
 		p := Make(mkInput(nodes, []*fsm.Fleet{mkFleet("web", 6, bp)}, ships, bp))
-		if len(p.Lost) != 1 || p.Lost[0].Node != "n2" || !strings.HasPrefix(p.Lost[0].Reason, "node n2 is dead since ") {
+		if len(p.Lost) != 1 || p.Lost[0].Node != "n2" || !strings.HasPrefix(p.Lost[0].Reason, "node n2 is dead, down since ") {
 			t.Fatalf("lost:\n%s", dumpPlan(p))
 		}
 		if got := creates(p); got["web/web/v1"] != 2 || len(p.Create) != 1 {
@@ -421,10 +421,10 @@ func TestPurge(t *testing.T) {
 	ships[5].Desired = fsm.DesireRun
 	in := mkInput(threeNodes(), []*fsm.Fleet{mkFleet("web", 1, bp)}, ships, bp)
 	p := Make(in)
-	if p.Purge == nil || !slices.Equal(sortedStrings(p.Purge.Ships...), []string{"old-failed", "old-lost", "old-stopped"}) {
+	if len(p.Purge) != 1 || !slices.Equal(sortedStrings(p.Purge[0].Ships...), []string{"old-failed", "old-lost", "old-stopped"}) {
 		t.Fatalf("plan:\n%s", dumpPlan(p))
 	}
-	if cmds := p.Commands(); cmds[len(cmds)-1] != fsm.Command(p.Purge) {
+	if cmds := p.Commands(); cmds[len(cmds)-1] != fsm.Command(p.Purge[0]) {
 		t.Fatal("purge is not the last command")
 	}
 	in.Retention = 0

@@ -940,3 +940,40 @@ func TestWorkerReportsHostPortOfEndedShip(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerDefersStartOnPortOfStoppingShip: a node back from the dead
+// still runs a lost ship on port 20000 while a replacement is placed on the
+// same port; the replacement starts only once the old process is gone.
+func TestWorkerDefersStartOnPortOfStoppingShip(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	// The old ship ignores SIGTERM for a while, so its stop takes time.
+	h.blueprint("game", service("ExecStart=/bin/sh -c 'trap \"\" TERM; sleep 1000'", "TimeoutStopSec=700ms"))
+	old := h.place("", "game", "n1", 20000)
+	d := h.driver("")
+	w := h.worker(nil, d, nil)
+	h.reconcile(w)
+	p := h.waitProc(d, old, ProcRunning)
+
+	h.ok(&fsm.NodeUpsert{Node: nodeSpec("n1", fsm.NodeDead)})
+	h.ok(&fsm.ShipLost{Node: "n1", Reason: "node n1 is dead"})
+	h.ok(&fsm.NodeUpsert{Node: nodeSpec("n1", fsm.NodeAlive)})
+	repl := h.place("", "game", "n1", 20000) // the port is free in the state
+
+	h.reconcile(w) // stops the old ship, must not start the new one yet
+	if _, ok := h.proc(d, repl); ok {
+		t.Fatalf("replacement started while the lost ship's process %d still holds port 20000", p.Pid)
+	}
+	if !strings.Contains(h.logs.String(), "still held by ship "+old) {
+		t.Errorf("no deferral logged:\n%s", h.logs)
+	}
+	h.waitGone(d, old)
+	if !pidGone(p.Pid) {
+		t.Fatalf("old process %d survives its stop", p.Pid)
+	}
+	h.reconcile(w)
+	h.waitProc(d, repl, ProcRunning)
+	if s := h.ship(repl); s.State != fsm.ShipReady {
+		t.Errorf("replacement = %+v, want ready", s)
+	}
+}

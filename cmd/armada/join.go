@@ -183,13 +183,14 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 		ln.Close()
 		return err
 	}
+	// Hooks go in before Start: leadership may come at once.
+	node.OnLeader(func(ctx context.Context) {
+		scheduler.Run(ctx, node.State(), node, scheduler.Config{LostGrace: f.lostGrace, Logger: log.With("component", "scheduler")})
+	})
 	if err := node.Start(ctx, capacity); err != nil {
 		ln.Close()
 		return err
 	}
-	node.OnLeader(func(ctx context.Context) {
-		scheduler.Run(ctx, node.State(), node, scheduler.Config{LostGrace: f.lostGrace, Logger: log.With("component", "scheduler")})
-	})
 	var wk *worker.Worker
 	if f.role != cluster.RoleServer {
 		drv, err := newDriver(f.driver, filepath.Join(f.dataDir, "ships"), log)
