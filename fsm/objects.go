@@ -57,7 +57,7 @@ type Node struct {
 	// DownSince is when the node stopped being alive (suspect, then dead
 	// or left, count as one outage), in Unix milliseconds; 0 while alive.
 	DownSince int64 `json:"down_since,omitempty"`
-	Updated     int64 `json:"updated"`
+	Updated   int64 `json:"updated"`
 }
 
 // Port is a named host port a ship needs.
