@@ -462,3 +462,54 @@ func TestConcurrentForwardedWritesGetTheirOwnResults(t *testing.T) {
 		t.Fatalf("%d keys written, want %d", n, writers*3/4)
 	}
 }
+
+// TestStoppedNodeSuspectFromHeartbeats: a node that stops answering Raft
+// is recorded suspect by the leader long before gossip declares it dead,
+// and its outage keeps one start (down_since) from suspect to dead.
+func TestStoppedNodeSuspectFromHeartbeats(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(3, nil)
+	var victim *testNode
+	for _, n := range c.live() {
+		if n != l {
+			victim = n
+			break
+		}
+	}
+	record := func() fsm.Node {
+		var r fsm.Node
+		l.State().View(func(v *fsm.View) error {
+			if n, ok := v.Node(victim.cfg.Name); ok {
+				r = *n
+			}
+			return nil
+		})
+		return r
+	}
+	if r := record(); r.Status != fsm.NodeAlive || r.DownSince != 0 {
+		t.Fatalf("before the stop: %+v", r)
+	}
+	stopped := time.Now()
+	victim.stop()
+	var first fsm.Node
+	waitFor(t, settle, func() error {
+		if first = record(); first.Status == fsm.NodeAlive {
+			return fmt.Errorf("still alive")
+		}
+		return nil
+	})
+	took := time.Since(stopped)
+	if first.Status != fsm.NodeSuspect || first.DownSince == 0 {
+		t.Fatalf("first record after the stop (%s): status %q down_since %d, want suspect from Raft heartbeats", took, first.Status, first.DownSince)
+	}
+	t.Logf("recorded suspect %s after the stop", took.Round(time.Millisecond))
+	waitFor(t, settle, func() error {
+		if r := record(); r.Status != fsm.NodeDead {
+			return fmt.Errorf("recorded %q", r.Status)
+		}
+		return nil
+	})
+	if r := record(); r.DownSince != first.DownSince {
+		t.Errorf("down_since moved from %d to %d when suspect became dead", first.DownSince, r.DownSince)
+	}
+}
