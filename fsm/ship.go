@@ -422,6 +422,7 @@ func (t *txn) blueprint(name string, version int) (*storedBlueprint, bool) {
 func (c *ShipPlace) apply(t *txn) *Result {
 	t.now = c.Now
 	res := &Result{}
+	bps := map[verKey]*storedBlueprint{}
 	for _, p := range c.Places {
 		s, ok := t.ship(p.Ship)
 		if !ok || s.State != ShipQueued || s.Desired != DesireRun {
@@ -432,10 +433,14 @@ func (c *ShipPlace) apply(t *txn) *Result {
 			t.setReason(s, fmt.Sprintf("placement on %s refused: node not found", p.Node))
 			continue
 		}
-		sb, ok := t.blueprint(s.Blueprint, s.Version)
+		sb, ok := bps[verKey{s.Blueprint, s.Version}]
 		if !ok {
-			t.setReason(s, fmt.Sprintf("blueprint %s version %d is gone", s.Blueprint, s.Version))
-			continue
+			sb, ok = t.blueprint(s.Blueprint, s.Version)
+			if !ok {
+				t.setReason(s, fmt.Sprintf("blueprint %s version %d is gone", s.Blueprint, s.Version))
+				continue
+			}
+			bps[verKey{s.Blueprint, s.Version}] = sb
 		}
 		if why := placeable(n, s, sb.Spec.Ports, p.Ports); why != "" {
 			t.setReason(s, fmt.Sprintf("placement on %s refused: %s", n.Name, why))

@@ -137,8 +137,18 @@ func makePlan(st Store, cfg *Config) (*Plan, uint64, error) {
 		index = v.Index()
 		in := &Input{
 			Now: cfg.Now(), LostGrace: cfg.LostGrace, Retention: cfg.Retention, MaxPerPlan: cfg.MaxPerPlan,
-			Nodes: v.Nodes(), Fleets: v.Fleets(), Ships: v.Ships(fsm.ShipFilter{}), Queued: v.Queued(),
+			Nodes: v.Nodes(), Fleets: v.Fleets(), Ships: v.Ships(fsm.ShipFilter{}),
 			Blueprint: cachedBlueprints(v),
+		}
+		// The queue's order, over the ships just read (no second decode).
+		byID := make(map[string]*fsm.Ship, len(in.Ships))
+		for _, s := range in.Ships {
+			byID[s.ID] = s
+		}
+		for _, it := range v.Queue(fsm.SchedulerQueue) {
+			if s, ok := byID[string(it.Data)]; ok && s.State == fsm.ShipQueued {
+				in.Queued = append(in.Queued, s)
+			}
 		}
 		plan = Make(in)
 		return nil
