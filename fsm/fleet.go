@@ -54,6 +54,40 @@ type Fleet struct {
 	Updated    int64  `json:"updated,omitempty"`
 }
 
+// FleetStatus counts a fleet's ships. Desired is the fleet's replicas;
+// Total counts the ships that have not ended (stopping ones included); the
+// per-state counts cover every ship the state still holds, ended ones too.
+type FleetStatus struct {
+	Desired   int `json:"desired"`
+	Total     int `json:"total"`
+	Queued    int `json:"queued"`
+	Scheduled int `json:"scheduled"`
+	Starting  int `json:"starting"`
+	Ready     int `json:"ready"`
+	Allocated int `json:"allocated"`
+	Stopping  int `json:"stopping"`
+	Stopped   int `json:"stopped"`
+	Failed    int `json:"failed"`
+	Lost      int `json:"lost"`
+	// Versions has one entry per version of the spec, in its order, then
+	// one per other version that still has ships that have not ended
+	// (desired 0: being replaced).
+	Versions []VersionStatus `json:"versions"`
+}
+
+// VersionStatus is one blueprint version of a fleet. Ships counts the
+// version's ships that count towards the fleet, as the fleet's controller
+// sees them: wanted running, not ended, not stopping and not on a draining
+// node. Ready counts those of them that are ready or allocated.
+type VersionStatus struct {
+	Blueprint string `json:"blueprint"`
+	Version   int    `json:"version"`
+	Weight    int    `json:"weight"`
+	Desired   int    `json:"desired"`
+	Ships     int    `json:"ships"`
+	Ready     int    `json:"ready"`
+}
+
 // Strategies.
 const (
 	StrategySpread = "spread"

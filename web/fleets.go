@@ -25,57 +25,23 @@ const maxSmallBody = 64 << 10
 // from its ships.
 type fleetOut struct {
 	*fsm.Fleet
-	Status fleetStatus `json:"status"`
-}
-
-// fleetStatus counts a fleet's ships. Desired is the fleet's replicas;
-// Total counts the ships that have not ended (stopping ones included); the
-// per-state counts cover every ship the state still holds, ended ones too.
-type fleetStatus struct {
-	Desired   int `json:"desired"`
-	Total     int `json:"total"`
-	Queued    int `json:"queued"`
-	Scheduled int `json:"scheduled"`
-	Starting  int `json:"starting"`
-	Ready     int `json:"ready"`
-	Allocated int `json:"allocated"`
-	Stopping  int `json:"stopping"`
-	Stopped   int `json:"stopped"`
-	Failed    int `json:"failed"`
-	Lost      int `json:"lost"`
-	// Versions has one entry per version of the spec, in its order, then
-	// one per other version that still has ships that have not ended
-	// (desired 0: being replaced).
-	Versions []versionStatus `json:"versions"`
-}
-
-// versionStatus is one blueprint version of a fleet. Ships counts the
-// version's ships that count towards the fleet, as the fleet's controller
-// sees them: wanted running, not ended, not stopping and not on a draining
-// node. Ready counts those of them that are ready or allocated.
-type versionStatus struct {
-	Blueprint string `json:"blueprint"`
-	Version   int    `json:"version"`
-	Weight    int    `json:"weight"`
-	Desired   int    `json:"desired"`
-	Ships     int    `json:"ships"`
-	Ready     int    `json:"ready"`
+	Status fsm.FleetStatus `json:"status"`
 }
 
 // fleetSummary counts the ships of f in v.
 func fleetSummary(v *fsm.View, f *fsm.Fleet) fleetOut {
-	st := fleetStatus{Desired: f.Replicas}
+	st := fsm.FleetStatus{Desired: f.Replicas}
 	desired := f.Desired()
 	for i, fv := range f.Versions {
-		st.Versions = append(st.Versions, versionStatus{Blueprint: fv.Blueprint, Version: fv.Version, Weight: fv.Weight, Desired: desired[i]})
+		st.Versions = append(st.Versions, fsm.VersionStatus{Blueprint: fv.Blueprint, Version: fv.Version, Weight: fv.Weight, Desired: desired[i]})
 	}
-	find := func(bp string, ver int) *versionStatus {
+	find := func(bp string, ver int) *fsm.VersionStatus {
 		for i := range st.Versions {
 			if st.Versions[i].Blueprint == bp && st.Versions[i].Version == ver {
 				return &st.Versions[i]
 			}
 		}
-		st.Versions = append(st.Versions, versionStatus{Blueprint: bp, Version: ver})
+		st.Versions = append(st.Versions, fsm.VersionStatus{Blueprint: bp, Version: ver})
 		return &st.Versions[len(st.Versions)-1]
 	}
 	draining := map[string]bool{}

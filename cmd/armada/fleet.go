@@ -17,27 +17,7 @@ import (
 // status counted from its ships.
 type fleetSummary struct {
 	fsm.Fleet
-	Status struct {
-		Desired   int `json:"desired"`
-		Total     int `json:"total"`
-		Queued    int `json:"queued"`
-		Scheduled int `json:"scheduled"`
-		Starting  int `json:"starting"`
-		Ready     int `json:"ready"`
-		Allocated int `json:"allocated"`
-		Stopping  int `json:"stopping"`
-		Stopped   int `json:"stopped"`
-		Failed    int `json:"failed"`
-		Lost      int `json:"lost"`
-		Versions  []struct {
-			Blueprint string `json:"blueprint"`
-			Version   int    `json:"version"`
-			Weight    int    `json:"weight"`
-			Desired   int    `json:"desired"`
-			Ships     int    `json:"ships"`
-			Ready     int    `json:"ready"`
-		} `json:"versions"`
-	} `json:"status"`
+	Status fsm.FleetStatus `json:"status"`
 }
 
 // versionsString is "bp:v@weight,..." for a fleet's versions.
