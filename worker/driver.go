@@ -60,6 +60,11 @@ type Driver interface {
 	Changed() <-chan struct{}
 	// LogPath is the file that holds the ship's captured stdout and stderr.
 	LogPath(id string) string
+	// Logs lists the ships whose captured output the driver keeps.
+	Logs() []string
+	// RemoveLog deletes a ship's captured output, once the ship is gone
+	// from the cluster. A ship the driver still runs keeps its log.
+	RemoveLog(id string) error
 	// Close stops every ship and releases the driver.
 	Close() error
 }

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -143,6 +144,32 @@ func (e *Exec) Changed() <-chan struct{} { return e.changed }
 func (e *Exec) LogPath(id string) string { return filepath.Join(e.dir, id+".log") }
 
 func (e *Exec) pidPath(id string) string { return filepath.Join(e.dir, id+".pid") }
+
+// Logs implements Driver: the ids of the log files in the driver's dir.
+func (e *Exec) Logs() []string {
+	names, _ := filepath.Glob(filepath.Join(e.dir, "*.log"))
+	ids := make([]string, 0, len(names))
+	for _, n := range names {
+		ids = append(ids, strings.TrimSuffix(filepath.Base(n), ".log"))
+	}
+	return ids
+}
+
+// RemoveLog implements Driver.
+func (e *Exec) RemoveLog(id string) error {
+	if !validID(id) {
+		return fmt.Errorf("remove log: bad ship id %q", id)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ships[id] != nil {
+		return fmt.Errorf("remove log of %s: the ship is still known to the driver", id)
+	}
+	if err := os.Remove(e.LogPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove log: %w", err)
+	}
+	return nil
+}
 
 func (e *Exec) notify() {
 	select {

@@ -90,6 +90,7 @@ func (w *Worker) Run(ctx context.Context) {
 	lastReport := time.Time{}
 	for {
 		if time.Since(lastReport) >= 5*time.Second {
+			w.pruneLogs()
 			if ports, err := w.reportHost(ctx, lastPorts); err == nil {
 				lastPorts, lastReport = ports, time.Now()
 			} else if ctx.Err() == nil {
@@ -428,4 +429,29 @@ func holdsBusy(s *fsm.Ship, busy map[int]string) string {
 		}
 	}
 	return ""
+}
+
+// pruneLogs deletes the captured output of ships the cluster has purged
+// and the driver no longer runs.
+func (w *Worker) pruneLogs() {
+	known := map[string]bool{}
+	for _, p := range w.cfg.Driver.List() {
+		known[p.ID] = true
+	}
+	var gone []string
+	w.st.View(func(v *fsm.View) error {
+		for _, id := range w.cfg.Driver.Logs() {
+			if _, ok := v.Ship(id); !ok && !known[id] {
+				gone = append(gone, id)
+			}
+		}
+		return nil
+	})
+	for _, id := range gone {
+		if err := w.cfg.Driver.RemoveLog(id); err != nil {
+			w.log.Debug("remove log", "ship", id, "err", err)
+			continue
+		}
+		w.log.Info("removed log", "ship", id, "why", "the ship was purged")
+	}
 }

@@ -977,3 +977,36 @@ func TestWorkerDefersStartOnPortOfStoppingShip(t *testing.T) {
 		t.Errorf("replacement = %+v, want ready", s)
 	}
 }
+
+// TestWorkerRemovesLogsOfPurgedShips: once an ended ship is purged from
+// the state, its captured output goes too; a live ship's log stays.
+func TestWorkerRemovesLogsOfPurgedShips(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.blueprint("game", service("ExecStart=/bin/sh -c 'echo hello; exec sleep 1000'"))
+	gone := h.place("", "game", "n1", 20000)
+	kept := h.place("", "game", "n1", 20001)
+	d := h.driver("")
+	w := h.worker(nil, d, nil)
+	h.reconcile(w)
+	h.waitProc(d, gone, ProcRunning)
+	h.waitProc(d, kept, ProcRunning)
+	h.ok(&fsm.ShipStop{Ships: []string{gone}, Why: fsm.StopUser})
+	h.reconcile(w)
+	h.waitGone(d, gone)
+	h.reconcile(w) // reports it stopped
+	if s := h.ship(gone); s.State != fsm.ShipStopped {
+		t.Fatalf("ship = %+v, want stopped", s)
+	}
+	if _, err := os.Stat(d.LogPath(gone)); err != nil {
+		t.Fatalf("an ended ship keeps its log until purged: %v", err)
+	}
+	h.ok(&fsm.ShipPurge{Ships: []string{gone}})
+	w.pruneLogs()
+	if _, err := os.Stat(d.LogPath(gone)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("log of the purged ship: %v, want it removed", err)
+	}
+	if _, err := os.Stat(d.LogPath(kept)); err != nil {
+		t.Errorf("log of the live ship: %v, want it kept", err)
+	}
+}
