@@ -211,7 +211,10 @@ func checkShipInvariants(tx *bbolt.Tx) error {
 				return fmt.Errorf("ship %s: item %d of %q is %+v", s.ID, s.Item, name, it)
 			}
 		}
-		if s.State != ShipQueued && !s.Ended() && s.Node != "" {
+		// A ship holds its node's resources and ports from its placement
+		// until it ends; a lost one until it is released (its node may
+		// still run it).
+		if s.State != ShipQueued && s.Node != "" && (!s.Ended() || (s.State == ShipLostState && !s.Released)) {
 			h := holds[s.Node]
 			if h == nil {
 				h = &held{}

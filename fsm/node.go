@@ -39,7 +39,7 @@ func (c *NodeRemove) apply(t *txn) *Result {
 	}
 	// Ships still on a node that goes are lost first, so that nothing
 	// holds resources or ports on a node that no longer exists.
-	t.loseShips(c.Name, "node "+c.Name+" was removed")
+	t.loseShips(c.Name, "node "+c.Name+" was removed", true)
 	t.flushNodes()
 	t.del(bNodes, []byte(c.Name))
 	t.changed("node", c.Name, "delete")

@@ -52,6 +52,11 @@ type Ship struct {
 	Updated   int64             `json:"updated"`
 	// Item is the ship's entry in the scheduler queue or its node's queue.
 	Item uint64 `json:"queue_item,omitempty"`
+	// Released is set on a lost ship once nothing of it can run any more:
+	// its worker reported it gone, or its node was removed. Until then its
+	// node may still run it (a node cut off, not dead), so it keeps its
+	// resources and ports there.
+	Released bool `json:"released,omitempty"`
 }
 
 // Ended reports whether a ship is over: stopped, failed or lost.
@@ -64,7 +69,12 @@ func (s *Ship) Ended() bool {
 func (s *Ship) Live() bool { return s.Desired == DesireRun && !s.Ended() }
 
 // holds reports whether the ship holds resources and ports on its node.
-func (s *Ship) holds() bool { return s.Node != "" && s.State != ShipQueued && !s.Ended() }
+func (s *Ship) holds() bool {
+	if s.State == ShipLostState {
+		return !s.Released
+	}
+	return s.Node != "" && s.State != ShipQueued && !s.Ended()
+}
 
 // Up reports whether a ship is up and serving: ready or allocated.
 func (s *Ship) Up() bool { return s.State == ShipReady || s.State == ShipAllocated }
@@ -617,10 +627,19 @@ func (c *ShipReport) apply(t *txn) *Result {
 	res := &Result{}
 	for _, r := range c.Reports {
 		s, ok := t.ship(r.Ship)
-		if !ok || s.Node != c.Node || s.Ended() || s.State == ShipQueued {
+		if !ok || s.Node != c.Node || s.State == ShipQueued {
 			continue
 		}
 		old := *s
+		if s.State == ShipLostState && !s.Released && (r.State == ShipStopped || r.State == ShipFailed) {
+			s.Released = true // its node no longer runs it
+			t.putShip(&old, s)
+			res.Ships = append(res.Ships, s)
+			continue
+		}
+		if s.Ended() {
+			continue
+		}
 		switch {
 		case s.Desired == DesireStop:
 			if r.State != ShipStopped && r.State != ShipFailed {
@@ -655,22 +674,26 @@ func (c *ShipLost) apply(t *txn) *Result {
 	if ok && n.Status == NodeAlive {
 		return fail(errf(ErrConflict, "node", "node %q is alive", c.Node))
 	}
-	res := &Result{Ships: t.loseShips(c.Node, c.Reason)}
+	res := &Result{Ships: t.loseShips(c.Node, c.Reason, false)}
 	res.Count = len(res.Ships)
 	return res
 }
 
-// loseShips marks every ship of a node that has not ended as lost.
-func (t *txn) loseShips(node, reason string) []*Ship {
+// loseShips marks every ship of a node that has not ended as lost;
+// release says the node is gone for good, so nothing of them can run.
+func (t *txn) loseShips(node, reason string, release bool) []*Ship {
 	var out []*Ship
 	for _, id := range t.indexed(bNodeShips, node) {
 		s, ok := t.ship(id)
-		if !ok || s.Ended() {
+		if !ok || (s.Ended() && !(release && s.holds())) {
 			continue
 		}
 		old := *s
 		t.unqueue(s)
-		s.State, s.Reason = ShipLostState, reason
+		if !s.Ended() {
+			s.State, s.Reason = ShipLostState, reason
+		}
+		s.Released = s.Released || release
 		t.putShip(&old, s)
 		out = append(out, s)
 	}
@@ -680,7 +703,8 @@ func (t *txn) loseShips(node, reason string) []*Ship {
 func (c *ShipPurge) apply(t *txn) *Result {
 	res := &Result{}
 	for _, id := range c.Ships {
-		if s, ok := t.ship(id); ok && s.Ended() {
+		// A lost ship not yet released may still run on its node.
+		if s, ok := t.ship(id); ok && s.Ended() && !s.holds() {
 			t.delShip(s)
 			res.Count++
 		}

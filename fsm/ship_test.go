@@ -671,7 +671,8 @@ func shipLostCases() []cmdCase {
 						t.Fatalf("ship %s", jsonString(s))
 					}
 				}
-				requireHolds(t, h, "n1", 0, Resources{})
+				// Still held: a node cut off may still run them.
+				requireHolds(t, h, "n1", 2, times(2, web1), 20000, 20001)
 				if s := h.ship(gb); s.State != ShipScheduled {
 					t.Fatalf("ship of another node: %s", jsonString(s))
 				}
@@ -1093,6 +1094,19 @@ func TestShipLifecycleAccounting(t *testing.T) {
 	h.ok(upsert("n1", NodeDead, 40))
 	r := h.ok(&ShipLost{Node: "n1", Reason: "dead", Now: 50})
 	requireEqual(t, "lost", shipIDsOf(r), []string{ids[0], repl[0]})
+	// Lost ships keep their resources and ports until their worker says
+	// they are gone: the node may only be cut off.
+	requireHolds(t, h, "n1", 2, times(2, web1), 20000, 20002)
+	h.ok(upsert("n1", NodeAlive, 55))
+	if r := h.ok(report("n1", ids[0], ShipStopped)); r.Count != 1 || !h.ship(ids[0]).Released || h.ship(ids[0]).State != ShipLostState {
+		t.Fatalf("release of a lost ship: %s", jsonString(h.ship(ids[0])))
+	}
+	requireHolds(t, h, "n1", 1, web1, 20002)
+	// A report of a live state does not revive or release a lost ship.
+	if r := h.ok(report("n1", repl[0], ShipReady)); r.Count != 0 || h.ship(repl[0]).Released {
+		t.Fatalf("lost ship after a ready report: %s", jsonString(h.ship(repl[0])))
+	}
+	h.ok(report("n1", repl[0], ShipFailed))
 	requireHolds(t, h, "n1", 0, Resources{})
 	// Everything has ended: purge it all.
 	all := h.shipIDs(ShipFilter{Fleet: "game"})

@@ -145,7 +145,8 @@ func (c *e2e) checkState() {
 	alloc := map[string]fsm.Resources{}
 	ports := map[string]map[int]string{}
 	for _, s := range c.ships("") {
-		if s.Node == "" || s.State == fsm.ShipQueued || s.Ended() {
+		// Lost ships hold until released: their node may still run them.
+		if s.Node == "" || s.State == fsm.ShipQueued || (s.Ended() && !(s.State == fsm.ShipLostState && !s.Released)) {
 			continue
 		}
 		r := alloc[s.Node]
@@ -321,8 +322,16 @@ func TestEndToEnd(t *testing.T) {
 	if lost != 2 {
 		t.Fatalf("%d ships lost, want 2", lost)
 	}
-	if n := c.nodes()["n2"]; n.Ships != 0 || n.Allocated != (fsm.Resources{}) || len(n.UsedPorts) != 0 {
-		t.Fatalf("n2 still holds %+v", n)
+	// A dead node keeps its lost ships' books (it may only be cut off)
+	// until it is removed.
+	if n := c.nodes()["n2"]; n.Ships != 2 || len(n.UsedPorts) != 4 {
+		t.Fatalf("n2 holds %+v, want its 2 lost ships", n)
+	}
+	c.ok(&fsm.NodeRemove{Name: "n2"})
+	for _, s := range c.ships("web") {
+		if s.State == fsm.ShipLostState && !s.Released {
+			t.Fatalf("lost ship %s not released with its node", s.ID)
+		}
 	}
 
 	// n3 drains: replacements go to n1 (the only web node left), and n3's
@@ -359,7 +368,7 @@ func TestEndToEnd(t *testing.T) {
 	for _, s := range c.ships("web") {
 		if s.State == fsm.ShipQueued {
 			waiting++
-			if !strings.Contains(s.Reason, "; 4 nodes checked") || !strings.Contains(s.Reason, "2 free ports") {
+			if !strings.Contains(s.Reason, "; 3 nodes checked") || !strings.Contains(s.Reason, "2 free ports") {
 				t.Fatalf("%s waits with %q", s.ID, s.Reason)
 			}
 		}

@@ -349,7 +349,7 @@ func planPurge(in *Input, p *Plan) {
 	cut := in.Now.Add(-in.Retention).UnixMilli()
 	var ids []string
 	for _, s := range in.Ships {
-		if s.Ended() && s.Updated <= cut {
+		if s.Ended() && s.Updated <= cut && !(s.State == fsm.ShipLostState && !s.Released) {
 			ids = append(ids, s.ID)
 		}
 	}

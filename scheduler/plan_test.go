@@ -413,12 +413,14 @@ func TestPurge(t *testing.T) {
 		mk("old-stopped", fsm.ShipStopped, 11*time.Minute),
 		mk("old-failed", fsm.ShipFailed, time.Hour),
 		mk("old-lost", fsm.ShipLostState, 10*time.Minute),
+		mk("old-lost-held", fsm.ShipLostState, time.Hour), // its node may still run it
 		mk("new-stopped", fsm.ShipStopped, 9*time.Minute),
 		mk("new-lost", fsm.ShipLostState, time.Second),
 		mk("old-ready", fsm.ShipReady, time.Hour),
 		mk("old-stopping", fsm.ShipStopping, time.Hour),
 	}
-	ships[5].Desired = fsm.DesireRun
+	ships[2].Released = true
+	ships[6].Desired = fsm.DesireRun
 	in := mkInput(threeNodes(), []*fsm.Fleet{mkFleet("web", 1, bp)}, ships, bp)
 	p := Make(in)
 	if len(p.Purge) != 1 || !slices.Equal(sortedStrings(p.Purge[0].Ships...), []string{"old-failed", "old-lost", "old-stopped"}) {

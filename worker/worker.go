@@ -50,7 +50,7 @@ type Worker struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	stopping map[string][]int // stops in flight, with the host ports they free
+	stopping map[string]bool // stops in flight
 	kick     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -66,7 +66,7 @@ func New(st Store, ap Applier, cfg Config) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{cfg: cfg, st: st, ap: ap, log: cfg.Logger, stopping: map[string][]int{}, kick: make(chan struct{}, 1)}
+	return &Worker{cfg: cfg, st: st, ap: ap, log: cfg.Logger, stopping: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
 // LogPath is the file holding a ship's captured output.
@@ -217,44 +217,20 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 			if mine[id] {
 				continue
 			}
-			why, ship := "not assigned to this node", &fsm.Ship{ID: id}
-			if s, ok := v.Ship(id); ok {
-				ship.Ports = s.Ports // a lost ship's process may still hold them
-				if s.Node != "" {
-					why = "assigned to node " + s.Node
-				}
+			why := "not assigned to this node"
+			if s, ok := v.Ship(id); ok && s.Node != "" {
+				why = "assigned to node " + s.Node
 			}
-			acts = append(acts, action{ship: ship, stop: procs[id].State != ProcExited, forget: procs[id].State == ProcExited, why: why})
+			acts = append(acts, action{ship: &fsm.Ship{ID: id}, stop: procs[id].State != ProcExited, forget: procs[id].State == ProcExited, why: why})
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("read state: %w", err)
 	}
-	// A ship is not started while a process being stopped may still hold
-	// one of its ports (a node back from the dead may have been given a
-	// replacement on the port of a ship it still runs): the stop's end
-	// wakes the worker.
-	busy := map[int]string{}
-	w.mu.Lock()
-	for id, ports := range w.stopping {
-		for _, p := range ports {
-			busy[p] = id
-		}
-	}
-	w.mu.Unlock()
-	for _, a := range acts {
-		if a.stop {
-			for _, p := range a.ship.Ports {
-				busy[p] = a.ship.ID
-			}
-		}
-	}
 	var reports []fsm.Report
 	for _, a := range acts {
 		switch {
-		case a.spec != nil && holdsBusy(a.ship, busy) != "":
-			w.log.Info("start ship deferred", "ship", a.ship.ID, "why", holdsBusy(a.ship, busy))
 		case a.spec != nil:
 			w.log.Info("start ship", "ship", a.ship.ID, "why", a.why)
 			if err := w.cfg.Driver.Start(ctx, a.spec); err != nil {
@@ -306,7 +282,7 @@ func (w *Worker) decide(v *fsm.View, s *fsm.Ship, p Status, known bool) (action,
 		return a, true
 	}
 	w.mu.Lock()
-	_, inFlight := w.stopping[s.ID]
+	inFlight := w.stopping[s.ID]
 	w.mu.Unlock()
 	if inFlight {
 		return a, false
@@ -321,6 +297,12 @@ func (w *Worker) decide(v *fsm.View, s *fsm.Ship, p Status, known bool) (action,
 	case s.Ended() || s.State == fsm.ShipQueued:
 		if known && p.State != ProcExited {
 			a.stop, a.why = true, "ship is "+s.State
+			return a, true
+		}
+		if s.State == fsm.ShipLostState && !s.Released {
+			// Its resources and ports stay held until this node says
+			// nothing of it runs.
+			a.report, a.why = &fsm.Report{Ship: s.ID, State: fsm.ShipStopped, Reason: s.Reason}, "lost ship: nothing of it runs here"
 			return a, true
 		}
 		if known {
@@ -397,15 +379,11 @@ func (w *Worker) spec(v *fsm.View, s *fsm.Ship) (*Spec, error) {
 func (w *Worker) stopAsync(ctx context.Context, s *fsm.Ship, why string) {
 	id := s.ID
 	w.mu.Lock()
-	if _, ok := w.stopping[id]; ok {
+	if w.stopping[id] {
 		w.mu.Unlock()
 		return
 	}
-	ports := make([]int, 0, len(s.Ports))
-	for _, p := range s.Ports {
-		ports = append(ports, p)
-	}
-	w.stopping[id] = ports
+	w.stopping[id] = true
 	w.mu.Unlock()
 	w.log.Info("stop ship", "ship", id, "why", why)
 	w.wg.Add(1)
@@ -419,16 +397,6 @@ func (w *Worker) stopAsync(ctx context.Context, s *fsm.Ship, why string) {
 		w.mu.Unlock()
 		w.poke()
 	}()
-}
-
-// holdsBusy says which stopping ship holds one of s's ports, or "".
-func holdsBusy(s *fsm.Ship, busy map[int]string) string {
-	for name, p := range s.Ports {
-		if other, ok := busy[p]; ok && other != s.ID {
-			return fmt.Sprintf("port %s (%d) is still held by ship %s, which is stopping", name, p, other)
-		}
-	}
-	return ""
 }
 
 // pruneLogs deletes the captured output of ships the cluster has purged

@@ -658,9 +658,14 @@ func TestWorkerStopsLostShip(t *testing.T) {
 	if !strings.Contains(h.logs.String(), `why="ship is lost"`) {
 		t.Errorf("no stop logged for the lost ship:\n%s", h.logs)
 	}
+	h.reconcile(w) // releases it: one report
+	if h.st.Index() != index+1 || !h.ship(id).Released {
+		t.Errorf("the state moved from %d to %d, want one release report; ship %+v", index, h.st.Index(), h.ship(id))
+	}
 	h.reconcile(w)
-	if h.st.Index() != index {
-		t.Errorf("the state moved from %d to %d", index, h.st.Index())
+	h.reconcile(w)
+	if h.st.Index() != index+1 {
+		t.Errorf("the state moved from %d to %d after the release", index+1, h.st.Index())
 	}
 	if s := h.ship(id); s.State != fsm.ShipLostState || s.Reason != "node n1 is dead" {
 		t.Errorf("ship = %+v, want it left lost", s)
@@ -941,14 +946,13 @@ func TestWorkerReportsHostPortOfEndedShip(t *testing.T) {
 	}
 }
 
-// TestWorkerDefersStartOnPortOfStoppingShip: a node back from the dead
-// still runs a lost ship on port 20000 while a replacement is placed on the
-// same port; the replacement starts only once the old process is gone.
-func TestWorkerDefersStartOnPortOfStoppingShip(t *testing.T) {
+// TestWorkerReleasesLostShip: a node back from the dead stops its lost
+// ship and then tells the cluster nothing of it runs, which frees the
+// ship's port on the node for a replacement.
+func TestWorkerReleasesLostShip(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	// The old ship ignores SIGTERM for a while, so its stop takes time.
-	h.blueprint("game", service("ExecStart=/bin/sh -c 'trap \"\" TERM; sleep 1000'", "TimeoutStopSec=700ms"))
+	h.blueprint("game", sleeper())
 	old := h.place("", "game", "n1", 20000)
 	d := h.driver("")
 	w := h.worker(nil, d, nil)
@@ -958,24 +962,31 @@ func TestWorkerDefersStartOnPortOfStoppingShip(t *testing.T) {
 	h.ok(&fsm.NodeUpsert{Node: nodeSpec("n1", fsm.NodeDead)})
 	h.ok(&fsm.ShipLost{Node: "n1", Reason: "node n1 is dead"})
 	h.ok(&fsm.NodeUpsert{Node: nodeSpec("n1", fsm.NodeAlive)})
-	repl := h.place("", "game", "n1", 20000) // the port is free in the state
+	if n := h.node("n1"); !slices.Contains(n.UsedPorts, 20000) {
+		t.Fatalf("lost ship's port freed while its process may run: %+v", n)
+	}
+	r := h.ok(&fsm.ShipCreate{Blueprint: "game", Version: 1, Count: 1})
+	repl := r.Ships[0].ID
+	h.ok(&fsm.ShipPlace{Places: []fsm.Place{{Ship: repl, Node: "n1", Ports: []int{20000}}}})
+	if s := h.ship(repl); s.State != fsm.ShipQueued {
+		t.Fatalf("replacement placed on the held port: %+v", s)
+	}
 
-	h.reconcile(w) // stops the old ship, must not start the new one yet
-	if _, ok := h.proc(d, repl); ok {
-		t.Fatalf("replacement started while the lost ship's process %d still holds port 20000", p.Pid)
-	}
-	if !strings.Contains(h.logs.String(), "still held by ship "+old) {
-		t.Errorf("no deferral logged:\n%s", h.logs)
-	}
+	h.reconcile(w) // stops the old process
 	h.waitGone(d, old)
 	if !pidGone(p.Pid) {
 		t.Fatalf("old process %d survives its stop", p.Pid)
 	}
+	h.reconcile(w) // reports it gone
+	if s := h.ship(old); s.State != fsm.ShipLostState || !s.Released {
+		t.Fatalf("old ship = %+v, want lost and released", s)
+	}
+	if n := h.node("n1"); slices.Contains(n.UsedPorts, 20000) || n.Ships != 0 {
+		t.Fatalf("node after the release: %+v", n)
+	}
+	h.ok(&fsm.ShipPlace{Places: []fsm.Place{{Ship: repl, Node: "n1", Ports: []int{20000}}}})
 	h.reconcile(w)
 	h.waitProc(d, repl, ProcRunning)
-	if s := h.ship(repl); s.State != fsm.ShipReady {
-		t.Errorf("replacement = %+v, want ready", s)
-	}
 }
 
 // TestWorkerRemovesLogsOfPurgedShips: once an ended ship is purged from
