@@ -85,6 +85,7 @@ func sampleCommands() []Command {
 		&ShipPurge{Ships: []string{"arena-a", "arena-b"}},
 		&NodeDrain{Name: "n1", Enable: true, Now: 17},
 		&NodeReport{Name: "n1", PortsRange: "20000-29999", HostPorts: []int{20001, 29999, 1 << 40}, Now: 18},
+		&RedisExec{Cmds: [][][]byte{{[]byte("SET"), []byte("k"), {0, 0xff}, []byte("EX"), []byte("10")}, {[]byte("GET"), {}}}, Now: math.MaxInt64},
 	}
 }
 

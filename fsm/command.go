@@ -42,6 +42,7 @@ const (
 	CmdShipPurge      CmdType = 27
 	CmdNodeDrain      CmdType = 28
 	CmdNodeReport     CmdType = 29
+	CmdRedisExec      CmdType = 30
 )
 
 // Command is one replicated state change. Only this package defines
@@ -89,6 +90,7 @@ var commandTable = [256]func() Command{
 	CmdShipPurge:      func() Command { return new(ShipPurge) },
 	CmdNodeDrain:      func() Command { return new(NodeDrain) },
 	CmdNodeReport:     func() Command { return new(NodeReport) },
+	CmdRedisExec:      func() Command { return new(RedisExec) },
 }
 
 // Encode returns the log entry for c: its type byte and its body.
@@ -144,6 +146,8 @@ type Result struct {
 	Ships     []*Ship    `json:"ships,omitempty"`
 	Count     int        `json:"count,omitempty"`
 	Batch     []*Result  `json:"batch,omitempty"`
+	// Redis holds one reply per command of a RedisExec.
+	Redis []RedisReply `json:"redis,omitempty"`
 }
 
 func fail(e *Error) *Result { return &Result{Err: e} }

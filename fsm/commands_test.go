@@ -75,6 +75,7 @@ func allCmdTables() map[string][]cmdCase {
 		"ShipPurge":      shipPurgeCases(),
 		"NodeDrain":      nodeDrainCases(),
 		"NodeReport":     nodeReportCases(),
+		"RedisExec":      redisExecCases(),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -66,6 +67,9 @@ func (g *logGen) blueprint() *Blueprint {
 }
 
 func (g *logGen) command() Command {
+	if g.rng.IntN(12) == 0 {
+		return g.redisCommand()
+	}
 	if n := g.rng.IntN(42); n >= 22 {
 		return g.shipCommand(n - 22)
 	}
@@ -303,6 +307,45 @@ func (g *logGen) shipCommand(n int) Command {
 		}
 		return c
 	}
+}
+
+// redisCommand makes a RedisExec of a few commands on the generator's keys
+// (so they meet /v1/kv keys, leases and each other's types), mostly valid:
+// a Redis error is a reply, not a rejection; an unknown command rejects
+// the entry.
+func (g *logGen) redisCommand() Command {
+	templates := []string{
+		"SET %k %v", "SET %k %v EX %n", "SET %k %v PX %n NX", "SET %k %v XX KEEPTTL", "SET %k %v GET", "GET %k",
+		"INCR %k", "INCRBY %k %n", "DECR %k", "APPEND %k %v", "GETSET %k %v", "SETNX %k %v", "MSET %k %v %k %v",
+		"DEL %k %k", "EXPIRE %k %n", "PEXPIRE %k %n", "PERSIST %k", "TTL %k", "HSET %k f%n %v", "HDEL %k f%n",
+		"HINCRBY %k f%n %n", "HGETALL %k", "LPUSH %k %v %v", "RPUSH %k %v", "LPOP %k", "RPOP %k 2", "BLPOP %k %k 0",
+		"LRANGE %k 0 -1", "KEYS *", "SCAN 0 COUNT 3", "TYPE %k", "EXISTS %k %k",
+	}
+	c := &RedisExec{Now: g.now}
+	for range 1 + g.rng.IntN(4) {
+		var argv [][]byte
+		for _, f := range strings.Fields(templates[g.rng.IntN(len(templates))]) {
+			for strings.Contains(f, "%") {
+				switch {
+				case strings.Contains(f, "%k"):
+					f = strings.Replace(f, "%k", g.pick(genKeys), 1)
+				case strings.Contains(f, "%v"):
+					f = strings.Replace(f, "%v", fmt.Sprint(g.rng.IntN(20)), 1)
+				default:
+					f = strings.Replace(f, "%n", fmt.Sprint(g.rng.IntN(3000)-100), 1)
+				}
+			}
+			argv = append(argv, []byte(f))
+		}
+		c.Cmds = append(c.Cmds, argv)
+	}
+	switch g.rng.IntN(15) {
+	case 0:
+		c.Cmds = append(c.Cmds, [][]byte{[]byte("FLUSHALL")})
+	case 1:
+		c.Cmds = nil
+	}
+	return c
 }
 
 // placeCommand places a few queued ships, mostly on nodes that can take

@@ -20,12 +20,23 @@ func encodeKV(kv *KV) []byte {
 	e.uvarint(kv.ModRev)
 	e.uvarint(kv.Version)
 	e.uvarint(kv.Lease)
+	if kv.Type != KVString {
+		// Entries written before types existed end here and read as strings.
+		e.uvarint(uint64(kv.Type.code()))
+	}
 	return e.b
 }
 
 func decodeKV(key string, b []byte) *KV {
 	d := decoder{b: b}
 	kv := &KV{Key: key, Value: d.bytes(), CreateRev: d.uvarint(), ModRev: d.uvarint(), Version: d.uvarint(), Lease: d.uvarint()}
+	if d.err == nil && len(d.b) > 0 {
+		typ, ok := kvTypeOf(d.uvarint())
+		if !ok || len(d.b) > 0 {
+			return nil
+		}
+		kv.Type = typ
+	}
 	if d.err != nil {
 		return nil
 	}

@@ -119,6 +119,9 @@ type KV struct {
 	ModRev    uint64 `json:"modify_index"`
 	Version   uint64 `json:"version"`
 	Lease     uint64 `json:"lease,omitempty"`
+	// Type is what the value holds: a plain string (""), or a Redis hash
+	// or list in the encoding described in redis.go.
+	Type KVType `json:"type,omitempty"`
 }
 
 // Lease is a time-to-live that keys can be attached to. Expiry is decided
@@ -127,6 +130,9 @@ type Lease struct {
 	ID     uint64 `json:"id"`
 	TTLms  int64  `json:"ttl_ms"`
 	Expiry int64  `json:"expiry"` // Unix ms
+	// Key is set on the leases the Redis adapter makes for one key's TTL
+	// (EX, PX, EXPIRE): such a lease ends as soon as that key leaves it.
+	Key string `json:"key,omitempty"`
 }
 
 // Lock is a named lock with an owner and a time-to-live. Token increases

@@ -32,13 +32,14 @@ var (
 	bShips      = []byte("ships")       // id -> Ship
 	bFleetShips = []byte("fleet_ships") // fleet 0 id -> shipSummary
 	bNodeShips  = []byte("node_ships")  // node 0 id -> nil
+	bRedisNodes = []byte("redis_nodes") // node name -> its Redis adapter's address
 
 	kIndex     = []byte("index")
 	kClusterID = []byte("cluster_id")
 	kKey       = []byte("secret_key")
 	kLastID    = []byte("last_id")
 
-	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions, bFleets, bShips, bFleetShips, bNodeShips}
+	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions, bFleets, bShips, bFleetShips, bNodeShips, bRedisNodes}
 )
 
 // State is the replicated state of one node. Apply and Restore are called

@@ -1,0 +1,268 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// rx builds a RedisExec from space-separated commands (no argument holds a
+// space) stamped at now.
+func rx(now int64, cmds ...string) *RedisExec {
+	c := &RedisExec{Now: now}
+	for _, line := range cmds {
+		var argv [][]byte
+		for _, a := range strings.Fields(line) {
+			argv = append(argv, []byte(a))
+		}
+		c.Cmds = append(c.Cmds, argv)
+	}
+	return c
+}
+
+// replyString renders a reply compactly for comparisons.
+func replyString(r RedisReply) string {
+	switch r.Kind {
+	case RedisStatus:
+		return "+" + string(r.Str)
+	case RedisErr:
+		return "-" + string(r.Str)
+	case RedisInt:
+		return fmt.Sprintf(":%d", r.Int)
+	case RedisBulk:
+		return fmt.Sprintf("%q", r.Str)
+	case RedisNil:
+		return "nil"
+	case RedisNilArray:
+		return "*nil"
+	case RedisArray:
+		parts := make([]string, len(r.Arr))
+		for i, a := range r.Arr {
+			parts[i] = replyString(a)
+		}
+		return "[" + strings.Join(parts, " ") + "]"
+	}
+	return "?"
+}
+
+func requireReplies(t *testing.T, r *Result, want ...string) {
+	t.Helper()
+	if len(r.Redis) != len(want) {
+		t.Fatalf("%d replies, want %d: %s", len(r.Redis), len(want), jsonString(r))
+	}
+	for i, w := range want {
+		if got := replyString(r.Redis[i]); got != w {
+			t.Errorf("reply %d = %s, want %s", i, got, w)
+		}
+	}
+}
+
+func redisExecCases() []cmdCase {
+	return []cmdCase{
+		{
+			name: "strings, one namespace with the key space",
+			cmd:  rx(1000, "SET foo bar", "GET foo", "APPEND foo !", "STRLEN foo", "SETNX foo x", "GETSET foo y", "MSET a 1 b 2", "MGET a b c"),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireReplies(t, r, "+OK", `"bar"`, ":4", ":4", ":0", `"bar!"`, "+OK", `["1" "2" nil]`)
+				kv, ok := h.kv("foo")
+				if !ok || string(kv.Value) != "y" || kv.Type != KVString || kv.Version != 3 || kv.ModRev != h.idx {
+					t.Fatalf("foo = %+v", kv)
+				}
+				h.requireChanges(h.idx, ch("kv", "foo", "put"), ch("kv", "foo", "put"), ch("kv", "foo", "put"), ch("kv", "a", "put"), ch("kv", "b", "put"))
+			},
+		},
+		{
+			name:  "a /v1/kv key is a Redis string",
+			setup: []Command{put("k", "41")},
+			cmd:   rx(1000, "INCR k", "TYPE k"),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireReplies(t, r, ":42", "+string")
+				if kv, _ := h.kv("k"); kv.Version != 2 || kv.CreateRev != 1 {
+					t.Fatalf("k = %+v", kv)
+				}
+			},
+		},
+		{
+			name: "hashes and lists are typed keys",
+			cmd:  rx(1000, "HSET h f1 v1 f2 v2", "HINCRBY h n 3", "HGETALL h", "RPUSH l a b", "LPUSH l z", "LRANGE l 0 -1", "TYPE h", "TYPE l", "GET h", "HDEL h f1 f2 n", "EXISTS h"),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireReplies(t, r, ":2", ":3", `["f1" "v1" "f2" "v2" "n" "3"]`, ":2", ":3", `["z" "a" "b"]`, "+hash", "+list", "-"+errWrongType, ":3", ":0")
+				kv, ok := h.kv("l")
+				if !ok || kv.Type != KVList || !bytes.Equal(kv.Value, encodeList([][]byte{[]byte("z"), []byte("a"), []byte("b")})) {
+					t.Fatalf("l = %+v", kv)
+				}
+			},
+		},
+		{
+			name:  "a PUT over a hash makes it a string again",
+			setup: []Command{rx(1000, "HSET h f v"), put("h", "plain")},
+			cmd:   rx(1000, "GET h", "TYPE h"),
+			check: func(t *testing.T, h *harness, r *Result) { requireReplies(t, r, `"plain"`, "+string") },
+		},
+		{
+			name: "TTL through a lease of its own, from the stamped time",
+			cmd:  rx(5000, "SET t v EX 10", "PTTL t", "TTL t", "PERSIST t", "TTL t", "PEXPIRE t 1500", "PTTL t"),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireReplies(t, r, "+OK", ":10000", ":10", ":1", ":-1", ":1", ":1500")
+				kv, _ := h.kv("t")
+				l, ok := h.lease(kv.Lease)
+				if !ok || l.Expiry != 6500 || l.Key != "t" {
+					t.Fatalf("lease %+v", l)
+				}
+				// The leases of the earlier TTLs ended with them.
+				var leases int
+				h.view(func(v *View) {
+					for id := uint64(1); id <= h.idx+10; id++ {
+						if _, ok := v.Lease(id); ok {
+							leases++
+						}
+					}
+				})
+				if leases != 1 {
+					t.Fatalf("%d leases left, want 1", leases)
+				}
+			},
+		},
+		{
+			name:  "an expired key is absent at the stamped time, before Expire removes it",
+			setup: []Command{rx(1000, "SET t v PX 100", "RPUSH l a")},
+			cmd:   rx(1100, "GET t", "SET t w NX", "TTL t", "EXPIRE l 0", "EXISTS l"),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireReplies(t, r, "nil", "+OK", ":-1", ":1", ":0")
+			},
+		},
+		{
+			name: "errors are replies and change nothing",
+			cmd:  rx(1000, "SET n 9223372036854775807", "INCR n", "SET s abc", "INCRBY s 1", "INCRBY n x", "LPUSH s x", "SET k v EX 0", "SET k v BOGUS", "HSET s f v", "LPOP s -1"),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireReplies(t, r, "+OK", "-"+errOverflow, "+OK", "-"+errNotInt, "-"+errNotInt, "-"+errWrongType,
+					"-ERR invalid expire time in 'set' command", "-"+errSyntax, "-"+errWrongType, "-"+errNotPositive)
+				if _, ok := h.kv("k"); ok {
+					t.Fatal("k was written")
+				}
+			},
+		},
+		{
+			name:  "a non-blocking BLPOP pops from the first list that has elements",
+			setup: []Command{rx(1000, "RPUSH b x y")},
+			cmd:   rx(1000, "BLPOP a b 0", "BRPOP a b 0", "BLPOP a b 0"),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireReplies(t, r, `["b" "x"]`, `["b" "y"]`, "*nil")
+			},
+		},
+		{
+			name: "the adapter's address record",
+			cmd:  rx(1000, "armada.node n1 127.0.0.1:6379"),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireReplies(t, r, "+OK")
+				h.view(func(v *View) {
+					if got := v.RedisNodes(); got["n1"] != "127.0.0.1:6379" || len(got) != 1 {
+						t.Fatalf("redis nodes %v", got)
+					}
+				})
+			},
+		},
+		{name: "no commands", cmd: &RedisExec{Now: 1}, code: ErrInvalid, field: "cmds"},
+		{name: "unknown command", setup: []Command{put("a", "1")}, cmd: rx(1, "SET a 2", "FLUSHALL"), code: ErrInvalid, field: "cmds[1]"},
+		{name: "wrong number of arguments", cmd: rx(1, "GET"), code: ErrInvalid, field: "cmds[0]"},
+		{name: "empty argv", cmd: &RedisExec{Cmds: [][][]byte{{}}}, code: ErrInvalid, field: "cmds[0]"},
+	}
+}
+
+func TestApplyRedisExec(t *testing.T) { runCmdCases(t, redisExecCases()) }
+
+func TestRedisReadMatchesApply(t *testing.T) {
+	h := newHarness(t)
+	h.ok(rx(1000, "SET s v EX 100", "HSET h a 1 b 2", "RPUSH l x y z", "SET n 5"))
+	reads := []string{"GET s", "TTL s", "PTTL s", "HGETALL h", "HMGET h a zz", "LRANGE l 1 -1", "LLEN l", "MGET s h n",
+		"KEYS *", "SCAN 0 COUNT 2", "SCAN 2 COUNT 2", "TYPE l", "EXISTS s h l n zz", "STRLEN h", "HLEN h", "HEXISTS h b", "ECHO hi", "PING"}
+	r := h.ok(rx(2000, reads...))
+	var got []RedisReply
+	h.view(func(v *View) { got = v.RedisRead(rx(0, reads...).Cmds, 2000) })
+	requireEqual(t, "view replies", got, r.Redis)
+	h.view(func(v *View) {
+		if rep := v.RedisRead(rx(0, "SET a b").Cmds, 0); rep[0].Kind != RedisErr {
+			t.Fatalf("a write on a view: %s", replyString(rep[0]))
+		}
+		if !v.RedisHasList([]string{"zz", "l"}, 0) || v.RedisHasList([]string{"h"}, 0) {
+			t.Fatal("RedisHasList")
+		}
+	})
+}
+
+func TestKVEncodingWithoutTypeReadsAsString(t *testing.T) {
+	old := &KV{Key: "k", Value: []byte("v"), CreateRev: 1, ModRev: 2, Version: 2, Lease: 0}
+	b := encodeKV(old)
+	if got := decodeKV("k", b); got == nil || got.Type != KVString {
+		t.Fatalf("decode %+v", got)
+	}
+	typed := *old
+	typed.Type = KVList
+	tb := encodeKV(&typed)
+	if got := decodeKV("k", tb); got == nil || got.Type != KVList {
+		t.Fatalf("decode typed %+v", got)
+	}
+	if decodeKV("k", append(b, 9)) != nil || decodeKV("k", append(tb, 0)) != nil {
+		t.Fatal("an unknown type or trailing bytes decoded")
+	}
+}
+
+func TestRedisMatch(t *testing.T) {
+	for _, c := range []struct {
+		p, s string
+		ok   bool
+	}{
+		{"*", "", true}, {"*", "abc", true}, {"a*c", "abbbc", true}, {"a*c", "abcd", false}, {"a?c", "abc", true},
+		{"a?c", "ac", false}, {"[ab]x", "bx", true}, {"[^ab]x", "bx", false}, {"[a-c]", "b", true}, {"[c-a]", "b", true},
+		{`\*`, "*", true}, {`\*`, "a", false}, {"h[^e]llo", "hallo", true}, {"k[12]", "k3", false}, {"**a", "ba", true},
+		{"[abc", "a", true}, {"[abc", "ab", false},
+	} {
+		if got := RedisMatch([]byte(c.p), []byte(c.s)); got != c.ok {
+			t.Errorf("RedisMatch(%q, %q) = %v, want %v", c.p, c.s, got, c.ok)
+		}
+	}
+}
+
+func TestRedisErrUnknownIsBounded(t *testing.T) {
+	long := bytes.Repeat([]byte("x"), 1000)
+	msg := RedisErrUnknown([][]byte{[]byte("nope"), long, long})
+	if len(msg) > 400 || !strings.HasPrefix(msg, "ERR unknown command 'nope', with args beginning with: 'xxx") {
+		t.Fatalf("%d bytes: %s", len(msg), msg)
+	}
+}
+
+// FuzzRedisExec decodes arbitrary RedisExec entries and applies what
+// decodes: nothing may panic, and a decoded entry round-trips.
+func FuzzRedisExec(f *testing.F) {
+	f.Add(Encode(rx(1000, "SET a b EX 10", "GET a", "HSET h f v", "RPUSH l x", "BLPOP l 0")))
+	f.Add(Encode(rx(0, "INCR a", "LRANGE l -5 5", "SCAN 0 MATCH [a-")))
+	f.Add([]byte{byte(CmdRedisExec), 1, 2, 3, 's', 'e', 't', 1, 'k', 0})
+	f.Add([]byte{byte(CmdRedisExec), 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 || data[0] != byte(CmdRedisExec) {
+			data = append([]byte{byte(CmdRedisExec)}, data...)
+		}
+		c, err := Decode(data)
+		if err != nil {
+			return
+		}
+		b := Encode(c)
+		if !bytes.Equal(b, data) {
+			c2, err := Decode(b)
+			if err != nil || !bytes.Equal(Encode(c2), b) {
+				t.Fatalf("re-encoding is not canonical: %v", err)
+			}
+		}
+		if len(c.(*RedisExec).Cmds) > 64 {
+			return
+		}
+		h := newHarness(t)
+		h.ok(rx(0, "SET a 1", "HSET h f v", "RPUSH l x y"))
+		r := h.apply(c)
+		if r.Err == nil && len(r.Redis) != len(c.(*RedisExec).Cmds) {
+			t.Fatalf("%d replies for %d commands", len(r.Redis), len(c.(*RedisExec).Cmds))
+		}
+		checkInvariants(t, h.s)
+	})
+}
