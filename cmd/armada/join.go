@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/armada-orchestrator/armada/adapters/redis"
 	"github.com/armada-orchestrator/armada/cluster"
 	"github.com/armada-orchestrator/armada/fsm"
 	"github.com/armada-orchestrator/armada/scheduler"
@@ -104,7 +105,7 @@ func (f *joinFlags) check() error {
 	if f.lostGrace <= 0 {
 		return fmt.Errorf("--lost-grace: must be positive, not %s", f.lostGrace)
 	}
-	for _, a := range []struct{ flag, val string }{{"--redis-addr", f.redisAddr}, {"--etcd-addr", f.etcdAddr}, {"--zk-addr", f.zkAddr}, {"--lb", f.lb}} {
+	for _, a := range []struct{ flag, val string }{{"--etcd-addr", f.etcdAddr}, {"--zk-addr", f.zkAddr}, {"--lb", f.lb}} {
 		if a.val != "" {
 			return fmt.Errorf("%s: this adapter is not in this build yet", a.flag)
 		}
@@ -145,6 +146,17 @@ func serveDebug(addr string, log *slog.Logger) {
 	if err := srv.ListenAndServe(); err != nil {
 		log.Error("pprof server", "err", err)
 	}
+}
+
+// startRedis serves the Redis protocol from the node's state. Other nodes
+// reach it at the --advertise IP when it listens on all interfaces.
+func startRedis(ctx context.Context, f *joinFlags, node *cluster.Node, log *slog.Logger) (*redis.Server, error) {
+	rs := redis.New(node.State(), node, redis.Config{Addr: f.redisAddr, Node: f.name, AdvertiseHost: f.advertise,
+		Logger: log.With("component", "redis")})
+	if err := rs.Start(ctx); err != nil {
+		return nil, fmt.Errorf("--redis-addr: %w", err)
+	}
+	return rs, nil
 }
 
 func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) error {
@@ -190,6 +202,23 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	if err := node.Start(ctx, capacity); err != nil {
 		ln.Close()
 		return err
+	}
+	// The Redis adapter stops before the node does (stopRedis is called
+	// again by the defer, harmlessly, on the early-return paths).
+	stopRedis := func() {}
+	if f.redisAddr != "" {
+		rs, err := startRedis(ctx, f, node, log)
+		if err != nil {
+			ln.Close()
+			node.Shutdown()
+			return err
+		}
+		stopRedis = func() {
+			if err := rs.Close(); err != nil {
+				log.Warn("stop redis adapter", "err", err)
+			}
+		}
+		defer stopRedis()
 	}
 	var wk *worker.Worker
 	if f.role != cluster.RoleServer {
@@ -237,6 +266,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	stopRedis()
 	if serr := node.Shutdown(); serr != nil && err == nil && !errors.Is(serr, http.ErrServerClosed) {
 		log.Warn("shutdown", "err", serr)
 	}

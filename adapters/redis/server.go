@@ -1,0 +1,723 @@
+// Package redis serves the Redis protocol (RESP2) from the replicated key
+// space: existing clients (redis-cli, go-redis, ...) work against any node.
+//
+// Reads run on the local state; writes become one fsm.RedisExec command per
+// group of commands (a single command, the commands a connection pipelined
+// together, or a MULTI/EXEC transaction) that goes through Raft, and the
+// connection waits until its node has applied that entry before it answers,
+// so it always sees its own writes. Blocking pops wait on the state's change
+// feed and pop through Raft. Pub/sub is not replicated: a PUBLISH reaches
+// this node's subscribers and, over the other nodes' Redis ports, theirs.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// Store is the local replicated state the adapter reads.
+type Store interface {
+	View(fn func(v *fsm.View) error) error
+	WaitIndex(ctx context.Context, n uint64) error
+	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
+	Index() uint64
+}
+
+// Applier commits commands through Raft (a follower forwards them to the
+// leader).
+type Applier interface {
+	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+}
+
+// Config configures the server.
+type Config struct {
+	// Addr is the address to listen on (host:port; port 0 picks one).
+	Addr string
+	// Node is this node's name; the adapter records its address under it
+	// so that the other nodes' PUBLISH reaches its subscribers.
+	Node string
+	// AdvertiseHost is the host other nodes reach this adapter at when it
+	// listens on all interfaces (default: the listener's address).
+	AdvertiseHost string
+	// WriteTimeout bounds one write through Raft (default 10s).
+	WriteTimeout time.Duration
+	Logger       *slog.Logger
+	Now          func() time.Time
+}
+
+// Server is a Redis protocol server over the replicated state.
+type Server struct {
+	st     Store
+	ap     Applier
+	cfg    Config
+	log    *slog.Logger
+	ln     net.Listener
+	srv    *redcon.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	ids    atomic.Int64
+	conns  atomic.Int64
+	hub    *hub
+	peers  *peers
+	wg     sync.WaitGroup
+}
+
+// New makes a server; Start runs it.
+func New(st Store, ap Applier, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	return &Server{st: st, ap: ap, cfg: cfg, log: cfg.Logger, hub: newHub()}
+}
+
+// client is the state of one connection.
+type client struct {
+	id     int64
+	name   string
+	multi  bool
+	dirty  bool
+	queued [][][]byte
+}
+
+// Start listens and serves in the background until Close or ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("redis: listen %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.peers = newPeers(s)
+	s.srv = redcon.NewServerNetwork("tcp", ln.Addr().String(), s.handle, s.accept, func(redcon.Conn, error) { s.conns.Add(-1) })
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && s.ctx.Err() == nil {
+			s.log.Error("redis server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.register()
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-s.ctx.Done():
+		}
+	}()
+	s.log.Info("serving redis", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server and closes every connection.
+func (s *Server) Close() error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel()
+	_ = s.srv.Close() // fails with "not serving" if Serve has not started yet
+	err := s.ln.Close()
+	s.hub.closeAll()
+	s.wg.Wait()
+	s.peers.close()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("redis: close: %w", err)
+	}
+	return nil
+}
+
+// register records this node's adapter address in the replicated state,
+// retrying until a leader takes it.
+func (s *Server) register() {
+	addr := s.ln.Addr().String()
+	if host, port, err := net.SplitHostPort(addr); err == nil && s.cfg.AdvertiseHost != "" {
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			addr = net.JoinHostPort(s.cfg.AdvertiseHost, port)
+		}
+	}
+	if s.cfg.Node == "" {
+		return
+	}
+	delay := 100 * time.Millisecond
+	for {
+		var have string
+		s.st.View(func(v *fsm.View) error {
+			have = v.RedisNodes()[s.cfg.Node]
+			return nil
+		})
+		if have == addr {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+		_, err := s.ap.Apply(ctx, &fsm.RedisExec{Cmds: [][][]byte{{[]byte("armada.node"), []byte(s.cfg.Node), []byte(addr)}}})
+		cancel()
+		if err == nil {
+			return
+		}
+		s.log.Debug("record redis address", "err", err)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+func (s *Server) accept(conn redcon.Conn) bool {
+	conn.SetContext(&client{id: s.ids.Add(1)})
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.conns.Add(1)
+	return true
+}
+
+func argsOf(cmds []redcon.Command) [][][]byte {
+	out := make([][][]byte, len(cmds))
+	for i, c := range cmds {
+		out[i] = c.Args
+	}
+	return out
+}
+
+func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
+	c, _ := conn.Context().(*client)
+	if c == nil {
+		c = &client{id: s.ids.Add(1)}
+		conn.SetContext(c)
+	}
+	cmds := append([][][]byte{cmd.Args}, argsOf(conn.ReadPipeline())...)
+	s.process(conn, c, cmds, nil)
+}
+
+// process runs a connection's commands in order. Runs of data commands
+// outside MULTI go to the state together: one Raft entry for all of them
+// if any writes. It returns early when the connection turns into a
+// subscriber, handing it the commands that are left.
+func (s *Server) process(w redcon.Conn, c *client, cmds [][][]byte, sub *subscriber) {
+	for i := 0; i < len(cmds); {
+		if !c.multi && batchable(cmds[i]) {
+			j := i + 1
+			for j < len(cmds) && batchable(cmds[j]) {
+				j++
+			}
+			// A long pipeline goes in entries of bounded size: it is not
+			// atomic in Redis either.
+			for k := i; k < j; {
+				end, size := k, 0
+				for end < j && (end == k || end-k < fsm.MaxRedisCmds && size+argvSize(cmds[end]) <= maxEntryBytes) {
+					size += argvSize(cmds[end])
+					end++
+				}
+				for _, r := range s.run(cmds[k:end]) {
+					writeReply(w, r)
+				}
+				k = end
+			}
+			i = j
+			continue
+		}
+		switch s.command(w, c, cmds[i], sub) {
+		case outClosed:
+			return
+		case outSubscribed:
+			if sub == nil {
+				s.subscribe(w, c, cmds[i], cmds[i+1:])
+				return
+			}
+		}
+		i++
+	}
+}
+
+// batchable reports whether a command is run by the state machine and never
+// blocks: such commands can share one Raft entry.
+func batchable(argv [][]byte) bool {
+	if len(argv) == 0 || isInternal(argv[0]) {
+		return false
+	}
+	name := strings.ToLower(string(argv[0]))
+	if name == "blpop" || name == "brpop" {
+		return false
+	}
+	known, _ := fsm.IsRedisCommand(argv[0])
+	return known
+}
+
+func isInternal(name []byte) bool {
+	return len(name) >= 7 && strings.EqualFold(string(name[:7]), "armada.")
+}
+
+// maxEntryBytes bounds the arguments of one RedisExec: a forwarded entry
+// must fit the leader's 8 MiB request limit.
+const maxEntryBytes = 4 << 20
+
+func argvSize(argv [][]byte) int {
+	n := 0
+	for _, a := range argv {
+		n += len(a) + 8
+	}
+	return n
+}
+
+// run executes data commands: from the local view if none writes, else as
+// one RedisExec through Raft, waiting until this node has applied it.
+func (s *Server) run(cmds [][][]byte) []fsm.RedisReply {
+	out := make([]fsm.RedisReply, len(cmds))
+	size := 0
+	for _, argv := range cmds {
+		size += argvSize(argv)
+	}
+	if size > maxEntryBytes || len(cmds) > fsm.MaxRedisCmds {
+		msg := fmt.Sprintf("ERR armada: %d commands of %d bytes exceed one entry's limits (%d commands, %d bytes)",
+			len(cmds), size, fsm.MaxRedisCmds, maxEntryBytes)
+		if len(cmds) == 1 {
+			msg = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+		}
+		return fill(len(cmds), errReply(msg))
+	}
+	var valid [][][]byte
+	var at []int
+	writes := false
+	for i, argv := range cmds {
+		if r := fsm.RedisCheck(argv); r != nil {
+			out[i] = *r
+			continue
+		}
+		if _, w := fsm.IsRedisCommand(argv[0]); w {
+			writes = true
+		}
+		valid = append(valid, argv)
+		at = append(at, i)
+	}
+	if len(valid) == 0 {
+		return out
+	}
+	var replies []fsm.RedisReply
+	if writes {
+		replies = s.write(valid)
+	} else {
+		replies = s.read(valid)
+	}
+	for k, i := range at {
+		out[i] = replies[k]
+	}
+	return out
+}
+
+func errReply(msg string) fsm.RedisReply {
+	return fsm.RedisReply{Kind: fsm.RedisErr, Str: []byte(msg)}
+}
+
+func (s *Server) read(cmds [][][]byte) []fsm.RedisReply {
+	var out []fsm.RedisReply
+	err := s.st.View(func(v *fsm.View) error {
+		out = v.RedisRead(cmds, s.cfg.Now().UnixMilli())
+		return nil
+	})
+	if err != nil {
+		return fill(len(cmds), errReply("ERR armada: read the state: "+err.Error()))
+	}
+	return out
+}
+
+func fill(n int, r fsm.RedisReply) []fsm.RedisReply {
+	out := make([]fsm.RedisReply, n)
+	for i := range out {
+		out[i] = r
+	}
+	return out
+}
+
+// write applies commands as one RedisExec and waits for the local state to
+// catch up with it.
+func (s *Server) write(cmds [][][]byte) []fsm.RedisReply {
+	// The arguments may point into the connection's read buffer.
+	cp := make([][][]byte, len(cmds))
+	for i, argv := range cmds {
+		cp[i] = make([][]byte, len(argv))
+		for j, a := range argv {
+			cp[i][j] = append([]byte{}, a...)
+		}
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	r, err := s.ap.Apply(ctx, &fsm.RedisExec{Cmds: cp})
+	if err != nil {
+		var fe *fsm.Error
+		if errors.As(err, &fe) {
+			return fill(len(cmds), errReply("ERR "+fe.Message))
+		}
+		return fill(len(cmds), errReply("ERR armada: "+err.Error()))
+	}
+	if r == nil || len(r.Redis) != len(cmds) {
+		return fill(len(cmds), errReply("ERR armada: no reply from the state machine"))
+	}
+	if err := s.st.WaitIndex(ctx, r.Index); err != nil {
+		s.log.Warn("wait for own write", "index", r.Index, "err", err)
+	}
+	return r.Redis
+}
+
+// outcome of one command for process.
+type outcome int
+
+const (
+	outNext outcome = iota
+	outClosed
+	outSubscribed
+)
+
+// command runs one command that is not a plain data command: connection
+// commands, transactions, blocking pops and pub/sub.
+func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscriber) outcome {
+	if len(argv) == 0 {
+		return outNext
+	}
+	name := strings.ToLower(string(argv[0]))
+	if isInternal(argv[0]) {
+		if name == "armada.publish" && len(argv) == 3 {
+			w.WriteInt(s.hub.publish(string(argv[1]), argv[2]))
+			return outNext
+		}
+		c.dirty = c.dirty || c.multi
+		w.WriteError(fsm.RedisErrUnknown(argv))
+		return outNext
+	}
+	if c.multi {
+		switch name {
+		case "exec", "discard", "multi", "quit", "reset", "watch":
+		default:
+			if r := fsm.RedisCheck(argv); r != nil {
+				c.dirty = true
+				writeReply(w, *r)
+				return outNext
+			}
+			c.queued = append(c.queued, copyArgv(argv))
+			w.WriteString("QUEUED")
+			return outNext
+		}
+	}
+	switch name {
+	case "quit":
+		w.WriteString("OK")
+		w.Close()
+		return outClosed
+	case "multi":
+		if c.multi {
+			w.WriteError("ERR MULTI calls can not be nested")
+			return outNext
+		}
+		c.multi, c.dirty, c.queued = true, false, nil
+		w.WriteString("OK")
+	case "exec":
+		if !c.multi {
+			w.WriteError("ERR EXEC without MULTI")
+			return outNext
+		}
+		queued, dirty := c.queued, c.dirty
+		c.multi, c.dirty, c.queued = false, false, nil
+		if dirty {
+			w.WriteError("EXECABORT Transaction discarded because of previous errors.")
+			return outNext
+		}
+		replies := s.run(queued)
+		w.WriteArray(len(replies))
+		for _, r := range replies {
+			writeReply(w, r)
+		}
+	case "discard":
+		if !c.multi {
+			w.WriteError("ERR DISCARD without MULTI")
+			return outNext
+		}
+		c.multi, c.dirty, c.queued = false, false, nil
+		w.WriteString("OK")
+	case "watch":
+		if c.multi {
+			w.WriteError("ERR WATCH inside MULTI is not allowed")
+			return outNext
+		}
+		w.WriteError("ERR armada: WATCH is not supported")
+	case "reset":
+		c.multi, c.dirty, c.queued, c.name = false, false, nil, ""
+		w.WriteString("RESET")
+	case "auth":
+		switch len(argv) {
+		case 2:
+			w.WriteError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		case 3:
+			w.WriteError("WRONGPASS invalid username-password pair or user is disabled.")
+		default:
+			w.WriteError(fsm.RedisErrArity("auth"))
+		}
+	case "select":
+		if len(argv) != 2 {
+			w.WriteError(fsm.RedisErrArity("select"))
+			return outNext
+		}
+		n, err := strconv.ParseInt(string(argv[1]), 10, 64)
+		switch {
+		case err != nil:
+			w.WriteError("ERR value is not an integer or out of range")
+		case n != 0:
+			w.WriteError("ERR DB index is out of range")
+		default:
+			w.WriteString("OK")
+		}
+	case "client":
+		s.client(w, c, argv)
+	case "hello":
+		// Unsupported, so that RESP3 clients fall back to RESP2.
+		w.WriteError(fsm.RedisErrUnknown(argv))
+	case "info":
+		w.WriteBulkString(s.info())
+	case "publish":
+		if len(argv) != 3 {
+			w.WriteError(fsm.RedisErrArity("publish"))
+			return outNext
+		}
+		w.WriteInt(s.publish(string(argv[1]), argv[2]))
+	case "subscribe", "psubscribe":
+		if len(argv) < 2 {
+			w.WriteError(fsm.RedisErrArity(name))
+			return outNext
+		}
+		if sub != nil {
+			s.hub.add(sub, name == "psubscribe", argv[1:])
+			return outNext
+		}
+		return outSubscribed
+	case "unsubscribe", "punsubscribe":
+		if sub != nil {
+			s.hub.remove(sub, name == "punsubscribe", argv[1:])
+			return outNext
+		}
+		// Not subscribed to anything: Redis answers with a count of 0.
+		kind := name
+		if len(argv) == 1 {
+			w.WriteArray(3)
+			w.WriteBulkString(kind)
+			w.WriteNull()
+			w.WriteInt(0)
+			return outNext
+		}
+		for _, ch := range argv[1:] {
+			w.WriteArray(3)
+			w.WriteBulkString(kind)
+			w.WriteBulk(ch)
+			w.WriteInt(0)
+		}
+	case "blpop", "brpop":
+		if r := fsm.RedisCheck(argv); r != nil {
+			writeReply(w, *r)
+			return outNext
+		}
+		writeReply(w, s.blockingPop(w, argv))
+	default:
+		if r := fsm.RedisCheck(argv); r != nil {
+			writeReply(w, *r)
+			return outNext
+		}
+		// A data command reached here only inside a subscriber context.
+		for _, r := range s.run([][][]byte{argv}) {
+			writeReply(w, r)
+		}
+	}
+	return outNext
+}
+
+func copyArgv(argv [][]byte) [][]byte {
+	out := make([][]byte, len(argv))
+	for i, a := range argv {
+		out[i] = append([]byte{}, a...)
+	}
+	return out
+}
+
+func (s *Server) client(w redcon.Conn, c *client, argv [][]byte) {
+	if len(argv) < 2 {
+		w.WriteError(fsm.RedisErrArity("client"))
+		return
+	}
+	sub := strings.ToLower(string(argv[1]))
+	switch {
+	case sub == "setname" && len(argv) == 3:
+		for _, b := range argv[2] {
+			if b <= ' ' || b > '~' {
+				w.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
+				return
+			}
+		}
+		c.name = string(argv[2])
+		w.WriteString("OK")
+	case sub == "getname" && len(argv) == 2:
+		if c.name == "" {
+			w.WriteNull()
+		} else {
+			w.WriteBulkString(c.name)
+		}
+	case sub == "id" && len(argv) == 2:
+		w.WriteInt64(c.id)
+	case sub == "setinfo" && len(argv) == 4:
+		w.WriteString("OK")
+	case sub == "setname" || sub == "getname" || sub == "id" || sub == "setinfo":
+		w.WriteError(fmt.Sprintf("ERR wrong number of arguments for 'client|%s' command", sub))
+	default:
+		w.WriteError(fmt.Sprintf("ERR unknown subcommand '%.128s'. Try CLIENT HELP.", argv[1]))
+	}
+}
+
+func (s *Server) info() string {
+	var b strings.Builder
+	b.WriteString("# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\narmada_node:")
+	b.WriteString(s.cfg.Node)
+	b.WriteString("\r\n\r\n# Clients\r\nconnected_clients:")
+	b.WriteString(strconv.FormatInt(s.conns.Load(), 10))
+	b.WriteString("\r\npubsub_clients:")
+	b.WriteString(strconv.Itoa(s.hub.count()))
+	b.WriteString("\r\n\r\n# Replication\r\nrole:master\r\n\r\n# Keyspace\r\n")
+	b.WriteString("armada_index:" + strconv.FormatUint(s.st.Index(), 10) + "\r\n")
+	return b.String()
+}
+
+// blockingPop waits until one of the keys holds a list, then pops through
+// Raft; a pop that finds the list already emptied by another client waits
+// again. Raft orders the pops, so no two clients get the same element.
+func (s *Server) blockingPop(w redcon.Conn, argv [][]byte) fsm.RedisReply {
+	argv = copyArgv(argv)
+	timeout, e := fsm.ParseRedisTimeout(argv[len(argv)-1])
+	if e != nil {
+		return *e
+	}
+	keys := make([]string, 0, len(argv)-2)
+	for _, k := range argv[1 : len(argv)-1] {
+		keys = append(keys, string(k))
+	}
+	ctx := s.ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout)*time.Millisecond)
+		defer cancel()
+	}
+	// The pop itself never blocks: its timeout argument is replaced.
+	pop := append(append([][]byte{}, argv[:len(argv)-1]...), []byte("0"))
+	for {
+		since := s.st.Index()
+		has := false
+		s.st.View(func(v *fsm.View) error {
+			has = v.RedisHasList(keys, s.cfg.Now().UnixMilli())
+			return nil
+		})
+		if has && connGone(w) {
+			// Never pop for a client that has left: the element would be lost.
+			return fsm.RedisReply{Kind: fsm.RedisNilArray}
+		}
+		if has {
+			r := s.write([][][]byte{pop})[0]
+			if r.Kind != fsm.RedisNilArray {
+				return r
+			}
+		}
+		changes, ch, err := s.st.Changes(since)
+		if err == nil && len(changes) > 0 {
+			continue
+		}
+		if err != nil && !errors.Is(err, fsm.ErrCompacted) {
+			return errReply("ERR armada: " + err.Error())
+		}
+		if errors.Is(err, fsm.ErrCompacted) {
+			continue
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fsm.RedisReply{Kind: fsm.RedisNilArray}
+		case <-time.After(time.Second):
+			if connGone(w) {
+				return fsm.RedisReply{Kind: fsm.RedisNilArray}
+			}
+		}
+	}
+}
+
+// connGone reports whether the client has closed its end of a connection,
+// peeking at the socket without consuming what it may have sent.
+func connGone(w redcon.Conn) bool {
+	nc, ok := w.NetConn().(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := nc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	var buf [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && rerr == nil || rerr != nil && rerr != syscall.EAGAIN && rerr != syscall.EINTR
+		return true
+	})
+	return gone || err != nil
+}
+
+// writeReply writes one reply in RESP2.
+func writeReply(w redcon.Conn, r fsm.RedisReply) {
+	switch r.Kind {
+	case fsm.RedisStatus:
+		w.WriteString(oneLine(r.Str))
+	case fsm.RedisErr:
+		w.WriteError(oneLine(r.Str))
+	case fsm.RedisInt:
+		w.WriteInt64(r.Int)
+	case fsm.RedisBulk:
+		w.WriteBulk(r.Str)
+	case fsm.RedisNil:
+		w.WriteNull()
+	case fsm.RedisArray:
+		w.WriteArray(len(r.Arr))
+		for _, a := range r.Arr {
+			writeReply(w, a)
+		}
+	case fsm.RedisNilArray:
+		w.WriteRaw([]byte("*-1\r\n"))
+	default:
+		w.WriteError("ERR armada: bad reply")
+	}
+}
+
+// oneLine replaces line breaks, which a status or error cannot carry.
+func oneLine(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, string(b))
+}
