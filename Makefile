@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 10s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test check fuzz bench clean
+.PHONY: help build run test deps check fuzz bench clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,13 +19,22 @@ build: ## Build bin/armada (the whole product: server, CLI and UI)
 run: build ## Run a single-node cluster; UI at http://127.0.0.1:7070/ui/
 	$(BIN) join --name $$(hostname) --data-dir ./armada-data
 
-test: check ## Run every test with -race, then short fuzz runs
+test: deps check ## Run every test with -race, then short fuzz runs
 	$(GO) test -race -count=1 -timeout 12m ./...
 	$(MAKE) fuzz
 
-fuzz: ## Fuzz the command decoder and the blueprint parser for FUZZTIME each
+deps: ## Install the reference servers the differential tests run (redis-server, redis-cli) when missing
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
+	  { echo "redis-server and redis-cli are required: apt-get install -y redis-server redis-tools"; exit 1; }
+
+fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, the RESP path and the ZooKeeper decoder for FUZZTIME each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBlueprint$$' -fuzztime $(FUZZTIME) ./fsm
+	$(GO) test -run '^$$' -fuzz '^FuzzRedisExec$$' -fuzztime $(FUZZTIME) ./fsm
+	$(GO) test -run '^$$' -fuzz '^FuzzRESP$$' -fuzztime $(FUZZTIME) ./adapters/redis
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./adapters/zk
 
 check: ## gofmt, go vet, staticcheck and a go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to rewrite:"; echo "$$out"; exit 1; fi
