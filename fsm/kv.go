@@ -103,7 +103,7 @@ func (c *KVPut) apply(t *txn) *Result {
 	if prev != nil {
 		kv.CreateRev, kv.Version = prev.CreateRev, prev.Version+1
 		if prev.Lease != 0 && prev.Lease != lease {
-			t.del(bLeaseKeys, leaseKey(prev.Lease, c.Key))
+			t.detachLease(prev.Lease, c.Key)
 		}
 	}
 	if lease != 0 {
@@ -141,9 +141,19 @@ func (c *KVDelete) apply(t *txn) *Result {
 func (t *txn) deleteKey(kv *KV) {
 	t.del(bKV, []byte(kv.Key))
 	if kv.Lease != 0 {
-		t.del(bLeaseKeys, leaseKey(kv.Lease, kv.Key))
+		t.detachLease(kv.Lease, kv.Key)
 	}
 	t.changed("kv", kv.Key, "delete")
+}
+
+// detachLease takes key off lease id, and ends the lease when it was made
+// for that one key's TTL (Redis' EX, EXPIRE) and holds no key any more,
+// whoever removed the key: Redis, /v1/kv or another adapter.
+func (t *txn) detachLease(id uint64, key string) {
+	t.del(bLeaseKeys, leaseKey(id, key))
+	if l := t.getLease(id); l != nil && l.Key == key && len(prefixKeys(t.b(bLeaseKeys), u64(id))) == 0 {
+		t.revokeLease(l)
+	}
 }
 
 // expiryAt is now + ttl (both Unix ms, ttl > 0), saturating instead of
@@ -180,6 +190,10 @@ func (t *txn) getLease(id uint64) *Lease {
 
 // revokeLease deletes a lease and every key attached to it.
 func (t *txn) revokeLease(l *Lease) int {
+	// The lease goes first, so that deleting its keys (deleteKey →
+	// detachLease) does not try to end it again.
+	t.del(bLeases, u64(l.ID))
+	t.del(bLeaseExp, expiryKey(l.Expiry, l.ID))
 	n := 0
 	for _, lk := range prefixKeys(t.b(bLeaseKeys), u64(l.ID)) {
 		if kv := t.getKV(string(lk[8:])); kv != nil && kv.Lease == l.ID {
@@ -189,8 +203,6 @@ func (t *txn) revokeLease(l *Lease) int {
 			t.del(bLeaseKeys, lk)
 		}
 	}
-	t.del(bLeases, u64(l.ID))
-	t.del(bLeaseExp, expiryKey(l.Expiry, l.ID))
 	t.changed("lease", strconv.FormatUint(l.ID, 10), "delete")
 	return n
 }

@@ -142,10 +142,32 @@ func (c *RedisExec) apply(t *txn) *Result {
 	}
 	db := &redisDB{tx: t.tx, t: t, now: c.Now}
 	out := make([]RedisReply, len(c.Cmds))
+	size := 0
 	for i, argv := range c.Cmds {
+		// Reads pipelined with writes run here, on every node: once the
+		// entry's replies pass maxEntryReplies, further reads answer an
+		// error instead of running (writes always run).
+		if cmd, _ := lookupRedis(argv[0]); !cmd.write && size > maxEntryReplies {
+			out[i] = rErr(fmt.Sprintf("ERR armada: the replies of one pipeline with writes exceed %d MiB; read in a separate pipeline", maxEntryReplies>>20))
+			continue
+		}
 		out[i] = db.exec(argv)
+		size += out[i].size()
 	}
 	return &Result{Redis: out}
+}
+
+// maxEntryReplies bounds the replies one RedisExec builds, on every node
+// (and within what a forwarded answer may carry).
+const maxEntryReplies = 8 << 20
+
+// size is about how many bytes the reply takes.
+func (r *RedisReply) size() int {
+	n := 16 + len(r.Str)
+	for i := range r.Arr {
+		n += r.Arr[i].size()
+	}
+	return n
 }
 
 // RedisKind is the RESP type of a reply.
@@ -297,6 +319,12 @@ func RedisCheck(argv [][]byte) *RedisReply {
 		r := rErr("ERR empty command")
 		return &r
 	}
+	if len(argv) > MaxRedisArgs {
+		// Refused before it reaches the log: an entry with more would not
+		// decode, and would take the other writes batched with it down.
+		r := rErr(fmt.Sprintf("ERR armada: %d arguments; the limit is %d", len(argv), MaxRedisArgs))
+		return &r
+	}
 	c, ok := lookupRedis(argv[0])
 	if !ok {
 		r := rErr(RedisErrUnknown(argv))
@@ -415,22 +443,8 @@ func (db *redisDB) live(key string) *KV {
 	return kv
 }
 
-// remove deletes a key and ends its Redis lease if it was the lease's key.
-func (db *redisDB) remove(kv *KV) {
-	db.t.deleteKey(kv)
-	db.dropLease(kv.Lease, kv.Key)
-}
-
-// dropLease ends lease id if it was made for key's TTL and no key is left
-// on it.
-func (db *redisDB) dropLease(id uint64, key string) {
-	if id == 0 {
-		return
-	}
-	if l := db.t.getLease(id); l != nil && l.Key == key && len(prefixKeys(db.t.b(bLeaseKeys), u64(id))) == 0 {
-		db.t.revokeLease(l)
-	}
-}
+// remove deletes a key (and its Redis lease, see detachLease).
+func (db *redisDB) remove(kv *KV) { db.t.deleteKey(kv) }
 
 // put stores key with the given type and value. lease is the lease it is
 // on afterwards: prev's to keep a TTL, 0 for none, or a new one.
@@ -440,7 +454,7 @@ func (db *redisDB) put(key string, prev *KV, typ KVType, val []byte, lease uint6
 	if prev != nil {
 		kv.CreateRev, kv.Version = prev.CreateRev, prev.Version+1
 		if prev.Lease != 0 && prev.Lease != lease {
-			t.del(bLeaseKeys, leaseKey(prev.Lease, key))
+			t.detachLease(prev.Lease, key)
 		}
 	}
 	if lease != 0 {
@@ -448,9 +462,6 @@ func (db *redisDB) put(key string, prev *KV, typ KVType, val []byte, lease uint6
 	}
 	t.put(bKV, []byte(key), encodeKV(kv))
 	t.changed("kv", key, "put")
-	if prev != nil && prev.Lease != 0 && prev.Lease != lease {
-		db.dropLease(prev.Lease, key)
-	}
 	return kv
 }
 
@@ -990,6 +1001,24 @@ func decodeHash(b []byte) []hashPair {
 	return out
 }
 
+// validRedisValue reports whether a hash or list value decodes exactly
+// and is not empty, as every value Apply writes does.
+func validRedisValue(typ KVType, b []byte) bool {
+	d := decoder{b: b}
+	n := d.length()
+	if d.err != nil || n == 0 {
+		return false
+	}
+	per := 1
+	if typ == KVHash {
+		per = 2
+	}
+	for range n * per {
+		d.bytes()
+	}
+	return d.err == nil && len(d.b) == 0
+}
+
 func encodeHash(h []hashPair) []byte {
 	e := encoder{}
 	e.uvarint(uint64(len(h)))
@@ -998,6 +1027,16 @@ func encodeHash(h []hashPair) []byte {
 		e.bytes(p.value)
 	}
 	return e.b
+}
+
+// hashIndex maps each field of h to its position, so that commands with
+// many fields cost O(fields), not O(fields × hash size).
+func hashIndex(h []hashPair) map[string]int {
+	idx := make(map[string]int, len(h))
+	for i, p := range h {
+		idx[string(p.field)] = i
+	}
+	return idx
 }
 
 func hashFind(h []hashPair, field []byte) int {
@@ -1020,7 +1059,11 @@ func (db *redisDB) hash(key string) (*KV, []hashPair, *RedisReply) {
 		r := rErr(errWrongType)
 		return nil, nil, &r
 	}
-	return kv, decodeHash(kv.Value), nil
+	h := decodeHash(kv.Value)
+	if len(h) == 0 {
+		return nil, nil, nil // Redis has no empty hashes (nor can a bad value be one)
+	}
+	return kv, h, nil
 }
 
 func cmdHget(db *redisDB, a [][]byte) RedisReply {
@@ -1040,8 +1083,9 @@ func cmdHmget(db *redisDB, a [][]byte) RedisReply {
 		return *e
 	}
 	out := make([]RedisReply, 0, len(a)-2)
+	idx := hashIndex(h)
 	for _, f := range a[2:] {
-		if i := hashFind(h, f); i >= 0 {
+		if i, ok := idx[string(f)]; ok {
 			out = append(out, rBulk(h[i].value))
 		} else {
 			out = append(out, rNil())
@@ -1094,10 +1138,12 @@ func cmdHset(db *redisDB, a [][]byte) RedisReply {
 		return *e
 	}
 	added := int64(0)
+	idx := hashIndex(h)
 	for i := 2; i < len(a); i += 2 {
-		if j := hashFind(h, a[i]); j >= 0 {
+		if j, ok := idx[string(a[i])]; ok {
 			h[j].value = a[i+1]
 		} else {
+			idx[string(a[i])] = len(h)
 			h = append(h, hashPair{a[i], a[i+1]})
 			added++
 		}
@@ -1118,13 +1164,18 @@ func cmdHdel(db *redisDB, a [][]byte) RedisReply {
 	if kv == nil {
 		return rInt(0)
 	}
-	n := int64(0)
+	del := make(map[string]bool, len(a)-2)
 	for _, f := range a[2:] {
-		if i := hashFind(h, f); i >= 0 {
-			h = append(h[:i], h[i+1:]...)
-			n++
+		del[string(f)] = true
+	}
+	kept := h[:0]
+	for _, p := range h {
+		if !del[string(p.field)] {
+			kept = append(kept, p)
 		}
 	}
+	n := int64(len(h) - len(kept))
+	h = kept
 	switch {
 	case n == 0:
 	case len(h) == 0:
@@ -1209,7 +1260,11 @@ func (db *redisDB) list(key string) (*KV, [][]byte, *RedisReply) {
 		r := rErr(errWrongType)
 		return nil, nil, &r
 	}
-	return kv, decodeList(kv.Value), nil
+	l := decodeList(kv.Value)
+	if len(l) == 0 {
+		return nil, nil, nil // Redis has no empty lists (nor can a bad value be one)
+	}
+	return kv, l, nil
 }
 
 func cmdLlen(db *redisDB, a [][]byte) RedisReply {

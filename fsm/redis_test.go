@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"go.etcd.io/bbolt"
 )
 
 // rx builds a RedisExec from space-separated commands (no argument holds a
@@ -265,4 +267,98 @@ func FuzzRedisExec(f *testing.F) {
 		}
 		checkInvariants(t, h.s)
 	})
+}
+
+// TestRedisTTLLeaseEndsWithItsKey: a key's Redis TTL lease ends when the
+// key goes or is overwritten by any writer — /v1/kv's KVPut and KVDelete
+// included — so no lease outlives its key.
+func TestRedisTTLLeaseEndsWithItsKey(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		name  string
+		write Command
+	}{
+		{"KVPut over it", &KVPut{Key: "a", Value: []byte("plain"), Now: 1100}},
+		{"KVDelete", &KVDelete{Key: "a"}},
+		{"KVDelete by prefix", &KVDelete{Key: "a", Prefix: true}},
+		{"Redis DEL", rx(1100, "DEL a")},
+		{"Redis SET without KEEPTTL", rx(1100, "SET a b")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.ok(rx(1000, "SET a 1 EX 1000000"))
+			kv, ok := h.kv("a")
+			if !ok || kv.Lease == 0 {
+				t.Fatalf("key %+v", kv)
+			}
+			h.ok(tc.write)
+			if l, ok := h.lease(kv.Lease); ok {
+				t.Errorf("lease %+v of the key outlives it", l)
+			}
+			checkInvariants(t, h.s)
+		})
+	}
+}
+
+// TestRedisArgumentLimit: a command with more arguments than an entry may
+// carry is refused before it reaches the log.
+func TestRedisArgumentLimit(t *testing.T) {
+	argv := make([][]byte, MaxRedisArgs+1)
+	argv[0], argv[1] = []byte("RPUSH"), []byte("l")
+	for i := 2; i < len(argv); i++ {
+		argv[i] = []byte("x")
+	}
+	r := RedisCheck(argv)
+	if r == nil || r.Kind != RedisErr || !strings.Contains(string(r.Str), "arguments; the limit is") {
+		t.Fatalf("RedisCheck = %+v", r)
+	}
+	if RedisCheck(argv[:MaxRedisArgs]) != nil {
+		t.Fatal("a command at the limit refused")
+	}
+}
+
+// TestRedisRepliesOfAnEntryAreBounded: reads pipelined with writes stop
+// running once the entry's replies pass the limit; writes still run.
+func TestRedisRepliesOfAnEntryAreBounded(t *testing.T) {
+	h := newHarness(t)
+	big := strings.Repeat("x", 400<<10)
+	h.ok(&KVPut{Key: "big", Value: []byte(big), Now: 1000})
+	cmds := []string{"SET w 1"}
+	for range 40 { // 40 × 400 KiB = 16 MiB of replies asked for
+		cmds = append(cmds, "GET big")
+	}
+	cmds = append(cmds, "SET w2 2")
+	r := h.ok(rx(1000, cmds...))
+	if got := r.Redis[1]; got.Kind != RedisBulk {
+		t.Fatalf("first read: %s", replyString(got))
+	}
+	if got := r.Redis[len(cmds)-2]; got.Kind != RedisErr || !strings.Contains(string(got.Str), "exceed") {
+		t.Fatalf("a read past the limit: %s", replyString(got))
+	}
+	if _, ok := h.kv("w2"); !ok {
+		t.Fatal("the write after the limit did not run")
+	}
+}
+
+// TestRedisBadListValueIsRefusedBySnapshotsAndReadsAsAbsent: a list or hash
+// value that does not decode never reaches the state through a snapshot,
+// and reads as absent rather than crash a pop.
+func TestRedisBadListValueIsRefusedBySnapshotsAndReadsAsAbsent(t *testing.T) {
+	for _, bad := range [][]byte{{0}, {2, 1, 'x'}, {1, 1, 'x', 9}} {
+		if validRedisValue(KVList, bad) {
+			t.Errorf("list value %x passes", bad)
+		}
+	}
+	if !validRedisValue(KVList, encodeList([][]byte{[]byte("a")})) || !validRedisValue(KVHash, encodeHash([]hashPair{{[]byte("f"), []byte("v")}})) {
+		t.Fatal("good values refused")
+	}
+	h := newHarness(t)
+	h.view(func(*View) {}) // commits the open write transaction
+	err := h.s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bKV).Put([]byte("l"), encodeKV(&KV{Key: "l", Value: []byte{0}, CreateRev: 1, ModRev: 1, Version: 1, Type: KVList}))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := h.ok(rx(1000, "LPOP l", "RPOP l 2", "LLEN l"))
+	requireReplies(t, r, "nil", "*nil", ":0")
 }

@@ -368,7 +368,8 @@ func checkLayout(tx *bbolt.Tx) error {
 			case v == nil:
 				return fmt.Errorf("%s: unexpected nested bucket %q", name, k)
 			case string(name) == string(bKV):
-				if len(k) == 0 || decodeKV(string(k), v) == nil {
+				kv := decodeKV(string(k), v)
+				if len(k) == 0 || kv == nil || (kv.Type != KVString && !validRedisValue(kv.Type, kv.Value)) {
 					return fmt.Errorf("kv: bad entry %q", k)
 				}
 			case string(name) == string(bLeaseExp):
