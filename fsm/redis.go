@@ -358,11 +358,12 @@ func (v *View) RedisRead(cmds [][][]byte, nowMs int64) []RedisReply {
 }
 
 // RedisHasList reports whether any of keys holds a list (lists are never
-// empty): a blocking pop tries through Raft only then.
+// empty) or a value of another type: a blocking pop tries through Raft only
+// then, and answers WRONGTYPE at once for the other type, as Redis does.
 func (v *View) RedisHasList(keys []string, nowMs int64) bool {
 	db := &redisDB{tx: v.tx, now: nowMs}
 	for _, k := range keys {
-		if kv := db.live(k); kv != nil && kv.Type == KVList {
+		if kv := db.live(k); kv != nil {
 			return true
 		}
 	}
@@ -1401,7 +1402,7 @@ func ParseRedisTimeout(b []byte) (int64, *RedisReply) {
 		r := rErr("ERR timeout is out of range")
 		return 0, &r
 	}
-	return int64(f * 1000), nil
+	return int64(math.Ceil(f * 1000)), nil // 0.0001 s is 1 ms, not "forever"
 }
 
 // cmdBpop is BLPOP/BRPOP without blocking: it pops from the first key

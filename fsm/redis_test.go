@@ -187,7 +187,7 @@ func TestRedisReadMatchesApply(t *testing.T) {
 		if rep := v.RedisRead(rx(0, "SET a b").Cmds, 0); rep[0].Kind != RedisErr {
 			t.Fatalf("a write on a view: %s", replyString(rep[0]))
 		}
-		if !v.RedisHasList([]string{"zz", "l"}, 0) || v.RedisHasList([]string{"h"}, 0) {
+		if !v.RedisHasList([]string{"zz", "l"}, 0) || !v.RedisHasList([]string{"h"}, 0) || v.RedisHasList([]string{"zz"}, 0) {
 			t.Fatal("RedisHasList")
 		}
 	})

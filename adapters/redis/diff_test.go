@@ -274,6 +274,11 @@ func script(t *testing.T, a, b *goredis.Client) []string {
 	}())
 	r.cmd("BLPOP bad timeout", a.Do(ctx, "BLPOP", "q", "soon"))
 	r.cmd("BLPOP negative timeout", a.Do(ctx, "BLPOP", "q", "-1"))
+	r.cmd("BLPOP on a string", func() *goredis.Cmd {
+		a.Set(ctx, "bwrong", "x", 0)
+		return a.Do(ctx, "BLPOP", "bwrong", "5") // WRONGTYPE at once, not after 5 s
+	}())
+	r.cmd("BLPOP tiny timeout", a.Do(ctx, "BLPOP", "nothing-here", "0.0001"))
 
 	// Wrong types.
 	r.cmd("GET hash", a.Get(ctx, "h"))

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -155,7 +156,9 @@ func (s *Server) Close() error {
 func (s *Server) register() {
 	addr := s.ln.Addr().String()
 	if host, port, err := net.SplitHostPort(addr); err == nil && s.cfg.AdvertiseHost != "" {
-		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		// A wildcard or loopback listener is reached by the other nodes
+		// through the advertised host.
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() || ip.IsLoopback() {
 			addr = net.JoinHostPort(s.cfg.AdvertiseHost, port)
 		}
 	}
@@ -620,6 +623,9 @@ func (s *Server) blockingPop(w redcon.Conn, argv [][]byte) fsm.RedisReply {
 		keys = append(keys, string(k))
 	}
 	ctx := s.ctx
+	if timeout > int64(math.MaxInt64/time.Millisecond) {
+		timeout = 0 // longer than a Duration holds: as good as forever
+	}
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout)*time.Millisecond)
