@@ -86,6 +86,11 @@ func sampleCommands() []Command {
 		&NodeDrain{Name: "n1", Enable: true, Now: 17},
 		&NodeReport{Name: "n1", PortsRange: "20000-29999", HostPorts: []int{20001, 29999, 1 << 40}, Now: 18},
 		&RedisExec{Cmds: [][][]byte{{[]byte("SET"), []byte("k"), {0, 0xff}, []byte("EX"), []byte("10")}, {[]byte("GET"), {}}}, Now: math.MaxInt64},
+		&EtcdTxn{Compares: []EtcdCompare{{Key: []byte{0xff}, RangeEnd: []byte{0}, Target: EtcdTargetLease, Result: EtcdNotEqual, Value: []byte("v"), Num: math.MinInt64}},
+			Success: []EtcdOp{{Kind: EtcdOpPut, Key: []byte("k"), Value: []byte{0}, Lease: math.MaxUint64, IgnoreValue: true, IgnoreLease: true, PrevKV: true}},
+			Failure: []EtcdOp{{Kind: EtcdOpRange, Key: []byte("a"), RangeEnd: []byte("b"), Limit: math.MaxInt64, KeysOnly: true, CountOnly: true,
+				SortOrder: EtcdSortDescend, SortTarget: EtcdSortValue, MinMod: 1, MaxMod: -1, MinCreate: 2, MaxCreate: math.MinInt64}},
+			Node: "n", Addr: "a"},
 	}
 }
 

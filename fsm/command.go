@@ -43,6 +43,7 @@ const (
 	CmdNodeDrain      CmdType = 28
 	CmdNodeReport     CmdType = 29
 	CmdRedisExec      CmdType = 30
+	CmdEtcdTxn        CmdType = 31
 )
 
 // Command is one replicated state change. Only this package defines
@@ -91,6 +92,7 @@ var commandTable = [256]func() Command{
 	CmdNodeDrain:      func() Command { return new(NodeDrain) },
 	CmdNodeReport:     func() Command { return new(NodeReport) },
 	CmdRedisExec:      func() Command { return new(RedisExec) },
+	CmdEtcdTxn:        func() Command { return new(EtcdTxn) },
 }
 
 // Encode returns the log entry for c: its type byte and its body.
@@ -148,6 +150,8 @@ type Result struct {
 	Batch     []*Result  `json:"batch,omitempty"`
 	// Redis holds one reply per command of a RedisExec.
 	Redis []RedisReply `json:"redis,omitempty"`
+	// Etcd is the answer to an EtcdTxn.
+	Etcd *EtcdTxnResult `json:"etcd,omitempty"`
 }
 
 func fail(e *Error) *Result { return &Result{Err: e} }

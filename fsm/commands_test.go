@@ -76,6 +76,7 @@ func allCmdTables() map[string][]cmdCase {
 		"NodeDrain":      nodeDrainCases(),
 		"NodeReport":     nodeReportCases(),
 		"RedisExec":      redisExecCases(),
+		"EtcdTxn":        etcdTxnCases(),
 	}
 }
 

@@ -68,6 +68,9 @@ func (g *logGen) blueprint() *Blueprint {
 
 func (g *logGen) command() Command {
 	if g.rng.IntN(12) == 0 {
+		if g.rng.IntN(2) == 0 {
+			return g.etcdCommand()
+		}
 		return g.redisCommand()
 	}
 	if n := g.rng.IntN(42); n >= 22 {
@@ -344,6 +347,51 @@ func (g *logGen) redisCommand() Command {
 		c.Cmds = append(c.Cmds, [][]byte{[]byte("FLUSHALL")})
 	case 1:
 		c.Cmds = nil
+	}
+	return c
+}
+
+// etcdCommand makes an EtcdTxn on the generator's keys and leases: compares
+// of every target, and puts, deletes and ranges in either branch; an
+// unknown lease or an ignored value of a missing key rejects the entry.
+func (g *logGen) etcdCommand() Command {
+	c := &EtcdTxn{}
+	for range g.rng.IntN(3) {
+		c.Compares = append(c.Compares, EtcdCompare{Key: []byte(g.pick(genKeys)), Target: uint8(g.rng.IntN(5)),
+			Result: uint8(g.rng.IntN(4)), Value: []byte(fmt.Sprint(g.rng.IntN(20))), Num: int64(g.rng.IntN(40))})
+	}
+	ops := func() []EtcdOp {
+		var out []EtcdOp
+		for range g.rng.IntN(4) {
+			op := EtcdOp{Kind: uint8(1 + g.rng.IntN(3)), Key: []byte(g.pick(genKeys)), PrevKV: g.rng.IntN(2) == 0}
+			switch g.rng.IntN(3) {
+			case 0:
+				op.RangeEnd = []byte{0}
+			case 1:
+				op.RangeEnd = []byte("dir0")
+			}
+			switch op.Kind {
+			case EtcdOpPut:
+				op.RangeEnd = nil
+				op.Value = []byte(fmt.Sprint(g.rng.IntN(20)))
+				if len(g.leases) > 0 && g.rng.IntN(3) == 0 {
+					op.Lease = g.leases[g.rng.IntN(len(g.leases))]
+				}
+				op.IgnoreValue = g.rng.IntN(10) == 0
+				if op.IgnoreValue {
+					op.Value = nil
+				}
+			case EtcdOpRange:
+				op.Limit = int64(g.rng.IntN(3))
+				op.SortOrder, op.SortTarget = uint8(g.rng.IntN(3)), uint8(g.rng.IntN(5))
+			}
+			out = append(out, op)
+		}
+		return out
+	}
+	c.Success, c.Failure = ops(), ops()
+	if g.rng.IntN(15) == 0 {
+		c = &EtcdTxn{Node: g.pick(genNodes), Addr: fmt.Sprint("127.0.0.1:", 2379+g.rng.IntN(3))}
 	}
 	return c
 }

@@ -12,7 +12,15 @@ type Change struct {
 	Topic string `json:"topic"` // kv, lease, lock, queue, node, blueprint, cluster
 	Key   string `json:"key"`
 	Op    string `json:"op"` // put, delete
+	// KV is the key's new state after a kv put whose value is at most
+	// MaxFeedValue bytes (nil otherwise), so that watchers get the exact
+	// value even after later writes of the key.
+	KV *KV `json:"-"`
 }
+
+// MaxFeedValue bounds the values the feed keeps with kv changes: the ring
+// holds at most its size times this many value bytes.
+const MaxFeedValue = 2 << 10
 
 // ErrCompacted means the changes asked for are older than the feed keeps.
 var ErrCompacted = errors.New("changes compacted")

@@ -133,6 +133,9 @@ func (h *harness) requireChanges(idx uint64, want ...Change) {
 		want[i].Index = idx
 	}
 	got := h.changesAt(idx)
+	for i := range got {
+		got[i].KV = nil // the value a put carries is checked by the feed tests
+	}
 	if len(got) == 0 && len(want) == 0 {
 		return
 	}

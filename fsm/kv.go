@@ -110,7 +110,7 @@ func (c *KVPut) apply(t *txn) *Result {
 		t.put(bLeaseKeys, leaseKey(lease, c.Key), nil)
 	}
 	t.put(bKV, []byte(c.Key), encodeKV(kv))
-	t.changed("kv", c.Key, "put")
+	t.changedKV(kv)
 	return &Result{KV: kv, Prev: prev}
 }
 

@@ -462,7 +462,7 @@ func (db *redisDB) put(key string, prev *KV, typ KVType, val []byte, lease uint6
 		t.put(bLeaseKeys, leaseKey(lease, key), nil)
 	}
 	t.put(bKV, []byte(key), encodeKV(kv))
-	t.changed("kv", key, "put")
+	t.changedKV(kv)
 	return kv
 }
 

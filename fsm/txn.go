@@ -37,6 +37,15 @@ func (t *txn) changed(topic, key, op string) {
 	t.changes = append(t.changes, Change{Index: t.index, Topic: topic, Key: key, Op: op})
 }
 
+// changedKV records a put of kv, with its state when the value is small.
+func (t *txn) changedKV(kv *KV) {
+	c := Change{Index: t.index, Topic: "kv", Key: kv.Key, Op: "put"}
+	if len(kv.Value) <= MaxFeedValue {
+		c.KV = kv
+	}
+	t.changes = append(t.changes, c)
+}
+
 // putJSON stores v as JSON. Encoding our own types cannot fail, and a
 // bucket write inside a live transaction fails only on programmer error, so
 // both surface as the transaction's panic in ApplyBatch.
