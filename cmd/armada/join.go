@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/armada-orchestrator/armada/adapters/etcd"
 	"github.com/armada-orchestrator/armada/adapters/redis"
 	"github.com/armada-orchestrator/armada/cluster"
 	"github.com/armada-orchestrator/armada/fsm"
@@ -105,7 +106,7 @@ func (f *joinFlags) check() error {
 	if f.lostGrace <= 0 {
 		return fmt.Errorf("--lost-grace: must be positive, not %s", f.lostGrace)
 	}
-	for _, a := range []struct{ flag, val string }{{"--etcd-addr", f.etcdAddr}, {"--zk-addr", f.zkAddr}, {"--lb", f.lb}} {
+	for _, a := range []struct{ flag, val string }{{"--zk-addr", f.zkAddr}, {"--lb", f.lb}} {
 		if a.val != "" {
 			return fmt.Errorf("%s: this adapter is not in this build yet", a.flag)
 		}
@@ -146,6 +147,17 @@ func serveDebug(addr string, log *slog.Logger) {
 	if err := srv.ListenAndServe(); err != nil {
 		log.Error("pprof server", "err", err)
 	}
+}
+
+// startEtcd serves the etcd v3 API from the node's state. MemberList
+// shows it at the --advertise IP when it listens on all interfaces.
+func startEtcd(ctx context.Context, f *joinFlags, node *cluster.Node, log *slog.Logger) (*etcd.Server, error) {
+	es := etcd.New(node.State(), node, etcd.Config{Addr: f.etcdAddr, Node: f.name, AdvertiseHost: f.advertise,
+		Logger: log.With("component", "etcd")})
+	if err := es.Start(ctx); err != nil {
+		return nil, fmt.Errorf("--etcd-addr: %w", err)
+	}
+	return es, nil
 }
 
 // startRedis serves the Redis protocol from the node's state. Other nodes
@@ -220,6 +232,23 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 		}
 		defer stopRedis()
 	}
+	// The etcd adapter, too, stops before the node does.
+	stopEtcd := func() {}
+	if f.etcdAddr != "" {
+		es, err := startEtcd(ctx, f, node, log)
+		if err != nil {
+			ln.Close()
+			stopRedis()
+			node.Shutdown()
+			return err
+		}
+		stopEtcd = func() {
+			if err := es.Close(); err != nil {
+				log.Warn("stop etcd adapter", "err", err)
+			}
+		}
+		defer stopEtcd()
+	}
 	var wk *worker.Worker
 	if f.role != cluster.RoleServer {
 		drv, err := newDriver(f.driver, filepath.Join(f.dataDir, "ships"), log)
@@ -267,6 +296,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	stopRedis()
+	stopEtcd()
 	if serr := node.Shutdown(); serr != nil && err == nil && !errors.Is(serr, http.ErrServerClosed) {
 		log.Warn("shutdown", "err", serr)
 	}

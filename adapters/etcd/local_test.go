@@ -1,0 +1,203 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// TestArmadaOnly covers what only Armada answers this way: reads at a
+// past revision (no history is kept), the same key space as /v1/kv,
+// MemberList and Status from the node records, and what is not supported.
+func TestArmadaOnly(t *testing.T) {
+	requireEtcdTools(t)
+	nodes := startCluster(t)
+	cli := newClient(t, nodes[0].etcd.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	pr, err := cli.Put(ctx, "k", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := pr.Header.Revision
+	if _, err := cli.Put(ctx, "k", "w"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(ctx, "k", clientv3.WithRev(rev)); err == nil || err.Error() != rpctypes.ErrCompacted.Error() {
+		t.Fatalf("get at a past revision: %v", err)
+	}
+	g, err := cli.Get(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(ctx, "k", clientv3.WithRev(g.Header.Revision+1000)); err == nil || err.Error() != rpctypes.ErrFutureRev.Error() {
+		t.Fatalf("get at a future revision: %v", err)
+	}
+	// The revision is the Raft index, and the key is the /v1/kv key.
+	if g.Kvs[0].ModRevision <= rev || g.Kvs[0].CreateRevision != rev {
+		t.Fatalf("k = %+v after a put at %d", g.Kvs[0], rev)
+	}
+	nodes[2].node.State().WaitIndex(ctx, uint64(g.Kvs[0].ModRevision))
+	nodes[2].node.State().View(func(v *fsm.View) error {
+		if kv, ok := v.KV("k"); !ok || string(kv.Value) != "w" || int64(kv.ModRev) != g.Kvs[0].ModRevision {
+			t.Errorf("/v1/kv sees %+v", kv)
+		}
+		return nil
+	})
+
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range ml.Members {
+		names = append(names, fmt.Sprintf("%s %d %d", m.Name, len(m.PeerURLs), len(m.ClientURLs)))
+		if m.ID != memberID(m.Name) {
+			t.Errorf("member %s has ID %x", m.Name, m.ID)
+		}
+	}
+	if strings.Join(names, ",") != "n1 1 1,n2 1 1,n3 1 1" {
+		t.Fatalf("members %v", names)
+	}
+	st, err := cli.Status(ctx, nodes[1].etcd.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader string
+	for _, n := range nodes {
+		if n.node.IsLeader() {
+			leader = n.name
+		}
+	}
+	if st.Version != Version || st.Leader != memberID(leader) || st.RaftIndex == 0 || st.DbSize == 0 || st.Header.MemberId != memberID("n2") {
+		t.Fatalf("status %+v (leader %s)", st, leader)
+	}
+	al, err := cli.AlarmList(ctx)
+	if err != nil || len(al.Alarms) != 0 {
+		t.Fatalf("alarms %v %v", al, err)
+	}
+
+	// Not supported: client-chosen lease IDs.
+	_, err = pb.NewLeaseClient(cli.ActiveConnection()).LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: 5, TTL: 5})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("lease grant with an ID: %v", err)
+	}
+	_, err = cli.Defragment(ctx, nodes[0].etcd.Addr())
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("defragment: %v", err)
+	}
+
+	// etcdctl endpoint status and member list against a follower.
+	for _, args := range [][]string{{"endpoint", "status"}, {"member", "list"}, {"endpoint", "health"}} {
+		cmd := exec.Command("etcdctl", append([]string{"--endpoints", nodes[1].etcd.Addr(), "--command-timeout", "10s"}, args...)...)
+		cmd.Env = append(cmd.Environ(), "ETCDCTL_API=3")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
+		}
+		if args[0] == "member" && strings.Count(string(out), "started") != 3 {
+			t.Fatalf("etcdctl member list:\n%s", out)
+		}
+	}
+}
+
+// compactingStore drops the changes before floor from the feed, as a feed
+// that has rolled over would.
+type compactingStore struct {
+	Store
+	floor uint64
+}
+
+func (c compactingStore) Changes(since uint64) ([]fsm.Change, <-chan struct{}, error) {
+	if since < c.floor {
+		return nil, nil, fsm.ErrCompacted
+	}
+	return c.Store.Changes(since)
+}
+
+// TestWatchHistory covers watches from a past revision (replayed from the
+// feed, or "compacted" once the feed has lost it) and progress requests.
+func TestWatchHistory(t *testing.T) {
+	nodes := startCluster(t)
+	cli := newClient(t, nodes[1].etcd.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p1, err := cli.Put(ctx, "h", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "h", "2", clientv3.WithLease(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, "h"); err != nil {
+		t.Fatal(err)
+	}
+	wch := cli.Watch(ctx, "h", clientv3.WithRev(p1.Header.Revision), clientv3.WithPrevKV())
+	var evs []string
+	for len(evs) < 3 {
+		select {
+		case resp := <-wch:
+			if resp.Err() != nil {
+				t.Fatal(resp.Err())
+			}
+			for _, ev := range resp.Events {
+				s := fmt.Sprintf("%s %s=%s", ev.Type, ev.Kv.Key, ev.Kv.Value)
+				if ev.PrevKv != nil {
+					s += " prev " + string(ev.PrevKv.Value)
+				}
+				evs = append(evs, s)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("replayed events: %v", evs)
+		}
+	}
+	if got := strings.Join(evs, "; "); got != "PUT h=1; PUT h=2 prev 1; DELETE h= prev 2" {
+		t.Fatalf("replayed events: %s", got)
+	}
+
+	// A progress request answers with the current revision.
+	pw := cli.Watch(ctx, "nothing", clientv3.WithCreatedNotify())
+	<-pw
+	if err := cli.RequestProgress(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-pw:
+		if !resp.IsProgressNotify() || resp.Header.Revision < p1.Header.Revision {
+			t.Fatalf("progress %+v", resp)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no progress notification")
+	}
+
+	// A revision the feed no longer holds is compacted.
+	n := nodes[0]
+	es := New(compactingStore{n.node.State(), n.node.State().Index()}, n.node, Config{Addr: "127.0.0.1:0"})
+	if err := es.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	old := newClient(t, es.Addr())
+	cw := old.Watch(ctx, "h", clientv3.WithRev(p1.Header.Revision))
+	select {
+	case resp := <-cw:
+		if resp.CompactRevision == 0 || !errors.Is(resp.Err(), rpctypes.ErrCompacted) {
+			t.Fatalf("compacted watch: %+v %v", resp, resp.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no compacted answer")
+	}
+}

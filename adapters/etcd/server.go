@@ -1,0 +1,277 @@
+// Package etcd serves the etcd v3 gRPC API (KV, Lease, Watch, Cluster and
+// Maintenance) from the replicated key space: etcdctl and clientv3 work
+// against any node.
+//
+// Keys are the key space's keys (the same as /v1/kv and Redis strings) and
+// the revision is the Raft index: a response header carries the applied
+// index the answer was read at, and a key's create_revision, mod_revision,
+// version and lease are the KV's. Writes (Put, DeleteRange, Txn) become one
+// fsm.EtcdTxn each, applied atomically in one Raft entry; the answer waits
+// until this node has applied it, so a client always sees its own writes.
+// Linearizable reads go through the node's read index; serializable reads
+// use the local state. The state keeps no history: reads at a past revision
+// answer etcd's "compacted" error.
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/armada-orchestrator/armada/cluster"
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// Store is the local replicated state the adapter reads.
+type Store interface {
+	View(fn func(v *fsm.View) error) error
+	WaitIndex(ctx context.Context, n uint64) error
+	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
+	Index() uint64
+}
+
+// Raft commits commands (a follower forwards them to the leader) and
+// answers what the cluster's Raft group looks like.
+type Raft interface {
+	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
+	ReadIndex(ctx context.Context) (uint64, error)
+	Leader() string
+	Term() uint64
+}
+
+// Version is the etcd version the adapter reports.
+const Version = "3.4.0"
+
+// Config configures the server.
+type Config struct {
+	// Addr is the address to listen on (host:port; port 0 picks one).
+	Addr string
+	// Node is this node's name: its member ID is a hash of it, and the
+	// adapter records its address under it for MemberList.
+	Node string
+	// AdvertiseHost is the host clients reach this adapter at when it
+	// listens on all interfaces (default: the listener's address).
+	AdvertiseHost string
+	// WriteTimeout bounds one write through Raft (default 10s).
+	WriteTimeout time.Duration
+	Logger       *slog.Logger
+	Now          func() time.Time
+}
+
+// Server is an etcd v3 gRPC server over the replicated state.
+type Server struct {
+	st     Store
+	raft   Raft
+	cfg    Config
+	log    *slog.Logger
+	ln     net.Listener
+	grpc   *grpc.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New makes a server; Start runs it.
+func New(st Store, raft Raft, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	return &Server{st: st, raft: raft, cfg: cfg, log: cfg.Logger}
+}
+
+// Start listens and serves in the background until Close or ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("etcd: listen %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.grpc = grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.MaxRecvMsgSize(2<<20),
+	)
+	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
+	pb.RegisterLeaseServer(s.grpc, &leaseServer{s: s})
+	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
+	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
+	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.grpc.Serve(ln); err != nil && s.ctx.Err() == nil {
+			s.log.Error("etcd server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.register()
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-s.ctx.Done():
+		}
+	}()
+	s.log.Info("serving etcd v3", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server and ends every stream.
+func (s *Server) Close() error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel()
+	s.grpc.Stop()
+	s.wg.Wait()
+	return nil
+}
+
+// advertised is the address other nodes and clients reach this adapter at.
+func (s *Server) advertised() string {
+	addr := s.ln.Addr().String()
+	if host, port, err := net.SplitHostPort(addr); err == nil && s.cfg.AdvertiseHost != "" {
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			addr = net.JoinHostPort(s.cfg.AdvertiseHost, port)
+		}
+	}
+	return addr
+}
+
+// register records this node's adapter address in the replicated state,
+// retrying until a leader takes it.
+func (s *Server) register() {
+	if s.cfg.Node == "" {
+		return
+	}
+	addr := s.advertised()
+	delay := 100 * time.Millisecond
+	for {
+		var have string
+		s.st.View(func(v *fsm.View) error {
+			have = v.EtcdNodes()[s.cfg.Node]
+			return nil
+		})
+		if have == addr {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+		_, err := s.raft.Apply(ctx, &fsm.EtcdTxn{Node: s.cfg.Node, Addr: addr})
+		cancel()
+		if err == nil {
+			return
+		}
+		s.log.Debug("record etcd address", "err", err)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// memberID is the stable etcd member ID of a node: a hash of its name.
+func memberID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+func (s *Server) header(v *fsm.View) *pb.ResponseHeader {
+	return &pb.ResponseHeader{
+		ClusterId: memberID("cluster/" + v.ClusterID()),
+		MemberId:  memberID(s.cfg.Node),
+		Revision:  int64(v.Index()),
+		RaftTerm:  s.raft.Term(),
+	}
+}
+
+// writeHeader is the header of a write applied at index.
+func (s *Server) writeHeader(index uint64) *pb.ResponseHeader {
+	var hdr *pb.ResponseHeader
+	s.st.View(func(v *fsm.View) error {
+		hdr = s.header(v)
+		return nil
+	})
+	hdr.Revision = int64(index)
+	return hdr
+}
+
+// view runs fn on the local state, after the read index when linearizable.
+func (s *Server) view(ctx context.Context, linearizable bool, fn func(v *fsm.View) error) error {
+	if linearizable {
+		if _, err := s.raft.ReadIndex(ctx); err != nil {
+			return toStatus(ctx, err)
+		}
+	}
+	return s.st.View(fn)
+}
+
+// apply commits c and waits until this node has applied it.
+func (s *Server) apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	r, err := s.raft.Apply(ctx, c)
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	if err := s.st.WaitIndex(ctx, r.Index); err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	return r, nil
+}
+
+// toStatus turns a failure into etcd's gRPC error for it.
+func toStatus(ctx context.Context, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var fe *fsm.Error
+	if errors.As(err, &fe) {
+		switch {
+		case fe.Code == fsm.ErrNotFound && fe.Field == "lease":
+			return rpctypes.ErrGRPCLeaseNotFound
+		case fe.Code == fsm.ErrNotFound && fe.Field == "key":
+			return rpctypes.ErrGRPCKeyNotFound
+		case fe.Code == fsm.ErrInvalid:
+			return status.Error(codes.InvalidArgument, "etcdserver: "+fe.Message)
+		}
+		return status.Error(codes.FailedPrecondition, "etcdserver: "+fe.Message)
+	}
+	switch {
+	case errors.Is(err, cluster.ErrNoLeader):
+		return rpctypes.ErrGRPCNoLeader
+	case errors.Is(err, cluster.ErrUnknownOutcome):
+		return rpctypes.ErrGRPCTimeoutDueToLeaderFail
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return rpctypes.ErrGRPCCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return rpctypes.ErrGRPCTimeout
+	}
+	return status.Error(codes.Unavailable, "etcdserver: "+err.Error())
+}

@@ -1,0 +1,263 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// progressInterval is how often an idle watcher that asked for progress
+// notifications gets one (etcd's default).
+const progressInterval = 10 * time.Minute
+
+type watchServer struct {
+	pb.UnimplementedWatchServer
+	s *Server
+}
+
+// watchStream is one Watch call: its watchers share the stream, and sends
+// are serialised.
+type watchStream struct {
+	s      *Server
+	stream pb.Watch_WatchServer
+	ctx    context.Context
+	sendMu sync.Mutex
+	mu     sync.Mutex
+	nextID int64
+	cancel map[int64]context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (w *watchStream) send(resp *pb.WatchResponse) error {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	return w.stream.Send(resp)
+}
+
+func (w *watchStream) header() *pb.ResponseHeader {
+	var hdr *pb.ResponseHeader
+	w.s.st.View(func(v *fsm.View) error {
+		hdr = w.s.header(v)
+		return nil
+	})
+	return hdr
+}
+
+// Watch serves watchers from the state's change feed. Events come from the
+// feed's ring of recent changes: a start revision older than the ring
+// answers "compacted". The feed carries the value of each put up to
+// fsm.MaxFeedValue bytes; a bigger value is read from the state when the
+// watcher reaches it, so such a put that a later write of the same key
+// already replaced is delivered only as that later put. prev_kv is only set
+// when this watcher saw the previous value itself (an earlier event of the
+// same watch).
+func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
+	w := &watchStream{s: ws.s, stream: stream, ctx: stream.Context(), cancel: map[int64]context.CancelFunc{}}
+	defer func() {
+		w.mu.Lock()
+		for _, c := range w.cancel {
+			c()
+		}
+		w.mu.Unlock()
+		w.wg.Wait()
+	}()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch r := req.RequestUnion.(type) {
+		case *pb.WatchRequest_CreateRequest:
+			if err := w.create(r.CreateRequest); err != nil {
+				return err
+			}
+		case *pb.WatchRequest_CancelRequest:
+			if r.CancelRequest == nil {
+				continue
+			}
+			id := r.CancelRequest.WatchId
+			w.mu.Lock()
+			c, ok := w.cancel[id]
+			delete(w.cancel, id)
+			w.mu.Unlock()
+			if ok {
+				c()
+				if err := w.send(&pb.WatchResponse{Header: w.header(), WatchId: id, Canceled: true}); err != nil {
+					return err
+				}
+			}
+		case *pb.WatchRequest_ProgressRequest:
+			if err := w.send(&pb.WatchResponse{Header: w.header(), WatchId: -1}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (w *watchStream) create(r *pb.WatchCreateRequest) error {
+	if r == nil {
+		return nil
+	}
+	w.mu.Lock()
+	id := r.WatchId
+	if id == 0 {
+		for {
+			id = w.nextID
+			w.nextID++
+			if _, used := w.cancel[id]; !used {
+				break
+			}
+		}
+	}
+	if _, used := w.cancel[id]; used || len(r.Key) == 0 {
+		w.mu.Unlock()
+		return w.send(&pb.WatchResponse{Header: w.header(), WatchId: id, Created: true, Canceled: true,
+			CancelReason: "etcdserver: bad watch request"})
+	}
+	ctx, cancel := context.WithCancel(w.ctx)
+	w.cancel[id] = cancel
+	w.mu.Unlock()
+	hdr := w.header()
+	start := r.StartRevision
+	if start <= 0 {
+		start = hdr.Revision + 1
+	}
+	if err := w.send(&pb.WatchResponse{Header: hdr, WatchId: id, Created: true}); err != nil {
+		return err
+	}
+	wt := &watcher{w: w, id: id, req: r, next: uint64(start), prev: map[string]*mvccpb.KeyValue{}}
+	for _, f := range r.Filters {
+		switch f {
+		case pb.WatchCreateRequest_NOPUT:
+			wt.noPut = true
+		case pb.WatchCreateRequest_NODELETE:
+			wt.noDelete = true
+		}
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		wt.run(ctx)
+	}()
+	return nil
+}
+
+type watcher struct {
+	w               *watchStream
+	id              int64
+	req             *pb.WatchCreateRequest
+	next            uint64 // the first index not yet delivered
+	noPut, noDelete bool
+	prev            map[string]*mvccpb.KeyValue // values this watcher saw, for prev_kv
+}
+
+func (wt *watcher) inRange(key []byte) bool { return inRange(key, wt.req.Key, wt.req.RangeEnd) }
+
+func (wt *watcher) run(ctx context.Context) {
+	s := wt.w.s
+	lastSent := time.Now()
+	for {
+		changes, ch, err := s.st.Changes(wt.next - 1)
+		if errors.Is(err, fsm.ErrCompacted) {
+			hdr := wt.w.header()
+			wt.w.send(&pb.WatchResponse{Header: hdr, WatchId: wt.id, Canceled: true, CompactRevision: hdr.Revision,
+				CancelReason: "etcdserver: mvcc: required revision has been compacted"})
+			return
+		}
+		if err != nil {
+			return
+		}
+		var events []*mvccpb.Event
+		var last uint64
+		if len(changes) > 0 {
+			s.st.View(func(v *fsm.View) error {
+				for _, c := range changes {
+					last = c.Index
+					if c.Topic != "kv" || !wt.inRange([]byte(c.Key)) {
+						continue
+					}
+					if ev := wt.event(v, c); ev != nil {
+						events = append(events, ev)
+					}
+				}
+				return nil
+			})
+			wt.next = last + 1
+		}
+		if len(events) > 0 {
+			hdr := wt.w.header()
+			hdr.Revision = int64(last)
+			if err := wt.w.send(&pb.WatchResponse{Header: hdr, WatchId: wt.id, Events: events}); err != nil {
+				return
+			}
+			lastSent = time.Now()
+			continue
+		}
+		if len(changes) > 0 {
+			continue
+		}
+		var tick <-chan time.Time
+		if wt.req.ProgressNotify {
+			tick = time.After(max(progressInterval-time.Since(lastSent), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-tick:
+			if err := wt.w.send(&pb.WatchResponse{Header: wt.w.header(), WatchId: wt.id}); err != nil {
+				return
+			}
+			lastSent = time.Now()
+		}
+	}
+}
+
+// event turns a change into an event, or nil when it is filtered out or
+// already superseded by a later change of the same key.
+func (wt *watcher) event(v *fsm.View, c fsm.Change) *mvccpb.Event {
+	prev := wt.prev[c.Key]
+	switch c.Op {
+	case "put":
+		kv, ok := c.KV, c.KV != nil
+		if !ok {
+			// A big value is not kept in the feed: read it from the state.
+			if kv, ok = v.KV(c.Key); !ok || kv.ModRev != c.Index {
+				return nil // a later change of the key follows in the feed
+			}
+		}
+		cur := toKV(kv)
+		if wt.req.PrevKv {
+			wt.prev[c.Key] = cur
+		}
+		if wt.noPut {
+			return nil
+		}
+		ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: cur}
+		if wt.req.PrevKv {
+			ev.PrevKv = prev
+		}
+		return ev
+	case "delete":
+		delete(wt.prev, c.Key)
+		if wt.noDelete {
+			return nil
+		}
+		ev := &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte(c.Key), ModRevision: int64(c.Index)}}
+		if wt.req.PrevKv {
+			ev.PrevKv = prev
+		}
+		return ev
+	}
+	return nil
+}
