@@ -23,16 +23,21 @@ test: deps check ## Run every test with -race, then short fuzz runs
 	$(GO) test -race -count=1 -timeout 12m ./...
 	$(MAKE) fuzz
 
-deps: ## Install the reference servers the differential tests run (redis-server, redis-cli) when missing
+deps: ## Install the reference servers the differential tests run (redis-server, redis-cli, etcd, etcdctl) when missing
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
 	  { echo "redis-server and redis-cli are required: apt-get install -y redis-server redis-tools"; exit 1; }
+	@command -v etcd >/dev/null && command -v etcdctl >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
+	@command -v etcd >/dev/null && command -v etcdctl >/dev/null || \
+	  { echo "etcd and etcdctl are required: apt-get install -y etcd-server etcd-client"; exit 1; }
 
-fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, the RESP path and the ZooKeeper decoder for FUZZTIME each
+fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, EtcdTxn, the RESP path and the ZooKeeper decoder for FUZZTIME each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBlueprint$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzRedisExec$$' -fuzztime $(FUZZTIME) ./fsm
+	$(GO) test -run '^$$' -fuzz '^FuzzEtcdTxn$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzRESP$$' -fuzztime $(FUZZTIME) ./adapters/redis
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./adapters/zk
 
