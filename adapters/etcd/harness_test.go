@@ -3,14 +3,9 @@ package etcd
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,91 +14,42 @@ import (
 
 	"github.com/armada-orchestrator/armada/cluster"
 	"github.com/armada-orchestrator/armada/fsm"
-	"github.com/armada-orchestrator/armada/web"
+	"github.com/armada-orchestrator/armada/internal/testnode"
 )
 
-// testNode is one in-process Armada node with its internal HTTP endpoint
-// (for write forwarding) and its etcd adapter.
+// testNode is one in-process Armada node (testnode) and its etcd
+// adapter.
 type testNode struct {
-	name string
-	node *cluster.Node
-	http *http.Server
-	etcd *Server
-	logs *syncBuffer
+	name     string
+	node     *cluster.Node
+	httpAddr string
+	etcd     *Server
+	logs     *syncBuffer
+	base     *testnode.Node
 }
 
 func (n *testNode) stop() {
 	n.etcd.Close()
-	n.http.Close()
-	n.node.Shutdown()
+	n.base.Stop()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testnode.SyncBuffer
 
 // waitFor polls fn until it returns nil or the timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testnode.WaitFor(t, timeout, fn)
 }
 
 func startNode(t *testing.T, base, name string, seeds []string) *testNode {
 	t.Helper()
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	b := testnode.Start(t, base, name, seeds)
+	srv := New(b.Node.State(), b.Node, Config{Addr: "127.0.0.1:0", Node: name, Logger: b.Log.With("component", "etcd")})
+	if err := srv.Start(context.Background()); err != nil {
+		b.Stop()
 		t.Fatal(err)
 	}
-	dir := filepath.Join(base, name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	node, err := cluster.New(cluster.Config{
-		Name: name, DataDir: dir, GossipAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
-		Seeds: seeds, ReconcileInterval: 200 * time.Millisecond, ProbeInterval: 200 * time.Millisecond,
-		HeartbeatTimeout: time.Second, Logger: log,
-	})
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	if err := node.Start(context.Background(), fsm.Resources{CPUMHz: 1000, MemoryMB: 1024}); err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	api := web.New(node, web.Options{Internal: node.InternalHandler(), Logger: log.With("component", "http"), SpoolDir: dir})
-	srv := &http.Server{Handler: api.Handler()}
-	go srv.Serve(ln)
-	es := New(node.State(), node, Config{Addr: "127.0.0.1:0", Node: name, Logger: log.With("component", "etcd")})
-	if err := es.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return &testNode{name: name, node: node, http: srv, etcd: es, logs: logs}
+	return &testNode{name: name, node: b.Node, httpAddr: b.HTTPAddr, etcd: srv, logs: b.Logs, base: b}
 }
 
 // startCluster runs three in-process nodes and waits until they agree on a
