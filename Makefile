@@ -6,6 +6,10 @@ LDFLAGS  := -X main.version=$(VERSION)
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 10s
+# No minimising: Go's fuzzer fails with "context deadline exceeded" when the
+# time runs out while it minimises a new corpus entry; crashers are still
+# written out as found.
+FUZZFLAGS := -fuzztime $(FUZZTIME) -fuzzminimizetime 0
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test deps check fuzz bench clean
@@ -34,12 +38,12 @@ deps: ## Install the reference servers the differential tests run (redis-server,
 	  { echo "etcd and etcdctl are required: apt-get install -y etcd-server etcd-client"; exit 1; }
 
 fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, EtcdTxn, the RESP path and the ZooKeeper decoder for FUZZTIME each
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm
-	$(GO) test -run '^$$' -fuzz '^FuzzParseBlueprint$$' -fuzztime $(FUZZTIME) ./fsm
-	$(GO) test -run '^$$' -fuzz '^FuzzRedisExec$$' -fuzztime $(FUZZTIME) ./fsm
-	$(GO) test -run '^$$' -fuzz '^FuzzEtcdTxn$$' -fuzztime $(FUZZTIME) ./fsm
-	$(GO) test -run '^$$' -fuzz '^FuzzRESP$$' -fuzztime $(FUZZTIME) ./adapters/redis
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./adapters/zk
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' $(FUZZFLAGS) ./fsm
+	$(GO) test -run '^$$' -fuzz '^FuzzParseBlueprint$$' $(FUZZFLAGS) ./fsm
+	$(GO) test -run '^$$' -fuzz '^FuzzRedisExec$$' $(FUZZFLAGS) ./fsm
+	$(GO) test -run '^$$' -fuzz '^FuzzEtcdTxn$$' $(FUZZFLAGS) ./fsm
+	$(GO) test -run '^$$' -fuzz '^FuzzRESP$$' $(FUZZFLAGS) ./adapters/redis
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' $(FUZZFLAGS) ./adapters/zk
 
 check: ## gofmt, go vet, staticcheck and a go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to rewrite:"; echo "$$out"; exit 1; fi
