@@ -1049,16 +1049,23 @@ func hashFind(h []hashPair, field []byte) int {
 	return -1
 }
 
+// typed returns a live key of type typ, nil if it is absent, or a
+// WRONGTYPE reply if it holds another type.
+func (db *redisDB) typed(key string, typ KVType) (*KV, *RedisReply) {
+	kv := db.live(key)
+	if kv == nil || kv.Type == typ {
+		return kv, nil
+	}
+	r := rErr(errWrongType)
+	return nil, &r
+}
+
 // hash returns a live hash key and its fields, or an error reply if the
 // key holds another type.
 func (db *redisDB) hash(key string) (*KV, []hashPair, *RedisReply) {
-	kv := db.live(key)
+	kv, e := db.typed(key, KVHash)
 	if kv == nil {
-		return nil, nil, nil
-	}
-	if kv.Type != KVHash {
-		r := rErr(errWrongType)
-		return nil, nil, &r
+		return nil, nil, e
 	}
 	h := decodeHash(kv.Value)
 	if len(h) == 0 {
@@ -1253,13 +1260,9 @@ func encodeList(l [][]byte) []byte {
 }
 
 func (db *redisDB) list(key string) (*KV, [][]byte, *RedisReply) {
-	kv := db.live(key)
+	kv, e := db.typed(key, KVList)
 	if kv == nil {
-		return nil, nil, nil
-	}
-	if kv.Type != KVList {
-		r := rErr(errWrongType)
-		return nil, nil, &r
+		return nil, nil, e
 	}
 	l := decodeList(kv.Value)
 	if len(l) == 0 {
