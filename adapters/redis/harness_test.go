@@ -6,7 +6,6 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,71 +65,24 @@ func startNode(t *testing.T, base, name string, seeds []string) *testNode {
 // leader and every adapter has recorded its address.
 func startCluster(t *testing.T) []*testNode {
 	t.Helper()
-	base := t.TempDir()
-	var nodes []*testNode
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.stop()
-		}
-		if t.Failed() {
-			for _, n := range nodes {
-				t.Logf("---- logs of %s ----\n%s", n.name, tailLines(n.logs.String(), 40))
-			}
-		}
-	})
-	first := startNode(t, base, "n1", nil)
-	nodes = append(nodes, first)
-	var seed string
-	waitFor(t, 20*time.Second, func() error {
-		return first.node.State().View(func(v *fsm.View) error {
-			if n, ok := v.Node("n1"); ok && n.GossipAddr != "" {
-				seed = n.GossipAddr
-				return nil
-			}
-			return fmt.Errorf("n1 has no node record yet")
+	return testnode.StartCluster(t, 3, func(base, name string, seeds []string) *testNode {
+		return startNode(t, base, name, seeds)
+	}, func(n *testNode) error {
+		var peers map[string]string
+		n.node.State().View(func(v *fsm.View) error {
+			peers = v.RedisNodes()
+			return nil
 		})
-	})
-	for _, name := range []string{"n2", "n3"} {
-		nodes = append(nodes, startNode(t, base, name, []string{seed}))
-	}
-	waitFor(t, 30*time.Second, func() error {
-		for _, n := range nodes {
-			if n.node.Leader() == "" {
-				return fmt.Errorf("%s knows no leader", n.name)
-			}
-			var peers map[string]string
-			n.node.State().View(func(v *fsm.View) error {
-				peers = v.RedisNodes()
-				return nil
-			})
-			if len(peers) != len(nodes) {
-				return fmt.Errorf("%s knows %d redis adapters", n.name, len(peers))
-			}
-			var alive int
-			n.node.State().View(func(v *fsm.View) error {
-				for _, rec := range v.Nodes() {
-					if rec.Status == fsm.NodeAlive {
-						alive++
-					}
-				}
-				return nil
-			})
-			if alive != len(nodes) {
-				return fmt.Errorf("%s sees %d alive nodes", n.name, alive)
-			}
+		if len(peers) != 3 {
+			return fmt.Errorf("%d redis adapters known", len(peers))
 		}
 		return nil
 	})
-	return nodes
 }
 
-func tailLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+// Base and Stop make a testNode a testnode.Member.
+func (n *testNode) Base() *testnode.Node { return n.base }
+func (n *testNode) Stop()                { n.stop() }
 
 // follower returns a node that is not the leader.
 func follower(nodes []*testNode) *testNode {

@@ -6,6 +6,7 @@ package testnode
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -104,4 +105,80 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Member is what StartCluster needs of a test's node type: the node under
+// it and how to stop it with whatever the test runs on top.
+type Member interface {
+	Base() *Node
+	Stop()
+}
+
+// StartCluster runs size nodes n1..nN through start — the first starts a
+// new cluster, the others join through its gossip address — stops them when
+// t ends (with the tail of their logs if t failed), and returns once every
+// node knows a leader, sees every node alive, and ready passes for it.
+func StartCluster[M Member](t *testing.T, size int, start func(base, name string, seeds []string) M, ready func(M) error) []M {
+	t.Helper()
+	base := t.TempDir()
+	var nodes []M
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Stop()
+		}
+		if t.Failed() {
+			for _, n := range nodes {
+				t.Logf("---- logs of %s ----\n%s", n.Base().Name, TailLines(n.Base().Logs.String(), 40))
+			}
+		}
+	})
+	first := start(base, "n1", nil)
+	nodes = append(nodes, first)
+	var seed string
+	WaitFor(t, 20*time.Second, func() error {
+		return first.Base().Node.State().View(func(v *fsm.View) error {
+			if n, ok := v.Node("n1"); ok && n.GossipAddr != "" {
+				seed = n.GossipAddr
+				return nil
+			}
+			return fmt.Errorf("n1 has no node record yet")
+		})
+	})
+	for i := 2; i <= size; i++ {
+		nodes = append(nodes, start(base, fmt.Sprintf("n%d", i), []string{seed}))
+	}
+	WaitFor(t, 30*time.Second, func() error {
+		for _, n := range nodes {
+			b := n.Base()
+			if b.Node.Leader() == "" {
+				return fmt.Errorf("%s knows no leader", b.Name)
+			}
+			alive := 0
+			b.Node.State().View(func(v *fsm.View) error {
+				for _, rec := range v.Nodes() {
+					if rec.Status == fsm.NodeAlive {
+						alive++
+					}
+				}
+				return nil
+			})
+			if alive != size {
+				return fmt.Errorf("%s sees %d alive nodes", b.Name, alive)
+			}
+			if err := ready(n); err != nil {
+				return fmt.Errorf("%s: %w", b.Name, err)
+			}
+		}
+		return nil
+	})
+	return nodes
+}
+
+// TailLines is the last n lines of s.
+func TailLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
