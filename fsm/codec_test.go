@@ -91,6 +91,11 @@ func sampleCommands() []Command {
 			Failure: []EtcdOp{{Kind: EtcdOpRange, Key: []byte("a"), RangeEnd: []byte("b"), Limit: math.MaxInt64, KeysOnly: true, CountOnly: true,
 				SortOrder: EtcdSortDescend, SortTarget: EtcdSortValue, MinMod: 1, MaxMod: -1, MinCreate: 2, MaxCreate: math.MinInt64}},
 			Node: "n", Addr: "a"},
+		&ShipAllocate{Requests: []AllocRequest{
+			{Fleet: "arena", Selector: map[string]string{"map": "dust", "": ""}, Strategy: AllocDistributed, Labels: map[string]string{"match": "ünï"}},
+			{},
+		}, Now: math.MinInt64},
+		&ShipSDK{Ship: "arena-a", Node: "n1", Op: SDKReserve, Key: "k", Value: "v", Seconds: math.MaxInt64, Now: 19},
 	}
 }
 
@@ -223,6 +228,12 @@ func TestEncodingIsStable(t *testing.T) {
 		{&ShipPurge{Ships: []string{"s"}}, "1b" + "01" + "0173"},
 		{&NodeDrain{Name: "n", Enable: true, Now: 1}, "1c" + "016e" + "01" + "02"},
 		{&NodeReport{Name: "n", PortsRange: "1-2", HostPorts: []int{1, 300}, Now: 1}, "1d" + "016e" + "03" + hex.EncodeToString([]byte("1-2")) + "02" + "01" + "ac02" + "02"},
+		// one request: fleet, selector {a: b}, strategy "", no labels; now
+		{&ShipAllocate{Requests: []AllocRequest{{Fleet: "f", Selector: map[string]string{"a": "b"}}}, Now: 1},
+			"20" + "01" + "0166" + "01" + "0161" + "0162" + "00" + "00" + "02"},
+		// ship, node, op, key, value, seconds 5 → 0a, now
+		{&ShipSDK{Ship: "s", Node: "n", Op: "label", Key: "k", Value: "v", Seconds: 5, Now: 1},
+			"21" + "0173" + "016e" + "05" + hex.EncodeToString([]byte("label")) + "016b" + "0176" + "0a" + "02"},
 	} {
 		if got := hex.EncodeToString(Encode(tc.c)); got != tc.hex {
 			t.Errorf("%T:\n got  %s\n want %s", tc.c, got, tc.hex)

@@ -44,6 +44,8 @@ const (
 	CmdNodeReport     CmdType = 29
 	CmdRedisExec      CmdType = 30
 	CmdEtcdTxn        CmdType = 31
+	CmdShipAllocate   CmdType = 32
+	CmdShipSDK        CmdType = 33
 )
 
 // Command is one replicated state change. Only this package defines
@@ -93,6 +95,8 @@ var commandTable = [256]func() Command{
 	CmdNodeReport:     func() Command { return new(NodeReport) },
 	CmdRedisExec:      func() Command { return new(RedisExec) },
 	CmdEtcdTxn:        func() Command { return new(EtcdTxn) },
+	CmdShipAllocate:   func() Command { return new(ShipAllocate) },
+	CmdShipSDK:        func() Command { return new(ShipSDK) },
 }
 
 // Encode returns the log entry for c: its type byte and its body.

@@ -77,6 +77,8 @@ func allCmdTables() map[string][]cmdCase {
 		"NodeReport":     nodeReportCases(),
 		"RedisExec":      redisExecCases(),
 		"EtcdTxn":        etcdTxnCases(),
+		"ShipAllocate":   shipAllocateCases(),
+		"ShipSDK":        shipSDKCases(),
 	}
 }
 

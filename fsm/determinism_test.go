@@ -73,7 +73,7 @@ func (g *logGen) command() Command {
 		}
 		return g.redisCommand()
 	}
-	if n := g.rng.IntN(42); n >= 22 {
+	if n := g.rng.IntN(44); n >= 22 {
 		return g.shipCommand(n - 22)
 	}
 	switch g.rng.IntN(22) {
@@ -107,7 +107,13 @@ func (g *logGen) command() Command {
 	case 4:
 		return &LeaseGrant{TTLms: int64(g.rng.IntN(20000)) - 100, Now: g.now}
 	case 5:
-		return &LeaseKeepAlive{ID: g.pickID(g.leases), Now: g.now}
+		c := &LeaseKeepAlive{ID: g.pickID(g.leases), Now: g.now}
+		g.h.view(func(v *View) {
+			if live := v.Leases(); len(live) > 0 && g.rng.IntN(2) == 0 {
+				c.ID = live[g.rng.IntN(len(live))].ID // one that still exists
+			}
+		})
+		return c
 	case 6:
 		return &LeaseRevoke{ID: g.pickID(g.leases)}
 	case 7, 8:
@@ -252,6 +258,18 @@ func (g *logGen) shipCommand(n int) Command {
 			}
 		}
 		c := &ShipStop{Why: []string{StopUser, StopUser, StopSurplus, StopSurplus, StopDrain, StopDrain}[g.rng.IntN(6)], Now: g.now}
+		if c.Why == StopDrain {
+			// Mostly ships of draining nodes, as the leader would pick.
+			var draining []string
+			for _, s := range ships {
+				if n, ok := g.h.node(s.Node); ok && n.Drain && s.Live() && g.rng.IntN(4) != 0 {
+					draining = append(draining, s.ID)
+				}
+			}
+			if len(draining) > 0 {
+				live = draining
+			}
+		}
 		for range 1 + g.rng.IntN(2) {
 			if len(live) > 0 {
 				c.Ships = append(c.Ships, live[g.rng.IntN(len(live))])
@@ -287,6 +305,31 @@ func (g *logGen) shipCommand(n int) Command {
 				c.Ships = append(c.Ships, s.ID)
 			}
 		}
+		return c
+	case 20:
+		c := &ShipAllocate{Now: g.now}
+		for range 1 + g.rng.IntN(3) {
+			r := AllocRequest{Fleet: g.pick(genFleets), Strategy: []string{"", AllocPacked, AllocDistributed}[g.rng.IntN(3)]}
+			if g.rng.IntN(4) == 0 {
+				r.Selector = map[string]string{"k": fmt.Sprint(g.rng.IntN(2))}
+			}
+			if g.rng.IntN(3) == 0 {
+				r.Labels = map[string]string{"match": fmt.Sprint(g.rng.IntN(9))}
+			}
+			c.Requests = append(c.Requests, r)
+		}
+		return c
+	case 21:
+		c := &ShipSDK{Ship: "nope", Node: g.pick(genNodes), Op: []string{SDKAllocate, SDKReserve, SDKShutdown, SDKLabel, SDKUnreserve}[g.rng.IntN(5)], Now: g.now}
+		if len(ships) > 0 {
+			s := ships[g.rng.IntN(len(ships))]
+			c.Ship = s.ID
+			if g.rng.IntN(8) != 0 {
+				c.Node = s.Node
+			}
+		}
+		c.Seconds = int64(g.rng.IntN(3))
+		c.Key, c.Value = "k", fmt.Sprint(g.rng.IntN(2))
 		return c
 	case 16:
 		name := g.pick(genNodes)
@@ -531,7 +574,7 @@ func (g *logGen) next() {
 }
 
 func TestDeterminism(t *testing.T) {
-	const n = 1500
+	const n = 4000
 	g := newLogGen(t, 20240612)
 	// ClusterInit early so that sealed secrets can be read back.
 	initCmd := &ClusterInit{ClusterID: "c", Key: testKey}

@@ -160,7 +160,7 @@ func checkInvariants(tb testing.TB, s *State) {
 //   - every fleet is stored under its name, valid, with resolved versions.
 func checkShipInvariants(tx *bbolt.Tx) error {
 	states := map[string]bool{ShipQueued: true, ShipScheduled: true, ShipStarting: true, ShipReady: true,
-		ShipAllocated: true, ShipStopping: true, ShipStopped: true, ShipFailed: true, ShipLostState: true}
+		ShipAllocated: true, ShipReserved: true, ShipStopping: true, ShipStopped: true, ShipFailed: true, ShipLostState: true}
 	ships := map[string]*Ship{}
 	type held struct {
 		res   Resources

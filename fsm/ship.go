@@ -52,6 +52,8 @@ type Ship struct {
 	Updated   int64             `json:"updated"`
 	// Item is the ship's entry in the scheduler queue or its node's queue.
 	Item uint64 `json:"queue_item,omitempty"`
+	// ReservedUntil is when a reserved ship's reservation ends (ms).
+	ReservedUntil int64 `json:"reserved_until,omitempty"`
 	// Released is set on a lost ship once nothing of it can run any more:
 	// its worker reported it gone, or its node was removed. Until then its
 	// node may still run it (a node cut off, not dead), so it keeps its
@@ -77,7 +79,7 @@ func (s *Ship) holds() bool {
 }
 
 // Up reports whether a ship is up and serving: ready or allocated.
-func (s *Ship) Up() bool { return s.State == ShipReady || s.State == ShipAllocated }
+func (s *Ship) Up() bool { return s.State == ShipReady || s.Occupied() }
 
 func pairKey(a, b string) []byte { return append(append([]byte(a), 0), b...) }
 
@@ -554,6 +556,9 @@ func (c *ShipStop) apply(t *txn) *Result {
 		if !ok || !s.Live() {
 			continue
 		}
+		if c.Why != StopUser && s.Occupied() {
+			continue // in use by players: only the ship itself or an operator stops it
+		}
 		if c.Why != StopUser && s.Fleet == "" {
 			// No fleet wants fewer of it; only its node's drain stops it.
 			if c.Why == StopSurplus || !t.leaving(s.Node) {
@@ -647,7 +652,7 @@ func (c *ShipReport) apply(t *txn) *Result {
 			}
 			s.State = ShipStopped
 		case r.State == ShipStarting || r.State == ShipReady:
-			if s.State == r.State || (s.State == ShipAllocated && r.State == ShipReady) {
+			if s.State == r.State || (s.Occupied() && (r.State == ShipReady || r.State == ShipStarting)) {
 				if s.Item == 0 {
 					continue
 				}

@@ -1,0 +1,315 @@
+package fsm
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// ShipReserved is a ready ship set aside by its own SDK call for a while:
+// it is neither allocated nor stopped by a scale-down until the time ends.
+const ShipReserved = "reserved"
+
+// Allocation strategies.
+const (
+	// AllocPacked takes a ship from the node with the most allocated ships
+	// of the fleet, so that emptier nodes can drain.
+	AllocPacked = "packed"
+	// AllocDistributed takes one from the node with the fewest.
+	AllocDistributed = "distributed"
+)
+
+// Occupied reports whether a ship is in use by players: allocated or
+// reserved. Scale-downs, rolling updates and drains never stop it.
+func (s *Ship) Occupied() bool { return s.State == ShipAllocated || s.State == ShipReserved }
+
+// AllocRequest asks for one ready ship of a fleet.
+type AllocRequest struct {
+	Fleet    string
+	Selector map[string]string // ship labels that must match
+	Strategy string            // AllocPacked (default) or AllocDistributed
+	Labels   map[string]string // set on the allocated ship
+}
+
+// MaxAllocBatch bounds the requests of one ShipAllocate.
+const MaxAllocBatch = 4096
+
+// ShipAllocate marks one ready ship per request allocated. Requests that
+// arrive together are applied as one entry; each gets its own answer in
+// Result.Batch (a ship, or a conflict when none is ready), in order. No
+// two requests ever get the same ship.
+type ShipAllocate struct {
+	Requests []AllocRequest
+	Now      int64
+}
+
+func (*ShipAllocate) Type() CmdType     { return CmdShipAllocate }
+func (c *ShipAllocate) stamp(now int64) { c.Now = now }
+func (c *ShipAllocate) encode(e *encoder) {
+	e.uvarint(uint64(len(c.Requests)))
+	for _, r := range c.Requests {
+		e.str(r.Fleet)
+		e.strmap(r.Selector)
+		e.str(r.Strategy)
+		e.strmap(r.Labels)
+	}
+	e.varint(c.Now)
+}
+func (c *ShipAllocate) decode(d *decoder) {
+	if n := d.length(); n > 0 {
+		c.Requests = make([]AllocRequest, n)
+		for i := range c.Requests {
+			c.Requests[i] = AllocRequest{Fleet: d.str(), Selector: d.strmap(), Strategy: d.str(), Labels: d.strmap()}
+		}
+	}
+	c.Now = d.varint()
+}
+
+// ValidateAlloc checks one request's fields.
+func ValidateAlloc(r *AllocRequest) *Error {
+	if r.Fleet == "" {
+		return errf(ErrInvalid, "fleet", "is required")
+	}
+	switch r.Strategy {
+	case "", AllocPacked, AllocDistributed:
+	default:
+		return errf(ErrInvalid, "strategy", "must be packed or distributed, not %q", r.Strategy)
+	}
+	if e := validateLabels("selector", r.Selector); e != nil {
+		return e
+	}
+	return validateLabels("metadata.labels", r.Labels)
+}
+
+// allocPool is what one ShipAllocate knows of a fleet's ready ships: per
+// node, the ready ships in id order and how many ships are allocated.
+type allocPool struct {
+	ready     map[string][]string
+	allocated map[string]int
+	nodes     []string // nodes with ready ships, sorted
+}
+
+func (t *txn) allocPool(fleet string) *allocPool {
+	p := &allocPool{ready: map[string][]string{}, allocated: map[string]int{}}
+	c := t.b(bFleetShips).Cursor()
+	prefix := append([]byte(fleet), 0)
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		s, ok := decodeSummary(v)
+		if !ok || s.Desired != DesireRun || s.Node == "" {
+			continue
+		}
+		switch s.State {
+		case ShipReady:
+			p.ready[s.Node] = append(p.ready[s.Node], string(k[len(prefix):]))
+		case ShipAllocated:
+			p.allocated[s.Node]++
+		}
+	}
+	p.nodes = slices.Sorted(maps.Keys(p.ready))
+	return p
+}
+
+// pick takes the first ready ship matching the selector, from the nodes
+// in the strategy's order; match reads a ship's labels.
+func (p *allocPool) pick(strategy string, match func(id string) bool) (string, bool) {
+	order := slices.Clone(p.nodes)
+	slices.SortStableFunc(order, func(a, b string) int {
+		if strategy == AllocDistributed {
+			return cmp.Compare(p.allocated[a], p.allocated[b])
+		}
+		return cmp.Compare(p.allocated[b], p.allocated[a])
+	})
+	for _, node := range order {
+		for i, id := range p.ready[node] {
+			if !match(id) {
+				continue
+			}
+			p.ready[node] = slices.Delete(p.ready[node], i, i+1)
+			if len(p.ready[node]) == 0 {
+				delete(p.ready, node)
+				p.nodes = slices.DeleteFunc(p.nodes, func(n string) bool { return n == node })
+			}
+			p.allocated[node]++
+			return id, true
+		}
+	}
+	return "", false
+}
+
+func (c *ShipAllocate) apply(t *txn) *Result {
+	t.now = c.Now
+	if len(c.Requests) == 0 || len(c.Requests) > MaxAllocBatch {
+		return fail(errf(ErrInvalid, "requests", "must be 1..%d", MaxAllocBatch))
+	}
+	res := &Result{Batch: make([]*Result, len(c.Requests))}
+	pools := map[string]*allocPool{}
+	for i := range c.Requests {
+		r := &c.Requests[i]
+		if e := ValidateAlloc(r); e != nil {
+			res.Batch[i] = fail(e)
+			continue
+		}
+		if _, ok := getJSON[Fleet](t.b(bFleets), []byte(r.Fleet)); !ok {
+			res.Batch[i] = fail(errf(ErrNotFound, "fleet", "fleet %q not found", r.Fleet))
+			continue
+		}
+		pool := pools[r.Fleet]
+		if pool == nil {
+			pool = t.allocPool(r.Fleet)
+			pools[r.Fleet] = pool
+		}
+		var picked *Ship
+		_, ok := pool.pick(r.Strategy, func(id string) bool {
+			s, ok := t.ship(id)
+			if !ok || s.State != ShipReady || s.Desired != DesireRun || !matchLabels(s.Labels, r.Selector) {
+				return false
+			}
+			picked = s
+			return true
+		})
+		if !ok {
+			why := fmt.Sprintf("fleet %q has no ready ship", r.Fleet)
+			if len(r.Selector) > 0 {
+				why = fmt.Sprintf("fleet %q has no ready ship matching the selector", r.Fleet)
+			}
+			res.Batch[i] = fail(errf(ErrConflict, "fleet", "%s", why))
+			continue
+		}
+		old := *picked
+		picked.State, picked.Reason = ShipAllocated, ""
+		if len(r.Labels) > 0 {
+			picked.Labels = withLabels(picked.Labels, r.Labels)
+		}
+		t.putShip(&old, picked)
+		res.Batch[i] = &Result{Ships: []*Ship{picked}, Count: 1}
+		res.Count++
+	}
+	return res
+}
+
+func matchLabels(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// withLabels returns a copy of labels with add set; a ship's labels map
+// may be shared with its blueprint's.
+func withLabels(labels, add map[string]string) map[string]string {
+	out := make(map[string]string, len(labels)+len(add))
+	maps.Copy(out, labels)
+	maps.Copy(out, add)
+	return out
+}
+
+// SDK operations a ship makes on itself.
+const (
+	SDKAllocate = "allocate" // mark itself allocated
+	SDKReserve  = "reserve"  // reserved for Seconds, then ready again
+	SDKShutdown = "shutdown" // stop for good; its fleet replaces it if needed
+	SDKLabel    = "label"    // set label Key to Value ("" removes it)
+	// SDKUnreserve ends a reservation whose time is up; only the leader
+	// sends it, with Node empty.
+	SDKUnreserve = "unreserve"
+)
+
+// MaxReserve bounds a reservation.
+const MaxReserve = 24 * 3600
+
+// ShipSDK is a ship's call on itself through its node's SDK endpoint.
+// Node is the node the call came from: a ship can only act on itself from
+// the node it runs on.
+type ShipSDK struct {
+	Ship    string
+	Node    string
+	Op      string
+	Key     string
+	Value   string
+	Seconds int64
+	Now     int64
+}
+
+func (*ShipSDK) Type() CmdType     { return CmdShipSDK }
+func (c *ShipSDK) stamp(now int64) { c.Now = now }
+func (c *ShipSDK) encode(e *encoder) {
+	e.str(c.Ship)
+	e.str(c.Node)
+	e.str(c.Op)
+	e.str(c.Key)
+	e.str(c.Value)
+	e.varint(c.Seconds)
+	e.varint(c.Now)
+}
+func (c *ShipSDK) decode(d *decoder) {
+	c.Ship, c.Node, c.Op, c.Key, c.Value = d.str(), d.str(), d.str(), d.str(), d.str()
+	c.Seconds, c.Now = d.varint(), d.varint()
+}
+
+func (c *ShipSDK) apply(t *txn) *Result {
+	t.now = c.Now
+	s, ok := t.ship(c.Ship)
+	if !ok {
+		return fail(errf(ErrNotFound, "ship", "ship %q not found", c.Ship))
+	}
+	if c.Op != SDKUnreserve && s.Node != c.Node {
+		return fail(errf(ErrConflict, "ship", "ship %q does not run on node %q", c.Ship, c.Node))
+	}
+	if s.Ended() || s.Desired != DesireRun || s.State == ShipStopping {
+		if c.Op == SDKShutdown {
+			return &Result{Ships: []*Ship{s}} // already going: nothing to do
+		}
+		return fail(errf(ErrConflict, "ship", "ship %q is %s", c.Ship, s.State))
+	}
+	old := *s
+	switch c.Op {
+	case SDKAllocate:
+		switch s.State {
+		case ShipAllocated:
+			return &Result{Ships: []*Ship{s}}
+		case ShipReady, ShipReserved:
+		default:
+			return fail(errf(ErrConflict, "ship", "ship %q is %s, not ready", c.Ship, s.State))
+		}
+		s.State, s.Reason, s.ReservedUntil = ShipAllocated, "", 0
+	case SDKReserve:
+		if c.Seconds < 1 || c.Seconds > MaxReserve {
+			return fail(errf(ErrInvalid, "seconds", "must be 1..%d", MaxReserve))
+		}
+		if s.State != ShipReady && s.State != ShipReserved {
+			return fail(errf(ErrConflict, "ship", "ship %q is %s, not ready", c.Ship, s.State))
+		}
+		s.State, s.Reason, s.ReservedUntil = ShipReserved, "", c.Now+c.Seconds*1000
+	case SDKUnreserve:
+		if s.State != ShipReserved || s.ReservedUntil > c.Now {
+			return &Result{Ships: []*Ship{s}}
+		}
+		s.State, s.ReservedUntil = ShipReady, 0
+	case SDKShutdown:
+		t.stopShip(s, "shut down by the ship")
+		return &Result{Ships: []*Ship{s}, Count: 1}
+	case SDKLabel:
+		if e := validateLabels("labels", map[string]string{c.Key: c.Value}); e != nil {
+			return fail(e)
+		}
+		if s.Labels[c.Key] == c.Value && (c.Value != "" || !hasKey(s.Labels, c.Key)) {
+			return &Result{Ships: []*Ship{s}}
+		}
+		s.Labels = withLabels(s.Labels, nil)
+		if c.Value == "" {
+			delete(s.Labels, c.Key)
+		} else {
+			s.Labels[c.Key] = c.Value
+		}
+	default:
+		return fail(errf(ErrInvalid, "op", "unknown SDK operation %q", c.Op))
+	}
+	t.putShip(&old, s)
+	return &Result{Ships: []*Ship{s}, Count: 1}
+}
+
+func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }

@@ -1,0 +1,285 @@
+package fsm
+
+import (
+	"slices"
+	"testing"
+)
+
+// readyWorld is gameWorld with g7 and g9 ready on n1 (ports 20000, 20001)
+// and gb ready on n2 (20000), at indexes 8..13.
+func readyWorld(extra ...Command) []Command {
+	return slices.Clip(append(gameWorld(
+		placeCmd(place(g7, "n1", 20000), place(g9, "n1", 20001), place(gb, "n2", 20000)),
+		report("n1", g7, ShipReady), report("n1", g9, ShipReady), report("n2", gb, ShipReady),
+	), extra...))
+}
+
+func allocCmd(reqs ...AllocRequest) *ShipAllocate { return &ShipAllocate{Requests: reqs, Now: 40} }
+
+func allocated(r *Result) []string {
+	var out []string
+	for _, b := range r.Batch {
+		if b.Err == nil {
+			out = append(out, b.Ships[0].ID)
+		}
+	}
+	return out
+}
+
+func shipAllocateCases() []cmdCase {
+	game := AllocRequest{Fleet: "game"}
+	return []cmdCase{
+		{
+			name:  "packed takes from the node with most allocated, then fills it",
+			setup: readyWorld(allocCmd(AllocRequest{Fleet: "game", Strategy: AllocDistributed})),
+			cmd:   allocCmd(game),
+			check: func(t *testing.T, h *harness, r *Result) {
+				// The first (distributed, no allocations yet) took the
+				// first node in name order: g7 on n1. Packed then stays on n1.
+				if s := h.ship(g7); s.State != ShipAllocated || s.Updated != 40 {
+					t.Fatalf("first allocation %s", jsonString(s))
+				}
+				if got := allocated(r); !slices.Equal(got, []string{g9}) || r.Count != 1 {
+					t.Fatalf("packed got %v (%s)", got, jsonString(r))
+				}
+				h.requireChanges(h.idx, ch("ship", g9, "put"))
+			},
+		},
+		{
+			name:  "distributed takes from the node with fewest allocated",
+			setup: readyWorld(allocCmd(game)),
+			cmd:   allocCmd(AllocRequest{Fleet: "game", Strategy: AllocDistributed}),
+			check: func(t *testing.T, h *harness, r *Result) {
+				if got := allocated(r); !slices.Equal(got, []string{gb}) {
+					t.Fatalf("distributed got %v", got)
+				}
+			},
+		},
+		{
+			name:  "requests in one entry never share a ship; the rest conflict",
+			setup: readyWorld(),
+			cmd:   allocCmd(game, game, game, game),
+			check: func(t *testing.T, h *harness, r *Result) {
+				got := allocated(r)
+				slices.Sort(got)
+				if !slices.Equal(got, []string{g7, g9, gb}) || r.Count != 3 {
+					t.Fatalf("allocated %v", got)
+				}
+				requireErr(t, r.Batch[3], ErrConflict, "fleet")
+				for _, id := range got {
+					if s := h.ship(id); s.State != ShipAllocated {
+						t.Fatalf("ship %s", jsonString(s))
+					}
+				}
+			},
+		},
+		{
+			name:  "selector and metadata labels",
+			setup: readyWorld(&ShipSDK{Ship: gb, Node: "n2", Op: SDKLabel, Key: "map", Value: "dust", Now: 30}),
+			cmd: allocCmd(
+				AllocRequest{Fleet: "game", Selector: map[string]string{"map": "dust"}, Labels: map[string]string{"match": "m1"}},
+				AllocRequest{Fleet: "game", Selector: map[string]string{"map": "dust"}},
+			),
+			check: func(t *testing.T, h *harness, r *Result) {
+				if got := allocated(r); !slices.Equal(got, []string{gb}) {
+					t.Fatalf("allocated %v", got)
+				}
+				if s := h.ship(gb); s.Labels["match"] != "m1" || s.Labels["map"] != "dust" {
+					t.Fatalf("labels %v", s.Labels)
+				}
+				requireErr(t, r.Batch[1], ErrConflict, "fleet")
+			},
+		},
+		{
+			name:  "a request for an unknown fleet or with a bad field fails alone",
+			setup: readyWorld(),
+			cmd:   allocCmd(AllocRequest{Fleet: "nope"}, AllocRequest{Fleet: "game", Strategy: "random"}, AllocRequest{Fleet: "game", Selector: map[string]string{"bad key": "x"}}, game),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireErr(t, r.Batch[0], ErrNotFound, "fleet")
+				requireErr(t, r.Batch[1], ErrInvalid, "strategy")
+				requireErr(t, r.Batch[2], ErrInvalid, "selector.bad key")
+				if r.Batch[3].Err != nil || r.Count != 1 {
+					t.Fatalf("good request %s", jsonString(r.Batch[3]))
+				}
+			},
+		},
+		{
+			name:  "starting, reserved and stopping ships are not allocated",
+			setup: readyWorld(report("n1", g7, ShipStarting), &ShipSDK{Ship: g9, Node: "n1", Op: SDKReserve, Seconds: 5, Now: 30}, stop(StopUser, gb)),
+			cmd:   allocCmd(game),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireErr(t, r.Batch[0], ErrConflict, "fleet")
+			},
+		},
+		{name: "no requests", setup: readyWorld(), cmd: allocCmd(), code: ErrInvalid, field: "requests"},
+	}
+}
+
+func shipSDKCases() []cmdCase {
+	sdk := func(op string, mod func(c *ShipSDK)) *ShipSDK {
+		c := &ShipSDK{Ship: g7, Node: "n1", Op: op, Now: 50}
+		if mod != nil {
+			mod(c)
+		}
+		return c
+	}
+	return []cmdCase{
+		{
+			name: "allocate itself", setup: readyWorld(), cmd: sdk(SDKAllocate, nil),
+			check: func(t *testing.T, h *harness, r *Result) {
+				if s := h.ship(g7); s.State != ShipAllocated {
+					t.Fatalf("ship %s", jsonString(s))
+				}
+				// Again: nothing changes.
+				h.ok(sdk(SDKAllocate, nil))
+				h.requireChanges(h.idx)
+			},
+		},
+		{
+			name: "reserve, then the leader ends it when the time is up", setup: readyWorld(),
+			cmd: sdk(SDKReserve, func(c *ShipSDK) { c.Seconds = 10 }),
+			check: func(t *testing.T, h *harness, r *Result) {
+				if s := h.ship(g7); s.State != ShipReserved || s.ReservedUntil != 50+10_000 {
+					t.Fatalf("ship %s", jsonString(s))
+				}
+				// Too early: nothing changes.
+				h.ok(&ShipSDK{Ship: g7, Op: SDKUnreserve, Now: 9_000})
+				if s := h.ship(g7); s.State != ShipReserved {
+					t.Fatalf("unreserved early: %s", jsonString(s))
+				}
+				// A scale-down does not stop it.
+				h.ok(&FleetScale{Name: "game", Replicas: 0, Now: 60})
+				h.ok(stop(StopSurplus, g7))
+				if s := h.ship(g7); s.State != ShipReserved {
+					t.Fatalf("surplus stopped a reserved ship: %s", jsonString(s))
+				}
+				h.ok(&ShipSDK{Ship: g7, Op: SDKUnreserve, Now: 10_050})
+				if s := h.ship(g7); s.State != ShipReady || s.ReservedUntil != 0 {
+					t.Fatalf("ship %s", jsonString(s))
+				}
+			},
+		},
+		{
+			name: "shutdown stops it through its worker", setup: readyWorld(allocCmd(AllocRequest{Fleet: "game"})),
+			cmd: sdk(SDKShutdown, nil),
+			check: func(t *testing.T, h *harness, r *Result) {
+				if s := h.ship(g7); s.State != ShipStopping || s.Desired != DesireStop || s.Reason != "shut down by the ship" {
+					t.Fatalf("ship %s", jsonString(s))
+				}
+				h.ok(sdk(SDKShutdown, nil)) // again: fine, nothing to do
+				h.requireChanges(h.idx)
+			},
+		},
+		{
+			name: "label set and removed", setup: readyWorld(),
+			cmd: sdk(SDKLabel, func(c *ShipSDK) { c.Key, c.Value = "players", "3" }),
+			check: func(t *testing.T, h *harness, r *Result) {
+				if s := h.ship(g7); s.Labels["players"] != "3" {
+					t.Fatalf("labels %v", s.Labels)
+				}
+				// The blueprint's labels map is not shared.
+				if s := h.ship(g9); s.Labels["players"] != "" {
+					t.Fatalf("g9 labels %v", s.Labels)
+				}
+				h.ok(sdk(SDKLabel, func(c *ShipSDK) { c.Key = "players" }))
+				if s := h.ship(g7); hasKey(s.Labels, "players") {
+					t.Fatalf("labels %v", s.Labels)
+				}
+			},
+		},
+		{name: "from another node", setup: readyWorld(), cmd: sdk(SDKAllocate, func(c *ShipSDK) { c.Node = "n2" }), code: ErrConflict, field: "ship"},
+		{name: "unknown ship", setup: readyWorld(), cmd: sdk(SDKAllocate, func(c *ShipSDK) { c.Ship = "x" }), code: ErrNotFound, field: "ship"},
+		{name: "unknown op", setup: readyWorld(), cmd: sdk("explode", nil), code: ErrInvalid, field: "op"},
+		{name: "reserve without seconds", setup: readyWorld(), cmd: sdk(SDKReserve, nil), code: ErrInvalid, field: "seconds"},
+		{name: "bad label", setup: readyWorld(), cmd: sdk(SDKLabel, func(c *ShipSDK) { c.Key = "a b" }), code: ErrInvalid, field: "labels.a b"},
+		{name: "allocate a starting ship", setup: readyWorld(report("n1", g7, ShipStarting)), cmd: sdk(SDKAllocate, nil), code: ErrConflict, field: "ship"},
+		{name: "a stopped ship", setup: readyWorld(stop(StopUser, g7), report("n1", g7, ShipStopped)), cmd: sdk(SDKAllocate, nil), code: ErrConflict, field: "ship"},
+	}
+}
+
+func TestApplyShipAllocate(t *testing.T) { runCmdCases(t, shipAllocateCases()) }
+func TestApplyShipSDK(t *testing.T)      { runCmdCases(t, shipSDKCases()) }
+
+// TestAllocatedShipsSurviveScaleDownAndDrain: scale-downs and drains never
+// stop an allocated ship; an operator can.
+func TestAllocatedShipsSurviveScaleDownAndDrain(t *testing.T) {
+	h := newHarness(t)
+	for _, c := range readyWorld(allocCmd(AllocRequest{Fleet: "game"})) {
+		h.ok(c)
+	}
+	h.ok(&FleetScale{Name: "game", Replicas: 0, Now: 60})
+	h.ok(stop(StopSurplus, g7, g9, gb))
+	if s := h.ship(g7); s.State != ShipAllocated {
+		t.Fatalf("surplus stop took an allocated ship: %s", jsonString(s))
+	}
+	if s := h.ship(g9); s.State != ShipStopping {
+		t.Fatalf("g9 %s", jsonString(s))
+	}
+	h.ok(&NodeDrain{Name: "n1", Enable: true, Now: 61})
+	h.ok(stop(StopDrain, g7))
+	if s := h.ship(g7); s.State != ShipAllocated {
+		t.Fatalf("drain took an allocated ship: %s", jsonString(s))
+	}
+	// A restart of its process does not make it allocatable again.
+	h.ok(report("n1", g7, ShipStarting))
+	if s := h.ship(g7); s.State != ShipAllocated {
+		t.Fatalf("restart lost the allocation: %s", jsonString(s))
+	}
+	h.ok(stop(StopUser, g7))
+	if s := h.ship(g7); s.State != ShipStopping {
+		t.Fatalf("operator stop: %s", jsonString(s))
+	}
+}
+
+// TestAllocateExactlyOnce: 200 requests in random batches against 150
+// ready ships: exactly 150 succeed, none twice.
+func TestAllocateExactlyOnce(t *testing.T) {
+	h := newHarness(t)
+	h.ok(&BlueprintPut{Spec: *validBlueprint(), Now: 1})
+	for i := range 3 {
+		n := workerNode(string(rune('a'+i)), Resources{CPUMHz: 1 << 20, MemoryMB: 1 << 20})
+		h.ok(n)
+		h.ok(&NodeReport{Name: n.Node.Name, PortsRange: "20000-20099", Now: 1})
+	}
+	h.ok(webFleet(150))
+	ids := h.create("game", 1, 150)
+	for i, id := range ids {
+		h.placeReady(id, string(rune('a'+i%3)), 20000+i/3)
+	}
+	rnd := newRand(7)
+	seen := map[string]bool{}
+	ok, conflicts := 0, 0
+	for left := 200; left > 0; {
+		n := min(left, 1+rnd.IntN(40))
+		left -= n
+		reqs := make([]AllocRequest, n)
+		for i := range reqs {
+			reqs[i] = AllocRequest{Fleet: "game", Strategy: []string{AllocPacked, AllocDistributed}[rnd.IntN(2)]}
+		}
+		r := h.ok(allocCmd(reqs...))
+		for _, b := range r.Batch {
+			if b.Err != nil {
+				conflicts++
+				continue
+			}
+			id := b.Ships[0].ID
+			if seen[id] {
+				t.Fatalf("ship %s allocated twice", id)
+			}
+			seen[id] = true
+			ok++
+		}
+	}
+	checkInvariants(t, h.s)
+	n := 0
+	h.view(func(v *View) {
+		for _, s := range v.Ships(ShipFilter{Fleet: "game"}) {
+			if s.State == ShipAllocated {
+				n++
+			}
+		}
+	})
+	if ok != 150 || conflicts != 50 || n != 150 {
+		t.Fatalf("%d allocated, %d conflicts, %d allocated in the state", ok, conflicts, n)
+	}
+}
