@@ -141,6 +141,9 @@ func dumpPlan(p *Plan) string {
 	for _, l := range p.Lost {
 		s += fmt.Sprintf("  lost %s (%s)\n", l.Node, l.Reason)
 	}
+	for _, c := range p.Scale {
+		s += fmt.Sprintf("  scale %s to %d\n", c.Name, c.Replicas)
+	}
 	for _, c := range p.Create {
 		s += fmt.Sprintf("  create %d of %s %s v%d\n", c.Count, c.Fleet, c.Blueprint, c.Version)
 	}
@@ -154,6 +157,9 @@ func dumpPlan(p *Plan) string {
 		for _, pd := range c.Pending {
 			s += fmt.Sprintf("  pending %s: %s\n", pd.Ship, pd.Reason)
 		}
+	}
+	for _, c := range p.SDK {
+		s += fmt.Sprintf("  %s %s\n", c.Op, c.Ship)
 	}
 	for _, c := range p.Purge {
 		s += fmt.Sprintf("  purge %v\n", c.Ships)

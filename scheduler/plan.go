@@ -31,9 +31,11 @@ type Input struct {
 // Plan is what the leader should apply, in order.
 type Plan struct {
 	Lost   []*fsm.ShipLost
+	Scale  []*fsm.FleetScale // buffer autoscaling
 	Create []*fsm.ShipCreate
 	Stop   []*fsm.ShipStop
 	Place  []*fsm.ShipPlace
+	SDK    []*fsm.ShipSDK // reservations that ended
 	Purge  []*fsm.ShipPurge
 	// Reasons says why, one line per action, for the log.
 	Reasons []string
@@ -48,6 +50,9 @@ func (p *Plan) Commands() []fsm.Command {
 	for _, c := range p.Lost {
 		out = append(out, c)
 	}
+	for _, c := range p.Scale {
+		out = append(out, c)
+	}
 	for _, c := range p.Create {
 		out = append(out, c)
 	}
@@ -55,6 +60,9 @@ func (p *Plan) Commands() []fsm.Command {
 		out = append(out, c)
 	}
 	for _, c := range p.Place {
+		out = append(out, c)
+	}
+	for _, c := range p.SDK {
 		out = append(out, c)
 	}
 	for _, c := range p.Purge {
@@ -85,6 +93,7 @@ func Make(in *Input) *Plan {
 	lostNodes := planLost(in, nodes, p)
 	reconcileFleets(in, nodes, lostNodes, p)
 	p.Place = placeQueued(in, p)
+	planReservations(in, p)
 	planPurge(in, p)
 	return p
 }
@@ -110,9 +119,7 @@ func planLost(in *Input, nodes map[string]*fsm.Node, p *Plan) map[string]bool {
 			status, since = n.Status, time.UnixMilli(cmp.Or(n.DownSince, n.StatusSince))
 		}
 		if gone := in.Now.Sub(since); ok && gone < in.LostGrace {
-			if end := since.Add(in.LostGrace); p.Recheck.IsZero() || end.Before(p.Recheck) {
-				p.Recheck = end
-			}
+			p.recheckAt(since.Add(in.LostGrace))
 			continue
 		}
 		lost[name] = true
@@ -142,14 +149,33 @@ func counted(s *fsm.Ship, nodes map[string]*fsm.Node, lost map[string]bool) bool
 
 func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool, p *Plan) {
 	byFleet := map[string][]*fsm.Ship{}
+	failedBy := map[string][]*fsm.Ship{}
 	for _, s := range in.Ships {
 		if s.Live() && s.State != fsm.ShipStopping {
 			byFleet[s.Fleet] = append(byFleet[s.Fleet], s)
+		} else if s.State == fsm.ShipFailed {
+			failedBy[s.Fleet] = append(failedBy[s.Fleet], s)
 		}
 	}
 	surplus := &fsm.ShipStop{Why: fsm.StopSurplus, Reason: "the fleet wants fewer ships of this version"}
 	drain := &fsm.ShipStop{Why: fsm.StopDrain, Reason: "its node drains; replaced elsewhere"}
 	for _, f := range in.Fleets {
+		if f.Buffer != nil {
+			occupied := 0
+			for _, s := range byFleet[f.Name] {
+				if s.Occupied() {
+					occupied++
+				}
+			}
+			if n := bufferReplicas(f, occupied); n != f.Replicas {
+				p.Scale = append(p.Scale, &fsm.FleetScale{Name: f.Name, Replicas: n})
+				p.why("fleet %s: buffer scales %d → %d replicas (%d occupied, %d ready wanted spare, %d..%d)", f.Name, f.Replicas, n, occupied, f.Buffer.Ready, f.Buffer.Min, f.Buffer.Max)
+				scaled := *f
+				scaled.Replicas = n
+				f = &scaled
+			}
+		}
+		fails := recentFailures(in, failedBy[f.Name])
 		want := map[verKey]int{}
 		for i, n := range f.Desired() {
 			v := f.Versions[i]
@@ -161,7 +187,7 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 		for _, s := range byFleet[f.Name] {
 			k := verKey{s.Blueprint, s.Version}
 			if !counted(s, nodes, lost) {
-				if !lost[s.Node] {
+				if !lost[s.Node] && !s.Occupied() {
 					draining = append(draining, s)
 				}
 				continue
@@ -174,6 +200,11 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 		for _, v := range f.Versions {
 			k := verKey{v.Blueprint, v.Version}
 			if d := want[k] - len(have[k]); d > 0 {
+				if next := backoff(fails.n[k], fails.last[k]); in.Now.Before(next) {
+					p.recheckAt(next)
+					p.why("fleet %s: %s v%d failed %d times lately; next ship at %s", f.Name, v.Blueprint, v.Version, fails.n[k], next.UTC().Format("15:04:05.000"))
+					continue
+				}
 				for left := d; left > 0; left -= chunk(in, left) {
 					p.Create = append(p.Create, &fsm.ShipCreate{Fleet: f.Name, Blueprint: v.Blueprint, Version: v.Version, Count: chunk(in, left)})
 				}
