@@ -652,14 +652,21 @@ func (c *ShipReport) apply(t *txn) *Result {
 			}
 			s.State = ShipStopped
 		case r.State == ShipStarting || r.State == ShipReady:
-			if s.State == r.State || (s.Occupied() && (r.State == ShipReady || r.State == ShipStarting)) {
+			switch {
+			case s.Occupied():
+				// In use by players: a restart of its process does not
+				// make it allocatable again.
 				if s.Item == 0 {
 					continue
 				}
-			} else {
-				s.State = r.State
+			case s.State == r.State:
+				if s.Item == 0 && s.Reason == r.Reason {
+					continue
+				}
+				s.Reason = r.Reason
+			default:
+				s.State, s.Reason = r.State, r.Reason
 			}
-			s.Reason = r.Reason
 		case r.State == ShipStopped || r.State == ShipFailed:
 			s.State, s.Reason = r.State, r.Reason
 		default:

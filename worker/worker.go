@@ -32,6 +32,9 @@ type Config struct {
 	Driver     Driver
 	// SDKAddr is the local SDK endpoint handed to ships as ARMADA_SDK_ADDR.
 	SDKAddr string
+	// HealthGrace is how long a ship with a health check may take to pass
+	// it first; default 30s, and never less than 2 × failures × interval.
+	HealthGrace time.Duration
 	// Interval is the periodic sweep; default 1s.
 	Interval time.Duration
 	// ProcDir is where host ports are read from; default /proc.
@@ -49,6 +52,8 @@ type Worker struct {
 	ap  Applier
 	log *slog.Logger
 
+	health *checker
+
 	mu       sync.Mutex
 	stopping map[string]bool // stops in flight
 	kick     chan struct{}
@@ -60,13 +65,18 @@ func New(st Store, ap Applier, cfg Config) *Worker {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
+	if cfg.HealthGrace <= 0 {
+		cfg.HealthGrace = 30 * time.Second
+	}
 	if cfg.ProcDir == "" {
 		cfg.ProcDir = "/proc"
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{cfg: cfg, st: st, ap: ap, log: cfg.Logger, stopping: map[string]bool{}, kick: make(chan struct{}, 1)}
+	w := &Worker{cfg: cfg, st: st, ap: ap, log: cfg.Logger, stopping: map[string]bool{}, kick: make(chan struct{}, 1)}
+	w.health = newChecker(w.poke, cfg.HealthGrace)
+	return w
 }
 
 // LogPath is the file holding a ship's captured output.
@@ -83,6 +93,7 @@ func (w *Worker) poke() {
 // It does not stop the ships: closing the driver does.
 func (w *Worker) Run(ctx context.Context) {
 	defer w.wg.Wait()
+	defer w.health.close()
 	tick := time.NewTicker(w.cfg.Interval)
 	defer tick.Stop()
 	var since uint64
@@ -191,23 +202,29 @@ type action struct {
 	report *fsm.Report
 	stop   bool
 	forget bool
-	why    string
+	// checked: the ship has a health check, so running is not yet ready.
+	checked bool
+	why     string
 }
 
 // Reconcile runs one pass and returns the index of the state it read.
 func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 	procs := map[string]Status{}
+	running := map[string]bool{}
 	for _, s := range w.cfg.Driver.List() {
 		procs[s.ID] = s
+		running[s.ID] = s.State != ProcExited
 	}
+	w.health.forget(running)
 	var acts []action
 	var index uint64
 	err := w.st.View(func(v *fsm.View) error {
 		index = v.Index()
 		mine := map[string]bool{}
+		checks := healthSpecs(v)
 		for _, s := range v.Ships(fsm.ShipFilter{Node: w.cfg.Node}) {
 			mine[s.ID] = true
-			if a, ok := w.decide(v, s, procs[s.ID], procs[s.ID].ID != ""); ok {
+			if a, ok := w.decide(v, s, procs[s.ID], procs[s.ID].ID != "", checks(s)); ok {
 				acts = append(acts, a)
 			}
 		}
@@ -243,7 +260,7 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 			}
 			st := fsm.ShipStarting
 			for _, p := range w.cfg.Driver.List() {
-				if p.ID == a.ship.ID && p.State == ProcRunning {
+				if p.ID == a.ship.ID && p.State == ProcRunning && !a.checked {
 					st = fsm.ShipReady
 				}
 			}
@@ -272,8 +289,8 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 
 // decide compares one ship of this node with its process. known says
 // whether the driver has the ship at all.
-func (w *Worker) decide(v *fsm.View, s *fsm.Ship, p Status, known bool) (action, bool) {
-	a := action{ship: s}
+func (w *Worker) decide(v *fsm.View, s *fsm.Ship, p Status, known bool, check *fsm.Health) (action, bool) {
+	a := action{ship: s, checked: check != nil && check.Type != "none"}
 	report := func(state, reason, why string) (action, bool) {
 		if s.State == state && s.Reason == reason && s.Item == 0 {
 			return a, false
@@ -339,10 +356,38 @@ func (w *Worker) decide(v *fsm.View, s *fsm.Ship, p Status, known bool) (action,
 		}
 		return a, false
 	default: // running
-		if s.State == fsm.ShipAllocated {
-			return report(fsm.ShipAllocated, s.Reason, "process is running")
+		verdict, why := w.health.verdict(s, check, p.Pid)
+		switch {
+		case verdict == healthFailed:
+			return report(fsm.ShipFailed, why, "health check failed")
+		case s.Occupied():
+			// In use by players: its state is theirs until it fails.
+			return report(s.State, s.Reason, "process is running")
+		case verdict == healthWaiting:
+			return report(fsm.ShipStarting, why, "process is running, not healthy yet")
 		}
-		return report(fsm.ShipReady, "", "process is running")
+		return report(fsm.ShipReady, "", "process is running and healthy")
+	}
+}
+
+// healthSpecs returns a lookup of the health check of each ship's
+// blueprint version, reading each version once per pass.
+func healthSpecs(v *fsm.View) func(s *fsm.Ship) *fsm.Health {
+	type key struct {
+		bp string
+		v  int
+	}
+	cache := map[key]*fsm.Health{}
+	return func(s *fsm.Ship) *fsm.Health {
+		k := key{s.Blueprint, s.Version}
+		h, ok := cache[k]
+		if !ok {
+			if bp, found := v.Blueprint(s.Blueprint, s.Version); found {
+				h = bp.Health
+			}
+			cache[k] = h
+		}
+		return h
 	}
 }
 

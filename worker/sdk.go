@@ -1,0 +1,225 @@
+package worker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// SDK is the endpoint ships call on their own node (ARMADA_SDK_ADDR,
+// loopback only). A ship names itself with the X-Armada-Ship header or
+// ?ship=, and can only act on itself while it is placed on this node:
+//
+//	POST /ready                 ready to serve (health type sdk)
+//	POST /health                heartbeat (health type sdk)
+//	POST /allocate              mark itself allocated
+//	POST /reserve?seconds=N     reserved for N seconds, then ready again
+//	POST /shutdown              stop for good
+//	PUT  /labels/{key}          set a label; the body is the value ("" removes)
+//	GET  /ship                  its ship record
+//	GET  /watch                 its ship record now and on every change (SSE)
+//
+// Errors are {"error": {"code", "message", "field"}} as in the HTTP API.
+func (w *Worker) SDK() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /ready", w.sdkBeat(true))
+	mux.HandleFunc("POST /health", w.sdkBeat(false))
+	mux.HandleFunc("POST /allocate", w.sdkOp(fsm.SDKAllocate))
+	mux.HandleFunc("POST /reserve", w.sdkOp(fsm.SDKReserve))
+	mux.HandleFunc("POST /shutdown", w.sdkOp(fsm.SDKShutdown))
+	mux.HandleFunc("PUT /labels/{key}", w.sdkOp(fsm.SDKLabel))
+	mux.HandleFunc("GET /ship", w.sdkShip)
+	mux.HandleFunc("GET /watch", w.sdkWatch)
+	return mux
+}
+
+// sdkError is an SDK answer other than 200.
+type sdkError struct {
+	status int
+	body   fsm.Error
+}
+
+func (e *sdkError) Error() string { return e.body.Message }
+
+func sdkFail(status int, code, field, format string, args ...any) *sdkError {
+	return &sdkError{status: status, body: fsm.Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}}
+}
+
+func writeJSON(rw http.ResponseWriter, status int, v any) {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(status)
+	json.NewEncoder(rw).Encode(v)
+}
+
+func writeErr(rw http.ResponseWriter, err error) {
+	var se *sdkError
+	var fe *fsm.Error
+	switch {
+	case errors.As(err, &se):
+	case errors.As(err, &fe):
+		status := map[string]int{fsm.ErrNotFound: http.StatusNotFound, fsm.ErrConflict: http.StatusConflict, fsm.ErrInvalid: http.StatusUnprocessableEntity}[fe.Code]
+		se = &sdkError{status: max(status, http.StatusBadRequest), body: *fe}
+	default:
+		se = sdkFail(http.StatusServiceUnavailable, "unavailable", "", "%v", err)
+	}
+	writeJSON(rw, se.status, map[string]any{"error": se.body})
+}
+
+// caller finds the calling ship and checks that it is placed here.
+func (w *Worker) caller(r *http.Request) (*fsm.Ship, error) {
+	id := r.Header.Get("X-Armada-Ship")
+	if id == "" {
+		id = r.URL.Query().Get("ship")
+	}
+	if id == "" {
+		return nil, sdkFail(http.StatusBadRequest, fsm.ErrInvalid, "ship", "name the ship: X-Armada-Ship header or ?ship= (its ARMADA_SHIP_ID)")
+	}
+	var s *fsm.Ship
+	var ok bool
+	w.st.View(func(v *fsm.View) error { s, ok = v.Ship(id); return nil })
+	if !ok {
+		return nil, sdkFail(http.StatusNotFound, fsm.ErrNotFound, "ship", "ship %q not found", id)
+	}
+	if s.Node != w.cfg.Node {
+		return nil, sdkFail(http.StatusForbidden, "forbidden", "ship", "ship %q does not run on this node (%s)", id, w.cfg.Node)
+	}
+	return s, nil
+}
+
+func (w *Worker) sdkBeat(ready bool) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		s, err := w.caller(r)
+		if err != nil {
+			writeErr(rw, err)
+			return
+		}
+		if s.Ended() || s.Desired != fsm.DesireRun {
+			writeErr(rw, sdkFail(http.StatusConflict, fsm.ErrConflict, "ship", "ship %q is %s", s.ID, s.State))
+			return
+		}
+		w.health.sdkCall(s.ID, ready)
+		writeJSON(rw, http.StatusOK, s)
+	}
+}
+
+func (w *Worker) sdkOp(op string) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		s, err := w.caller(r)
+		if err != nil {
+			writeErr(rw, err)
+			return
+		}
+		c := &fsm.ShipSDK{Ship: s.ID, Node: w.cfg.Node, Op: op}
+		switch op {
+		case fsm.SDKReserve:
+			n, err := strconv.ParseInt(r.URL.Query().Get("seconds"), 10, 64)
+			if err != nil {
+				writeErr(rw, sdkFail(http.StatusBadRequest, fsm.ErrInvalid, "seconds", "must be a whole number of seconds"))
+				return
+			}
+			c.Seconds = n
+		case fsm.SDKLabel:
+			body, err := io.ReadAll(io.LimitReader(r.Body, 1024))
+			if err != nil {
+				writeErr(rw, sdkFail(http.StatusBadRequest, fsm.ErrInvalid, "value", "read body: %v", err))
+				return
+			}
+			c.Key, c.Value = r.PathValue("key"), strings.TrimSpace(string(body))
+		}
+		res, err := w.ap.Apply(r.Context(), c)
+		if err == nil && res.Err != nil {
+			err = res.Err
+		}
+		if err != nil {
+			writeErr(rw, err)
+			return
+		}
+		w.log.Info("ship called the SDK", "ship", s.ID, "op", op)
+		writeJSON(rw, http.StatusOK, res.Ships[0])
+	}
+}
+
+func (w *Worker) sdkShip(rw http.ResponseWriter, r *http.Request) {
+	s, err := w.caller(r)
+	if err != nil {
+		writeErr(rw, err)
+		return
+	}
+	writeJSON(rw, http.StatusOK, s)
+}
+
+// sdkWatch streams the ship's record as server-sent events: now, and
+// after every change, until the ship is gone or the caller leaves.
+func (w *Worker) sdkWatch(rw http.ResponseWriter, r *http.Request) {
+	s, err := w.caller(r)
+	if err != nil {
+		writeErr(rw, err)
+		return
+	}
+	fl, ok := rw.(http.Flusher)
+	if !ok {
+		writeErr(rw, errors.New("streaming unsupported"))
+		return
+	}
+	rw.Header().Set("Content-Type", "text/event-stream")
+	rw.Header().Set("Cache-Control", "no-store")
+	rw.WriteHeader(http.StatusOK)
+	var since uint64
+	send := func() bool {
+		var cur *fsm.Ship
+		var found bool
+		w.st.View(func(v *fsm.View) error {
+			since = v.Index()
+			cur, found = v.Ship(s.ID)
+			return nil
+		})
+		if !found {
+			fmt.Fprintf(rw, "event: gone\ndata: {}\n\n")
+			fl.Flush()
+			return false
+		}
+		b, _ := json.Marshal(cur)
+		fmt.Fprintf(rw, "id: %d\ndata: %s\n\n", since, b)
+		fl.Flush()
+		return true
+	}
+	if !send() {
+		return
+	}
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	for {
+		changes, ch, err := w.st.Changes(since)
+		if err != nil && !errors.Is(err, fsm.ErrCompacted) {
+			return
+		}
+		mine := errors.Is(err, fsm.ErrCompacted) // fell behind: just resend
+		for _, c := range changes {
+			since = c.Index
+			if c.Topic == "ship" && c.Key == s.ID {
+				mine = true
+			}
+		}
+		if mine {
+			if !send() {
+				return
+			}
+			continue
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-keepAlive.C:
+			fmt.Fprint(rw, ": keep-alive\n\n")
+			fl.Flush()
+		case <-ch:
+		}
+	}
+}
