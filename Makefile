@@ -20,8 +20,8 @@ help: ## Show the targets
 build: ## Build bin/armada (the whole product: server, CLI and UI)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/armada
 
-run: build ## Run a single-node cluster; UI at http://127.0.0.1:7070/ui/
-	$(BIN) join --name $$(hostname) --data-dir ./armada-data
+run: build ## Run a single-node cluster with the demo game-server fleet; UI at http://127.0.0.1:7070/ui/
+	./examples/demo/run.sh $(BIN)
 
 test: deps check ## Run every test with -race, then short fuzz runs
 	$(GO) test -race -count=1 -timeout 12m ./...

@@ -42,7 +42,7 @@ type nodeStatus struct {
 // never nil, so that the caller can stop what started.
 func startArmada(bin, dir string, n int, extra ...string) (*armadaCluster, error) {
 	c := &armadaCluster{poll: &http.Client{Timeout: time.Second}}
-	ports, err := freePorts(3 * n)
+	ports, err := freePorts(4 * n)
 	if err != nil {
 		return c, err
 	}
@@ -52,9 +52,10 @@ func startArmada(bin, dir string, n int, extra ...string) (*armadaCluster, error
 		if err := os.MkdirAll(data, 0o700); err != nil {
 			return c, fmt.Errorf("data dir: %w", err)
 		}
-		node := &armadaNode{name: name, gossipAddr: loopback(ports[3*i]), httpAddr: loopback(ports[3*i+2])}
+		node := &armadaNode{name: name, gossipAddr: loopback(ports[4*i]), httpAddr: loopback(ports[4*i+2])}
 		args := []string{"join", "--name", name, "--data-dir", data,
-			"--gossip-addr", node.gossipAddr, "--raft-addr", loopback(ports[3*i+1]), "--http-addr", node.httpAddr}
+			"--gossip-addr", node.gossipAddr, "--raft-addr", loopback(ports[4*i+1]), "--http-addr", node.httpAddr,
+			"--sdk-addr", loopback(ports[4*i+3])}
 		args = append(args, extra...)
 		if i > 0 {
 			args = append(args, c.nodes[0].gossipAddr)

@@ -185,6 +185,7 @@ type Node struct {
 	HTTPAddr   string
 	GossipAddr string
 	RaftAddr   string
+	SDKAddr    string
 	Seeds      []string
 	Extra      []string // more flags for `armada join`
 
@@ -201,7 +202,7 @@ func (c *Cluster) NewNode(name string, seeds ...string) *Node {
 	c.t.Helper()
 	n := &Node{
 		c: c, Name: name, DataDir: filepath.Join(c.dir, name+"-data"),
-		HTTPAddr: freeAddr(c.t), GossipAddr: freeAddr(c.t), RaftAddr: freeAddr(c.t), Seeds: seeds,
+		HTTPAddr: freeAddr(c.t), GossipAddr: freeAddr(c.t), RaftAddr: freeAddr(c.t), SDKAddr: freeAddr(c.t), Seeds: seeds,
 		Extra: slices.Clone(c.Extra),
 	}
 	c.nodes = append(c.nodes, n)
@@ -219,7 +220,7 @@ func (c *Cluster) StartNode(name string, seeds ...string) *Node {
 // Args are the command-line arguments of `armada join` for this node.
 func (n *Node) Args() []string {
 	args := []string{"join", "--name", n.Name, "--data-dir", n.DataDir,
-		"--http-addr", n.HTTPAddr, "--gossip-addr", n.GossipAddr, "--raft-addr", n.RaftAddr}
+		"--http-addr", n.HTTPAddr, "--gossip-addr", n.GossipAddr, "--raft-addr", n.RaftAddr, "--sdk-addr", n.SDKAddr}
 	args = append(args, n.Extra...)
 	return append(args, n.Seeds...)
 }
@@ -239,7 +240,7 @@ func (n *Node) Start() {
 		}
 		if first && attempt < 3 && n.Exited() && strings.Contains(n.Log(), "address already in use") {
 			t.Logf("%s: port taken by another process; retrying with new ports", n.Name)
-			n.HTTPAddr, n.GossipAddr, n.RaftAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+			n.HTTPAddr, n.GossipAddr, n.RaftAddr, n.SDKAddr = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 			n.DataDir += "-retry" + strconv.Itoa(attempt)
 			continue
 		}

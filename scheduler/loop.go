@@ -178,13 +178,19 @@ func cachedBlueprints(v *fsm.View) func(string, int) (*fsm.Blueprint, bool) {
 // other, so they go out together and Raft batches them into few entries.
 func applyPlan(ctx context.Context, ap Applier, p *Plan) error {
 	var errs []error
-	apply := func(cmds []fsm.Command) {
+	for _, cmds := range p.groups() {
 		done := make(chan error, len(cmds))
 		for _, c := range cmds {
 			go func() {
 				r, err := ap.Apply(ctx, c)
-				if err == nil && r.Err != nil && r.Err.Code != fsm.ErrConflict {
+				if err == nil && r.Err != nil {
 					err = r.Err
+				}
+				// A conflict is a plan overtaken by the state (another
+				// leader's plan, or a change since): the next plan sees it.
+				var fe *fsm.Error
+				if errors.As(err, &fe) && fe.Code == fsm.ErrConflict {
+					err = nil
 				}
 				done <- err
 			}()
@@ -195,18 +201,5 @@ func applyPlan(ctx context.Context, ap Applier, p *Plan) error {
 			}
 		}
 	}
-	apply(commands(p.Lost))
-	apply(commands(p.Create))
-	apply(commands(p.Stop))
-	apply(commands(p.Place))
-	apply(commands(p.Purge))
 	return errors.Join(errs...)
-}
-
-func commands[C fsm.Command](cs []C) []fsm.Command {
-	out := make([]fsm.Command, len(cs))
-	for i, c := range cs {
-		out[i] = c
-	}
-	return out
 }

@@ -47,26 +47,23 @@ type Plan struct {
 // Commands lists the plan's commands in the order they must be applied.
 func (p *Plan) Commands() []fsm.Command {
 	var out []fsm.Command
-	for _, c := range p.Lost {
-		out = append(out, c)
+	for _, g := range p.groups() {
+		out = append(out, g...)
 	}
-	for _, c := range p.Scale {
-		out = append(out, c)
-	}
-	for _, c := range p.Create {
-		out = append(out, c)
-	}
-	for _, c := range p.Stop {
-		out = append(out, c)
-	}
-	for _, c := range p.Place {
-		out = append(out, c)
-	}
-	for _, c := range p.SDK {
-		out = append(out, c)
-	}
-	for _, c := range p.Purge {
-		out = append(out, c)
+	return out
+}
+
+// groups are the plan's commands by kind, in the order the kinds must be
+// applied; the commands of one kind may be applied together.
+func (p *Plan) groups() [][]fsm.Command {
+	return [][]fsm.Command{commands(p.Lost), commands(p.Scale), commands(p.Create), commands(p.Stop),
+		commands(p.Place), commands(p.SDK), commands(p.Purge)}
+}
+
+func commands[C fsm.Command](cs []C) []fsm.Command {
+	out := make([]fsm.Command, len(cs))
+	for i, c := range cs {
+		out[i] = c
 	}
 	return out
 }

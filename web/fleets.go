@@ -66,6 +66,8 @@ func fleetSummary(v *fsm.View, f *fsm.Fleet) fleetOut {
 			st.Ready++
 		case fsm.ShipAllocated:
 			st.Allocated++
+		case fsm.ShipReserved:
+			st.Reserved++
 		case fsm.ShipStopping:
 			st.Stopping++
 		case fsm.ShipStopped:

@@ -64,6 +64,7 @@ type Server struct {
 
 	spoolDir string
 	logs     ShipLogs // nil on a node that runs no ships
+	alloc    *allocator
 }
 
 // New builds the API for a node.
@@ -71,7 +72,8 @@ func New(c Cluster, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{c: c, e: echo.New(), log: opts.Logger, reg: prometheus.NewRegistry(), spoolDir: opts.SpoolDir, logs: opts.Logs}
+	s := &Server{c: c, e: echo.New(), log: opts.Logger, reg: prometheus.NewRegistry(), spoolDir: opts.SpoolDir, logs: opts.Logs,
+		alloc: &allocator{apply: c.Apply}}
 	s.req = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "armada_http_request_duration_seconds",
 		Help:    "HTTP API requests by route, method and status.",
@@ -122,6 +124,7 @@ func New(c Cluster, opts Options) *Server {
 	e.GET("/v1/ships/:id", s.getShip)
 	e.DELETE("/v1/ships/:id", s.stopShip)
 	e.GET("/v1/ships/:id/logs", s.shipLogs)
+	e.POST("/v1/allocate", s.allocateShip)
 	e.POST("/v1/agent/leave", s.leave)
 	e.GET("/v1/snapshot", s.saveSnapshot)
 	e.PUT("/v1/snapshot", s.restoreSnapshot)

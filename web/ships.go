@@ -22,7 +22,7 @@ import (
 
 // shipStates are the states GET /v1/ships?state= accepts.
 var shipStates = []string{
-	fsm.ShipQueued, fsm.ShipScheduled, fsm.ShipStarting, fsm.ShipReady, fsm.ShipAllocated,
+	fsm.ShipQueued, fsm.ShipScheduled, fsm.ShipStarting, fsm.ShipReady, fsm.ShipAllocated, fsm.ShipReserved,
 	fsm.ShipStopping, fsm.ShipStopped, fsm.ShipFailed, fsm.ShipLostState,
 }
 

@@ -29,6 +29,7 @@ type joinFlags struct {
 	voters                                                   int
 	role, driver, labels, portsRange                         string
 	redisAddr, etcdAddr, zkAddr, lb                          string
+	sdkAddr                                                  string
 	logLevel, debugAddr                                      string
 	reapTimeout, heartbeat, probe, lostGrace                 time.Duration
 }
@@ -56,6 +57,7 @@ func newJoin(version string) *cobra.Command {
 	fl.StringVar(&f.driver, "driver", "auto", "ship driver: auto, systemd or exec")
 	fl.StringVar(&f.labels, "labels", "", "node labels, k=v,k2=v2")
 	fl.StringVar(&f.portsRange, "ports-range", "20000-29999", "dynamic host ports for ships")
+	fl.StringVar(&f.sdkAddr, "sdk-addr", "127.0.0.1:7071", "the ship SDK endpoint (loopback; given to ships as ARMADA_SDK_ADDR; keep it fixed so that adopted ships keep reaching it)")
 	fl.StringVar(&f.redisAddr, "redis-addr", "", "serve the Redis protocol on this address (off unless set)")
 	fl.StringVar(&f.etcdAddr, "etcd-addr", "", "serve the etcd v3 protocol on this address (off unless set)")
 	fl.StringVar(&f.zkAddr, "zk-addr", "", "serve the ZooKeeper protocol on this address (off unless set)")
@@ -69,7 +71,10 @@ func newJoin(version string) *cobra.Command {
 	return cmd
 }
 
-func parseLabels(s string) (map[string]string, error) {
+func parseLabels(s string) (map[string]string, error) { return parseKV("--labels", s) }
+
+// parseKV reads "k=v,k=v" label pairs given to flag.
+func parseKV(flag, s string) (map[string]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
@@ -77,11 +82,11 @@ func parseLabels(s string) (map[string]string, error) {
 	for _, kv := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("--labels: %q is not k=v", kv)
+			return nil, fmt.Errorf("%s: %q is not k=v", flag, kv)
 		}
 		out[k] = v
 	}
-	if e := fsm.ValidateLabels("labels", out); e != nil {
+	if e := fsm.ValidateLabels(strings.TrimPrefix(flag, "--"), out); e != nil {
 		return nil, fmt.Errorf("--%w", e)
 	}
 	return out, nil
@@ -105,6 +110,11 @@ func (f *joinFlags) check() error {
 	}
 	if f.lostGrace <= 0 {
 		return fmt.Errorf("--lost-grace: must be positive, not %s", f.lostGrace)
+	}
+	if host, _, err := net.SplitHostPort(f.sdkAddr); err != nil {
+		return fmt.Errorf("--sdk-addr: %w", err)
+	} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--sdk-addr: must be a loopback address (ships call it on their own host), not %q", host)
 	}
 	for _, a := range []struct{ flag, val string }{{"--zk-addr", f.zkAddr}, {"--lb", f.lb}} {
 		if a.val != "" {
@@ -257,8 +267,18 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 			node.Shutdown()
 			return err
 		}
+		sdkLn, err := net.Listen("tcp", f.sdkAddr)
+		if err != nil {
+			drv.Close()
+			ln.Close()
+			node.Shutdown()
+			return fmt.Errorf("--sdk-addr: %w", err)
+		}
 		wk = worker.New(node.State(), node, worker.Config{Node: f.name, PortsRange: f.portsRange, Driver: drv,
-			Logger: log.With("component", "worker")})
+			SDKAddr: "http://" + sdkLn.Addr().String(), Logger: log.With("component", "worker")})
+		sdkSrv := &http.Server{Handler: wk.SDK(), ReadHeaderTimeout: 10 * time.Second}
+		go sdkSrv.Serve(sdkLn)
+		defer sdkSrv.Close()
 		wctx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
 		workerDone := make(chan struct{})
 		go func() { defer close(workerDone); wk.Run(wctx) }()
