@@ -65,6 +65,7 @@ type FleetStatus struct {
 	Starting  int `json:"starting"`
 	Ready     int `json:"ready"`
 	Allocated int `json:"allocated"`
+	Reserved  int `json:"reserved"`
 	Stopping  int `json:"stopping"`
 	Stopped   int `json:"stopped"`
 	Failed    int `json:"failed"`
