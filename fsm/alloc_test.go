@@ -283,3 +283,23 @@ func TestAllocateExactlyOnce(t *testing.T) {
 		t.Fatalf("%d allocated, %d conflicts, %d allocated in the state", ok, conflicts, n)
 	}
 }
+
+// A rolling update under allocations: allocated ships of a version the
+// fleet no longer runs count towards its replicas, so creates of the new
+// version are capped at what is left.
+func TestRetiredShipsCapCreates(t *testing.T) {
+	h := newHarness(t)
+	for _, c := range readyWorld(allocCmd(AllocRequest{Fleet: "game"}, AllocRequest{Fleet: "game"}), webV2()) {
+		h.ok(c)
+	}
+	h.ok(fleetPut("game", 3, FleetVersion{Blueprint: "web", Version: 2, Weight: 1}))
+	r := h.ok(&ShipCreate{Fleet: "game", Blueprint: "web", Version: 2, Count: 3, Now: 50})
+	if r.Count != 1 {
+		t.Fatalf("created %d ships of v2 with 2 v1 ships allocated out of 3 replicas, want 1", r.Count)
+	}
+	// The ready v1 ship is surplus; the allocated ones are not.
+	r = h.ok(stop(StopSurplus, g7, g9, gb))
+	if ids := shipIDsOf(r); len(ids) != 1 || h.ship(ids[0]).State != ShipStopping {
+		t.Fatalf("surplus stopped %v", ids)
+	}
+}

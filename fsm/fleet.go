@@ -235,17 +235,36 @@ func Split(replicas int, weights []int) []int {
 
 // Desired is how many ships the fleet wants of each version, in the order
 // of Versions.
-func (f *Fleet) Desired() []int {
+func (f *Fleet) Desired() []int { return f.DesiredAfter(0) }
+
+// Runs reports whether the fleet still runs a blueprint version: it is
+// in its versions with a weight.
+func (f *Fleet) Runs(blueprint string, version int) bool {
+	for _, v := range f.Versions {
+		if v.Blueprint == blueprint && v.Version == version {
+			return v.Weight > 0
+		}
+	}
+	return false
+}
+
+// DesiredAfter is Desired once retired ships are taken off the replicas:
+// occupied (allocated or reserved) ships of versions the fleet no longer
+// runs, which stay until their players are done. They count towards the
+// replicas, as they would have in their own version, so a rolling update
+// under allocations does not grow the fleet.
+func (f *Fleet) DesiredAfter(retired int) []int {
 	w := make([]int, len(f.Versions))
 	for i, v := range f.Versions {
 		w[i] = v.Weight
 	}
-	return Split(f.Replicas, w)
+	return Split(max(f.Replicas-retired, 0), w)
 }
 
-// DesiredOf is how many ships of one blueprint version the fleet wants.
-func (f *Fleet) DesiredOf(blueprint string, version int) int {
-	for i, n := range f.Desired() {
+// DesiredOf is how many ships of one blueprint version the fleet wants,
+// with retired ships as in DesiredAfter.
+func (f *Fleet) DesiredOf(blueprint string, version, retired int) int {
+	for i, n := range f.DesiredAfter(retired) {
 		if v := f.Versions[i]; v.Blueprint == blueprint && v.Version == version {
 			return n
 		}

@@ -289,7 +289,13 @@ func TestSplitProperties(t *testing.T) {
 func TestFleetDesired(t *testing.T) {
 	f := validFleet()
 	requireEqual(t, "desired", f.Desired(), []int{9, 1})
-	if f.DesiredOf("web", 1) != 9 || f.DesiredOf("web", 2) != 1 || f.DesiredOf("web", 3) != 0 || f.DesiredOf("api", 1) != 0 || f.DesiredOf("web", 0) != 0 {
+	// 4 retired ships (occupied ships of versions no longer run) leave 6 to split.
+	requireEqual(t, "desired after 4 retired", f.DesiredAfter(4), []int{5, 1})
+	requireEqual(t, "desired after 12 retired", f.DesiredAfter(12), []int{0, 0})
+	if !f.Runs("web", 1) || f.Runs("web", 3) || f.Runs("api", 1) {
+		t.Fatalf("Runs wrong for %+v", f.Versions)
+	}
+	if f.DesiredOf("web", 1, 0) != 9 || f.DesiredOf("web", 2, 0) != 1 || f.DesiredOf("web", 3, 0) != 0 || f.DesiredOf("api", 1, 0) != 0 || f.DesiredOf("web", 0, 0) != 0 {
 		t.Fatal("DesiredOf does not match Desired")
 	}
 }

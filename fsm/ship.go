@@ -228,8 +228,10 @@ func decodeSummary(b []byte) (*Ship, bool) {
 }
 
 // versionCounts counts a fleet's live ships per blueprint version that are
-// not on a draining node; ready counts those of them that are up.
-func (t *txn) versionCounts(fleet string) (live, ready map[verKey]int) {
+// not on a draining node; ready counts those of them that are up, and
+// retired the occupied ones of versions f no longer runs.
+func (t *txn) versionCounts(f *Fleet) (live, ready map[verKey]int, retired int) {
+	fleet := f.Name
 	live, ready = map[verKey]int{}, map[verKey]int{}
 	drain := map[string]bool{}
 	c := t.b(bFleetShips).Cursor()
@@ -255,8 +257,11 @@ func (t *txn) versionCounts(fleet string) (live, ready map[verKey]int) {
 		if s.Up() {
 			ready[k]++
 		}
+		if s.Occupied() && !f.Runs(s.Blueprint, s.Version) {
+			retired++
+		}
 	}
-	return live, ready
+	return live, ready, retired
 }
 
 type verKey struct {
@@ -386,8 +391,8 @@ func (c *ShipCreate) apply(t *txn) *Result {
 		if !ok {
 			return fail(errf(ErrNotFound, "fleet", "fleet %q not found", c.Fleet))
 		}
-		want := f.DesiredOf(c.Blueprint, c.Version)
-		live, _ := t.versionCounts(f.Name)
+		live, _, retired := t.versionCounts(f)
+		want := f.DesiredOf(c.Blueprint, c.Version, retired)
 		count = min(count, want-live[verKey{c.Blueprint, c.Version}])
 		if count <= 0 {
 			return fail(errf(ErrConflict, "count", "fleet %q already has the %d ships of %s version %d it wants", f.Name, want, c.Blueprint, c.Version))
@@ -550,7 +555,11 @@ func (c *ShipStop) apply(t *txn) *Result {
 		}
 	}
 	res := &Result{}
-	counts := map[string][2]map[verKey]int{}
+	type fleetCounts struct {
+		live, ready map[verKey]int
+		retired     int
+	}
+	counts := map[string]*fleetCounts{}
 	for _, id := range c.Ships {
 		s, ok := t.ship(id)
 		if !ok || !s.Live() {
@@ -568,27 +577,27 @@ func (c *ShipStop) apply(t *txn) *Result {
 		if c.Why != StopUser && s.Fleet != "" {
 			f, ok := getJSON[Fleet](t.b(bFleets), []byte(s.Fleet))
 			if ok {
-				cs, seen := counts[s.Fleet]
-				if !seen {
-					live, ready := t.versionCounts(s.Fleet)
-					cs = [2]map[verKey]int{live, ready}
+				cs := counts[s.Fleet]
+				if cs == nil {
+					cs = &fleetCounts{}
+					cs.live, cs.ready, cs.retired = t.versionCounts(f)
 					counts[s.Fleet] = cs
 				}
 				k := verKey{s.Blueprint, s.Version}
-				want := f.DesiredOf(s.Blueprint, s.Version)
+				want := f.DesiredOf(s.Blueprint, s.Version, cs.retired)
 				if c.Why == StopSurplus {
 					// Only a counted ship can be surplus, and only while
 					// the version has more than it wants.
-					if !t.counted(s) || cs[0][k] <= want {
+					if !t.counted(s) || cs.live[k] <= want {
 						continue
 					}
-					cs[0][k]--
+					cs.live[k]--
 					if s.Up() {
-						cs[1][k]--
+						cs.ready[k]--
 					}
 				} else if !t.leaving(s.Node) {
 					continue // drain stops only ships of draining nodes
-				} else if cs[1][k] < want {
+				} else if cs.ready[k] < want {
 					continue // its replacement is not ready yet
 				}
 			}

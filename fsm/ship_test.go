@@ -945,7 +945,7 @@ func TestShipCreateNeverExceedsDesired(t *testing.T) {
 	port := 20000
 	for range 300 {
 		f, _ := h.fleet("game")
-		desired := map[int]int{1: f.DesiredOf("web", 1), 2: f.DesiredOf("web", 2)}
+		desired := map[int]int{1: f.DesiredOf("web", 1, 0), 2: f.DesiredOf("web", 2, 0)}
 		switch rng.IntN(6) {
 		case 0:
 			h.ok(&FleetScale{Name: "game", Replicas: rng.IntN(9), Now: 100})

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -120,5 +121,24 @@ func TestReservationsEnd(t *testing.T) {
 	}
 	if !p.Recheck.Equal(t0.Add(5 * time.Second)) {
 		t.Fatalf("recheck %v", p.Recheck)
+	}
+}
+
+// A rolling update under allocations: the allocated ships of the old
+// version count towards the replicas, so the fleet does not grow.
+func TestRollingUpdateCountsAllocatedOldShips(t *testing.T) {
+	v1, v2 := mkBP("game", 1, 100, 64), mkBP("game", 2, 100, 64)
+	n := mkNode("n1", 100000, 100000)
+	var ships []*fsm.Ship
+	for i := range 10 {
+		ships = append(ships, mkShip(fmt.Sprintf("g-%02d", i), "g", v1, fsm.ShipAllocated, "n1"))
+	}
+	ships = append(ships, mkShip("g-ready", "g", v1, fsm.ShipReady, "n1"))
+	p := Make(mkInput([]*fsm.Node{n}, []*fsm.Fleet{mkFleet("g", 12, v2)}, ships, v1, v2))
+	if got := creates(p); got["g/game/v2"] != 2 || len(got) != 1 {
+		t.Fatalf("creates %v, want 2 of v2:\n%s", got, dumpPlan(p))
+	}
+	if got := stopped(p, fsm.StopSurplus); !slices.Equal(got, []string{"g-ready"}) {
+		t.Fatalf("surplus stops %v, want the ready v1 ship only", got)
 	}
 }

@@ -173,13 +173,9 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 			}
 		}
 		fails := recentFailures(in, failedBy[f.Name])
-		want := map[verKey]int{}
-		for i, n := range f.Desired() {
-			v := f.Versions[i]
-			want[verKey{v.Blueprint, v.Version}] = n
-		}
 		have := map[verKey][]*fsm.Ship{}
 		up := map[verKey]int{}
+		retired := 0
 		var draining []*fsm.Ship
 		for _, s := range byFleet[f.Name] {
 			k := verKey{s.Blueprint, s.Version}
@@ -193,6 +189,14 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 			if s.Up() {
 				up[k]++
 			}
+			if s.Occupied() && !f.Runs(s.Blueprint, s.Version) {
+				retired++
+			}
+		}
+		want := map[verKey]int{}
+		for i, n := range f.DesiredAfter(retired) {
+			v := f.Versions[i]
+			want[verKey{v.Blueprint, v.Version}] = n
 		}
 		for _, v := range f.Versions {
 			k := verKey{v.Blueprint, v.Version}

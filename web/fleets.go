@@ -31,7 +31,14 @@ type fleetOut struct {
 // fleetSummary counts the ships of f in v.
 func fleetSummary(v *fsm.View, f *fsm.Fleet) fleetOut {
 	st := fsm.FleetStatus{Desired: f.Replicas}
-	desired := f.Desired()
+	ships := v.Ships(fsm.ShipFilter{Fleet: f.Name})
+	retired := 0
+	for _, s := range ships {
+		if s.Live() && s.Occupied() && !f.Runs(s.Blueprint, s.Version) {
+			retired++
+		}
+	}
+	desired := f.DesiredAfter(retired)
 	for i, fv := range f.Versions {
 		st.Versions = append(st.Versions, fsm.VersionStatus{Blueprint: fv.Blueprint, Version: fv.Version, Weight: fv.Weight, Desired: desired[i]})
 	}
@@ -54,7 +61,7 @@ func fleetSummary(v *fsm.View, f *fsm.Fleet) fleetOut {
 		}
 		return d
 	}
-	for _, s := range v.Ships(fsm.ShipFilter{Fleet: f.Name}) {
+	for _, s := range ships {
 		switch s.State {
 		case fsm.ShipQueued:
 			st.Queued++
