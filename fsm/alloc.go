@@ -96,15 +96,20 @@ func (t *txn) allocPool(fleet string) *allocPool {
 	c := t.b(bFleetShips).Cursor()
 	prefix := append([]byte(fleet), 0)
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		s, ok := decodeSummary(v)
-		if !ok || s.Desired != DesireRun || s.Node == "" {
+		// The summary read in place (blueprint, version, state, desired,
+		// node): this runs over the whole fleet for every allocation entry.
+		d := decoder{b: v}
+		d.raw()
+		d.varint()
+		state, desired, node := d.raw(), d.raw(), d.raw()
+		if d.err != nil || string(desired) != DesireRun || len(node) == 0 {
 			continue
 		}
-		switch s.State {
+		switch string(state) {
 		case ShipReady:
-			p.ready[s.Node] = append(p.ready[s.Node], string(k[len(prefix):]))
+			p.ready[string(node)] = append(p.ready[string(node)], string(k[len(prefix):]))
 		case ShipAllocated:
-			p.allocated[s.Node]++
+			p.allocated[string(node)]++
 		}
 	}
 	p.nodes = slices.Sorted(maps.Keys(p.ready))

@@ -115,6 +115,17 @@ func (d *decoder) str() string {
 	return s
 }
 
+// raw is str without the copy: the bytes stay in the decoder's buffer.
+func (d *decoder) raw() []byte {
+	n := d.length()
+	if d.err != nil {
+		return nil
+	}
+	b := d.b[:n:n]
+	d.b = d.b[n:]
+	return b
+}
+
 func (d *decoder) bool() bool {
 	if d.err != nil {
 		return false

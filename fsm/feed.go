@@ -102,6 +102,12 @@ func (f *feed) publish(index uint64, changes []Change) {
 	f.wake()
 }
 
+func (f *feed) published() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.index
+}
+
 func (f *feed) since(since uint64) ([]Change, <-chan struct{}, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

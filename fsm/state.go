@@ -291,6 +291,11 @@ func (s *State) WaitIndex(ctx context.Context, n uint64) error {
 	}
 }
 
+// Published is the index up to which every change is in the feed
+// (Changes): entries are applied first and published just after, so it
+// may lag Index for a moment.
+func (s *State) Published() uint64 { return s.feed.published() }
+
 // Changes returns the changes after index since that are still in the
 // feed, and a channel that is closed when more arrive. It fails with
 // ErrCompacted when changes after since have already left the feed, and

@@ -15,11 +15,12 @@ import (
 // e2e drives a real state machine with the scheduler's plans, as the
 // leader's loop does, and lets the state machine re-check every command.
 type e2e struct {
-	t   *testing.T
-	s   *fsm.State
-	idx uint64
-	now time.Time
-	cfg Config
+	t     *testing.T
+	s     *fsm.State
+	idx   uint64
+	now   time.Time
+	cfg   Config
+	cache *shipCache // carried from plan to plan, as Run does
 }
 
 func newE2E(t *testing.T) *e2e {
@@ -29,7 +30,7 @@ func newE2E(t *testing.T) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c := &e2e{t: t, s: s, now: time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)}
+	c := &e2e{t: t, s: s, now: time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC), cache: &shipCache{}}
 	c.cfg = Config{LostGrace: 2 * time.Second, Retention: 10 * time.Minute, MaxPerPlan: 4, Now: func() time.Time { return c.now }}
 	c.cfg.defaults()
 	return c
@@ -59,12 +60,20 @@ func (c *e2e) ok(cmd fsm.Command) *fsm.Result {
 
 func (c *e2e) plan() *Plan {
 	c.t.Helper()
-	p, index, err := makePlan(c.s, &c.cfg)
+	p, index, err := makePlan(c.s, &c.cfg, c.cache)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	if index != c.idx {
 		c.t.Fatalf("planned at index %d, state at %d", index, c.idx)
+	}
+	// The cached ships must be what a fresh read gives.
+	fresh, _, err := makePlan(c.s, &c.cfg, &shipCache{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if a, b := dumpPlan(p), dumpPlan(fresh); a != b {
+		c.t.Fatalf("plan from the cached ships differs from a fresh one:\n%s\nfresh:\n%s", a, b)
 	}
 	return p
 }

@@ -13,6 +13,8 @@ import (
 type Store interface {
 	View(fn func(v *fsm.View) error) error
 	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
+	// Published is the index up to which every change is in Changes.
+	Published() uint64
 }
 
 // Applier commits commands through Raft.
@@ -51,6 +53,10 @@ func (c *Config) defaults() {
 	}
 }
 
+// minPlanGap is the least time between the starts of two plans that a
+// change (not the ticker) started.
+const minPlanGap = 20 * time.Millisecond
+
 // Run plans and applies until ctx ends: after every change to the state
 // that concerns ships, and every Interval (node grace periods expire
 // without any change). Only the leader runs it.
@@ -60,8 +66,15 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	var since uint64
+	cache := &shipCache{}
 	for {
-		plan, index, err := makePlan(st, &cfg)
+		planStart := time.Now()
+		plan, index, err := makePlan(st, &cfg, cache)
+		// Plans read every ship: under a stream of changes (allocations,
+		// reports) they are spaced so that planning takes at most about a
+		// fifth of a core. A plan's own commands usually take longer than
+		// the gap to apply, so a create → place → start chain is not slowed.
+		nextPlan := planStart.Add(max(minPlanGap, 4*time.Since(planStart)))
 		if err != nil {
 			log.Error("read state for planning", "err", err)
 		} else if !plan.Empty() {
@@ -99,6 +112,13 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 				since = changes[len(changes)-1].Index
 			}
 			if relevant(changes) {
+				if d := time.Until(nextPlan); d > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(d):
+					}
+				}
 				break
 			}
 			select {
@@ -130,14 +150,15 @@ func relevant(changes []fsm.Change) bool {
 	return false
 }
 
-func makePlan(st Store, cfg *Config) (*Plan, uint64, error) {
+func makePlan(st Store, cfg *Config, cache *shipCache) (*Plan, uint64, error) {
 	var plan *Plan
 	var index uint64
+	refresh := cache.prepare(st)
 	err := st.View(func(v *fsm.View) error {
 		index = v.Index()
 		in := &Input{
 			Now: cfg.Now(), LostGrace: cfg.LostGrace, Retention: cfg.Retention, MaxPerPlan: cfg.MaxPerPlan,
-			Nodes: v.Nodes(), Fleets: v.Fleets(), Ships: v.Ships(fsm.ShipFilter{}),
+			Nodes: v.Nodes(), Fleets: v.Fleets(), Ships: refresh(v),
 			Blueprint: cachedBlueprints(v),
 		}
 		// The queue's order, over the ships just read (no second decode).
