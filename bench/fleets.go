@@ -13,7 +13,7 @@ import (
 )
 
 // The parts of a run -only can pick.
-var allParts = []string{"kv", "plan", "sched", "ships"}
+var allParts = []string{"kv", "plan", "sched", "ships", "alloc"}
 
 // parseParts reads -only: "" is every part.
 func parseParts(only string) (map[string]bool, error) {
@@ -77,6 +77,13 @@ func runFleetParts(ctx context.Context, cfg config, parts map[string]bool, bin, 
 		rep.ships = &res
 		if err != nil {
 			return fmt.Errorf("fleet figures: %w", err)
+		}
+	}
+	if parts["alloc"] {
+		res, err := runAlloc(ctx, cfg, bin, filepath.Join(dir, "alloc"))
+		rep.alloc = &res
+		if err != nil {
+			return fmt.Errorf("allocation figure: %w", err)
 		}
 	}
 	return nil

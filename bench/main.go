@@ -48,6 +48,9 @@ type config struct {
 	fleetShips    int
 	fleetRuns     int
 	lossShips     int
+	allocShips    int
+	allocClients  int
+	allocRounds   int
 	cpuProfile    string
 }
 
@@ -70,6 +73,9 @@ func parseFlags() config {
 	flag.IntVar(&c.fleetShips, "fleet-ships", 100, "ships of each fleet-start run on the real binary")
 	flag.IntVar(&c.fleetRuns, "fleet-runs", 3, "fleet-start runs")
 	flag.IntVar(&c.lossShips, "loss-ships", 30, "ships of the node-loss fleet (0 skips the node loss)")
+	flag.IntVar(&c.allocShips, "alloc-ships", 2000, "ready ships of each allocation round")
+	flag.IntVar(&c.allocClients, "alloc-clients", 64, "concurrent allocation clients")
+	flag.IntVar(&c.allocRounds, "alloc-rounds", 2, "allocation rounds (a fresh fleet each)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the driver process (which hosts the in-process cluster) to this file")
 	flag.Parse()
 	return c
@@ -129,8 +135,9 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	if cfg.schedNodes < 1 || cfg.schedShips < 1 || cfg.schedShips > 100_000 || cfg.fleetShips < 1 || cfg.fleetRuns < 1 || cfg.lossShips < 0 {
-		return errors.New("-sched-nodes, -fleet-ships and -fleet-runs must be positive, -sched-ships 1..100000, -loss-ships not negative")
+	if cfg.schedNodes < 1 || cfg.schedShips < 1 || cfg.schedShips > 100_000 || cfg.fleetShips < 1 || cfg.fleetRuns < 1 || cfg.lossShips < 0 ||
+		cfg.allocShips < 1 || cfg.allocClients < 1 || cfg.allocRounds < 1 {
+		return errors.New("-sched-nodes, -fleet-ships and -fleet-runs must be positive, -sched-ships 1..100000, -loss-ships not negative, -alloc-* positive")
 	}
 	bin, err := filepath.Abs(cfg.armada)
 	if err == nil {

@@ -56,6 +56,7 @@ type Worker struct {
 
 	mu       sync.Mutex
 	stopping map[string]bool // stops in flight
+	mine     map[string]bool // the ships on this node at the last pass
 	kick     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -108,10 +109,15 @@ func (w *Worker) Run(ctx context.Context) {
 				w.log.Debug("report host ports", "err", err)
 			}
 		}
+		passStart := time.Now()
 		index, err := w.Reconcile(ctx)
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("reconcile", "err", err)
 		}
+		// A pass reads every ship of the node: under a stream of changes
+		// to them (allocations, label updates) passes are spaced so that
+		// they take at most about a third of a core.
+		nextPass := passStart.Add(max(minPassGap, 2*time.Since(passStart)))
 		if index > since {
 			since = index
 		}
@@ -127,10 +133,15 @@ func (w *Worker) Run(ctx context.Context) {
 			if len(changes) > 0 {
 				since = changes[len(changes)-1].Index
 			}
-			for _, c := range changes {
-				if c.Topic == "ship" || (c.Topic == "node" && c.Key == w.cfg.Node) {
-					break wait
+			if w.concerns(changes) {
+				if d := time.Until(nextPass); d > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(d):
+					}
 				}
+				break wait
 			}
 			select {
 			case <-ctx.Done():
@@ -149,6 +160,28 @@ func (w *Worker) Run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// minPassGap is the least time between the starts of two passes that a
+// change to the state started.
+const minPassGap = 5 * time.Millisecond
+
+// concerns reports whether changes touch this node: its record, its
+// queue (a ship placed here), or a ship that was here at the last pass.
+func (w *Worker) concerns(changes []fsm.Change) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range changes {
+		switch {
+		case c.Topic == "ship" && w.mine[c.Key]:
+			return true
+		case c.Topic == "queue" && c.Key == fsm.WorkerQueue(w.cfg.Node):
+			return true
+		case c.Topic == "node" && c.Key == w.cfg.Node:
+			return true
+		}
+	}
+	return false
 }
 
 // reportHost tells the cluster this node's port range and the ports in it
@@ -230,6 +263,9 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 		}
 		// Whatever runs here that the state does not place here stops:
 		// a node that comes back after its ships were moved stops them.
+		w.mu.Lock()
+		w.mine = mine
+		w.mu.Unlock()
 		for _, id := range slices.Sorted(maps.Keys(procs)) {
 			if mine[id] {
 				continue
