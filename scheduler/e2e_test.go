@@ -20,7 +20,7 @@ type e2e struct {
 	idx   uint64
 	now   time.Time
 	cfg   Config
-	cache *shipCache // carried from plan to plan, as Run does
+	cache *fsm.ShipCache // carried from plan to plan, as Run does
 }
 
 func newE2E(t *testing.T) *e2e {
@@ -30,7 +30,7 @@ func newE2E(t *testing.T) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c := &e2e{t: t, s: s, now: time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC), cache: &shipCache{}}
+	c := &e2e{t: t, s: s, now: time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC), cache: &fsm.ShipCache{}}
 	c.cfg = Config{LostGrace: 2 * time.Second, Retention: 10 * time.Minute, MaxPerPlan: 4, Now: func() time.Time { return c.now }}
 	c.cfg.defaults()
 	return c
@@ -68,7 +68,7 @@ func (c *e2e) plan() *Plan {
 		c.t.Fatalf("planned at index %d, state at %d", index, c.idx)
 	}
 	// The cached ships must be what a fresh read gives.
-	fresh, _, err := makePlan(c.s, &c.cfg, &shipCache{})
+	fresh, _, err := makePlan(c.s, &c.cfg, &fsm.ShipCache{})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	var since uint64
-	cache := &shipCache{}
+	cache := &fsm.ShipCache{}
 	for {
 		planStart := time.Now()
 		plan, index, err := makePlan(st, &cfg, cache)
@@ -150,10 +150,10 @@ func relevant(changes []fsm.Change) bool {
 	return false
 }
 
-func makePlan(st Store, cfg *Config, cache *shipCache) (*Plan, uint64, error) {
+func makePlan(st Store, cfg *Config, cache *fsm.ShipCache) (*Plan, uint64, error) {
 	var plan *Plan
 	var index uint64
-	refresh := cache.prepare(st)
+	refresh := cache.Prepare(st)
 	err := st.View(func(v *fsm.View) error {
 		index = v.Index()
 		in := &Input{

@@ -18,6 +18,8 @@ import (
 type Store interface {
 	View(fn func(v *fsm.View) error) error
 	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
+	// Published is the index up to which every change is in Changes.
+	Published() uint64
 }
 
 // Applier commits commands through Raft.
@@ -53,10 +55,12 @@ type Worker struct {
 	log *slog.Logger
 
 	health *checker
+	passMu sync.Mutex // one pass at a time (Run and tests both call Reconcile)
 
 	mu       sync.Mutex
 	stopping map[string]bool // stops in flight
 	mine     map[string]bool // the ships on this node at the last pass
+	ships    fsm.ShipCache   // every ship, kept up to date between passes
 	kick     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -251,11 +255,17 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 	w.health.forget(running)
 	var acts []action
 	var index uint64
+	w.passMu.Lock()
+	defer w.passMu.Unlock()
+	ships := w.ships.Prepare(w.st)
 	err := w.st.View(func(v *fsm.View) error {
 		index = v.Index()
 		mine := map[string]bool{}
 		checks := healthSpecs(v)
-		for _, s := range v.Ships(fsm.ShipFilter{Node: w.cfg.Node}) {
+		for _, s := range ships(v) {
+			if s.Node != w.cfg.Node {
+				continue
+			}
 			mine[s.ID] = true
 			if a, ok := w.decide(v, s, procs[s.ID], procs[s.ID].ID != "", checks(s)); ok {
 				acts = append(acts, a)

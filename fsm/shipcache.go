@@ -1,0 +1,83 @@
+package fsm
+
+import (
+	"slices"
+	"strings"
+)
+
+// Feed is the change feed of a State, as a ShipCache reads it.
+type Feed interface {
+	Published() uint64
+	Changes(since uint64) ([]Change, <-chan struct{}, error)
+}
+
+// ShipCache keeps decoded ships between reads of the state: each read
+// re-reads only the ships the change feed names since the last one, so a
+// reader that looks at every ship after every small change (the
+// scheduler, a worker) does not decode them all again. The ships it
+// returns are shared between reads: callers must not change them.
+type ShipCache struct {
+	base  uint64 // every change up to base is in ships
+	ships map[string]*Ship
+	order []*Ship // ships by id, nil when it must be rebuilt
+}
+
+// Prepare reads the feed; call it before opening the view, and call the
+// function it returns with that view to get every ship, by id. The feed's published index is
+// read first: the view then has at least every entry up to it, and a
+// change published later is named again by the next plan's feed read.
+func (c *ShipCache) Prepare(st Feed) func(v *View) []*Ship {
+	pub := st.Published()
+	var changed []string
+	full := c.ships == nil
+	if !full {
+		changes, _, err := st.Changes(c.base)
+		if err != nil { // compacted (or closed): read everything
+			full = true
+		}
+		for _, ch := range changes {
+			if ch.Topic == "ship" {
+				changed = append(changed, ch.Key)
+			}
+		}
+	}
+	return func(v *View) []*Ship {
+		c.base = pub
+		if full {
+			all := v.Ships(ShipFilter{})
+			c.ships = make(map[string]*Ship, len(all))
+			for _, s := range all {
+				c.ships[s.ID] = s
+			}
+			c.order = all
+			return all
+		}
+		for _, id := range changed {
+			s, ok := v.Ship(id)
+			_, had := c.ships[id]
+			switch {
+			case ok:
+				c.ships[id] = s
+				if !had {
+					c.order = nil
+				}
+			case had:
+				delete(c.ships, id)
+				c.order = nil
+			}
+		}
+		if c.order == nil {
+			c.order = make([]*Ship, 0, len(c.ships))
+			for _, s := range c.ships {
+				c.order = append(c.order, s)
+			}
+			slices.SortFunc(c.order, func(a, b *Ship) int { return strings.Compare(a.ID, b.ID) })
+		} else if len(changed) > 0 {
+			// Same ids: swap the re-read records in place.
+			for i, s := range c.order {
+				c.order[i] = c.ships[s.ID]
+			}
+		}
+		return slices.Clone(c.order)
+	}
+}

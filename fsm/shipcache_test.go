@@ -1,0 +1,53 @@
+package fsm
+
+import (
+	"testing"
+)
+
+// read brings c up to the state and returns what it holds.
+func (h *harness) cached(c *ShipCache) []*Ship {
+	h.t.Helper()
+	refresh := c.Prepare(h.s)
+	var out []*Ship
+	h.view(func(v *View) { out = refresh(v) })
+	return out
+}
+
+// requireSameShips compares a cached read with a fresh one.
+func requireSameShips(t *testing.T, h *harness, c *ShipCache) {
+	t.Helper()
+	got := h.cached(c)
+	var want []*Ship
+	h.view(func(v *View) { want = v.Ships(ShipFilter{}) })
+	if jsonString(got) != jsonString(want) {
+		t.Fatalf("cached ships:\n%s\nfresh:\n%s", jsonString(got), jsonString(want))
+	}
+}
+
+// A ShipCache follows creates, changes and purges, and reloads when the
+// feed no longer has what it missed.
+func TestShipCache(t *testing.T) {
+	h := newHarness(t)
+	c := &ShipCache{}
+	requireSameShips(t, h, c) // empty
+	for _, cmd := range readyWorld() {
+		h.ok(cmd)
+	}
+	requireSameShips(t, h, c)
+	h.ok(allocCmd(AllocRequest{Fleet: "game"}))
+	h.ok(stop(StopUser, gb))
+	requireSameShips(t, h, c)
+	h.ok(report("n2", gb, ShipStopped))
+	h.ok(&ShipPurge{Ships: []string{gb}})
+	h.ok(&ShipCreate{Fleet: "game", Blueprint: "web", Version: 1, Count: 1, Now: 60})
+	requireSameShips(t, h, c)
+	if got := len(h.cached(c)); got != 3 {
+		t.Fatalf("%d ships cached, want 3", got)
+	}
+	// A feed that moved on: the cache reloads everything.
+	h.s.feed = newFeed(2)
+	h.ok(&ShipSDK{Ship: g7, Node: "n1", Op: SDKLabel, Key: "a", Value: "1", Now: 70})
+	h.ok(&ShipSDK{Ship: g7, Node: "n1", Op: SDKLabel, Key: "b", Value: "2", Now: 71})
+	h.ok(&ShipSDK{Ship: g9, Node: "n1", Op: SDKLabel, Key: "c", Value: "3", Now: 72})
+	requireSameShips(t, h, c)
+}
