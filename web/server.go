@@ -125,6 +125,7 @@ func New(c Cluster, opts Options) *Server {
 	e.POST("/v1/agent/leave", s.leave)
 	e.GET("/v1/snapshot", s.saveSnapshot)
 	e.PUT("/v1/snapshot", s.restoreSnapshot)
+	e.GET("/v1/events", s.events)
 	if opts.Internal != nil {
 		e.Any("/v1/internal/*", echo.WrapHandler(opts.Internal))
 	}
