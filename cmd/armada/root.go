@@ -27,7 +27,7 @@ func newRoot(version string) *cobra.Command {
 	root.PersistentFlags().StringVar(&cf.addr, "addr", "http://127.0.0.1:7070", "HTTP address of an Armada node (env ARMADA_ADDR)")
 	root.PersistentFlags().StringVar(&cf.token, "token", "", "API token (env ARMADA_TOKEN)")
 	root.PersistentFlags().StringVarP(&cf.output, "output", "o", "table", "output format: table or json (env ARMADA_OUTPUT)")
-	root.AddCommand(newJoin(version), newLeave(cf), newStatus(cf), newNode(cf), newBlueprint(cf), newFleet(cf), newShip(cf), newKV(cf), newSnapshot(cf))
+	root.AddCommand(newJoin(version), newLeave(cf), newStatus(cf), newNode(cf), newBlueprint(cf), newFleet(cf), newShip(cf), newKV(cf), newSnapshot(cf), newEvents(cf))
 	return root
 }
 
