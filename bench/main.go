@@ -8,7 +8,7 @@
 //
 //	go run ./bench -armada bin/armada -out docs/BENCHMARKS.md
 //
-// -only runs some of the parts (kv, plan, sched, ships), and the size
+// -only runs some of the parts (kv, plan, sched, ships, events), and the size
 // flags shrink them, for a quick check.
 package main
 
@@ -49,6 +49,9 @@ type config struct {
 	fleetRuns     int
 	lossShips     int
 	cpuProfile    string
+
+	eventSubscribers int
+	events           int
 }
 
 func parseFlags() config {
@@ -70,6 +73,8 @@ func parseFlags() config {
 	flag.IntVar(&c.fleetShips, "fleet-ships", 100, "ships of each fleet-start run on the real binary")
 	flag.IntVar(&c.fleetRuns, "fleet-runs", 3, "fleet-start runs")
 	flag.IntVar(&c.lossShips, "loss-ships", 30, "ships of the node-loss fleet (0 skips the node loss)")
+	flag.IntVar(&c.eventSubscribers, "event-subscribers", 100, "subscribers of the event-stream figure")
+	flag.IntVar(&c.events, "events", 300, "state changes each event-stream subscriber receives")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the driver process (which hosts the in-process cluster) to this file")
 	flag.Parse()
 	return c
@@ -129,6 +134,9 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.eventSubscribers < 1 || cfg.events < 1 {
+		return errors.New("-event-subscribers and -events must be positive")
+	}
 	if cfg.schedNodes < 1 || cfg.schedShips < 1 || cfg.schedShips > 100_000 || cfg.fleetShips < 1 || cfg.fleetRuns < 1 || cfg.lossShips < 0 {
 		return errors.New("-sched-nodes, -fleet-ships and -fleet-runs must be positive, -sched-ships 1..100000, -loss-ships not negative")
 	}
@@ -183,6 +191,13 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if err := runFleetParts(ctx, cfg, parts, bin, dir, rep); err != nil {
 		return err
+	}
+	if parts["events"] {
+		res, err := runEvents(ctx, cfg, bin, filepath.Join(dir, "events"))
+		if err != nil {
+			return fmt.Errorf("event stream: %w", err)
+		}
+		rep.events = &res
 	}
 	rep.took = time.Since(rep.started)
 	if err := os.WriteFile(cfg.out, []byte(rep.markdown()), 0o644); err != nil {

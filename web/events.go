@@ -148,11 +148,17 @@ func parseTopics(values []string, known map[string]eventReader) (map[string]bool
 // Last-Event-ID header resume exactly after the last event received. A
 // subscriber that falls too far behind is sent a final "dropped" event and
 // disconnected; it never slows the cluster.
+//
+// A follower passes the request on to the leader (see eventsFromLeader);
+// ?stale=true streams this node's own applied changes instead.
 func (s *Server) events(c echo.Context) error {
 	known := eventTopics()
 	want, err := parseTopics(c.QueryParams()["topic"], known)
 	if err != nil {
 		return err
+	}
+	if c.QueryParam("stale") != "true" && s.eventsFromLeader(c) {
+		return nil
 	}
 	buffer := eventBufferDefault
 	if q := c.QueryParam("buffer"); q != "" {
@@ -242,6 +248,72 @@ func (s *Server) events(c echo.Context) error {
 				sub.push([]byte(": ping\n\n"))
 				lastSent = time.Now()
 			}
+		}
+	}
+}
+
+// eventsFromLeader streams the events of the leader when this node is a
+// follower: a follower applies an entry only once the leader's next
+// message tells it the entry is committed (tens of milliseconds later
+// when nothing else is written), while the leader applies it at once.
+// Event ids are Raft indexes, the same on every node, so a client may
+// resume on any node. It reports false, having sent nothing, when the
+// request should be served here: on the leader, without a known leader,
+// for a request another node forwarded, or when the leader cannot be
+// reached (?stale=true always serves here).
+func (s *Server) eventsFromLeader(c echo.Context) bool {
+	r := c.Request()
+	leader := s.c.Leader()
+	if r.Header.Get(forwardedHeader) != "" || leader == "" || leader == s.c.Name() {
+		return false
+	}
+	var base string
+	s.c.State().View(func(v *fsm.View) error {
+		if n, ok := v.Node(leader); ok && n.HTTPAddr != "" {
+			base = n.HTTPAddr
+		}
+		return nil
+	})
+	if base == "" {
+		return false
+	}
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, strings.TrimRight(base, "/")+r.URL.RequestURI(), nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set(forwardedHeader, "1")
+	for _, k := range []string{"Last-Event-ID", "Authorization"} {
+		if v := r.Header.Get(k); v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	up, err := logProxy.Do(req)
+	if err != nil {
+		return false
+	}
+	defer up.Body.Close()
+	resp := c.Response()
+	for _, k := range []string{echo.HeaderContentType, "Cache-Control", "X-Accel-Buffering", "X-Armada-Index"} {
+		if v := up.Header.Get(k); v != "" {
+			resp.Header().Set(k, v)
+		}
+	}
+	resp.Header().Set("X-Armada-Node", leader)
+	resp.WriteHeader(up.StatusCode)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := up.Body.Read(buf)
+		if n > 0 {
+			if _, werr := resp.Write(buf[:n]); werr != nil {
+				return true
+			}
+			flush(resp)
+		}
+		if err != nil {
+			return true // a cut stream ends it; the client resumes
 		}
 	}
 }

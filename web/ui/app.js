@@ -104,7 +104,10 @@ function connect(since) {
   if (source) source.close();
   const es = new EventSource(`/v1/events?since=${since}`);
   source = es;
-  es.onopen = () => setConn("live", "live");
+  es.onopen = () => {
+    setConn("live", "live");
+    if (!window.armadaLiveAt) window.armadaLiveAt = performance.now();
+  };
   es.onerror = () => {
     if (es !== source) return;
     if (es.readyState === EventSource.CLOSED) resync();
