@@ -260,6 +260,17 @@ func TestUI(t *testing.T) {
 	t.Logf("%s dead on the page and its %d ships ready elsewhere %s later", victim.Name, onVictim, moved.Round(time.Millisecond))
 	p.screenshot("node-dead")
 
+	// The node serving the page goes away: the page says so, and follows
+	// the cluster again by itself once the node is back.
+	victim.Restart()
+	p.until(30*time.Second, fmt.Sprintf(`document.querySelector('#nodes tr[data-node=%q]').dataset.status === "alive" ? "" : "%s not alive again"`, victim.Name, victim.Name))
+	api.Kill()
+	p.until(10*time.Second, `document.querySelector('#conn').classList.contains('lost') ? "" : "connection loss not shown: " + document.querySelector('#conn').textContent`)
+	api.Restart()
+	back := p.until(30*time.Second, `(() => { const conn = document.querySelector('#conn'), alive = document.querySelectorAll('#nodes tr[data-status="alive"]').length;
+		return conn.classList.contains('live') && alive === 3 ? "" : conn.textContent + ", " + alive + " nodes alive"; })()`)
+	t.Logf("the page followed the cluster again %s after %s was restarted", back.Round(time.Millisecond), api.Name)
+
 	var now float64
 	if err := p.js("window.armadaBoot", &now); err != nil || now != boot {
 		t.Fatalf("the page was reloaded (boot %v, now %v, %v)", boot, now, err)
