@@ -303,19 +303,21 @@ func (s *Server) eventsFromLeader(c echo.Context) bool {
 	}
 	resp.Header().Set("X-Armada-Node", leader)
 	resp.WriteHeader(up.StatusCode)
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := up.Body.Read(buf)
-		if n > 0 {
-			if _, werr := resp.Write(buf[:n]); werr != nil {
-				return true
-			}
-			flush(resp)
-		}
-		if err != nil {
-			return true // a cut stream ends it; the client resumes
-		}
+	// Until either side goes away: a cut stream ends this one, and the
+	// client resumes.
+	_, _ = io.CopyBuffer(flushingWriter{resp}, up.Body, make([]byte, 32<<10))
+	return true
+}
+
+// flushingWriter sends every write to the client at once.
+type flushingWriter struct{ w http.ResponseWriter }
+
+func (f flushingWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = http.NewResponseController(f.w).Flush()
 	}
+	return n, err
 }
 
 // after is the index to read the change feed after for c.
