@@ -3,6 +3,7 @@ package web
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -234,6 +235,8 @@ func (s *Server) events(c echo.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.streams.closing():
+			return nil
 		case <-sub.done:
 			return nil
 		case <-notify:
@@ -280,7 +283,16 @@ func (s *Server) eventsFromLeader(c echo.Context) bool {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, strings.TrimRight(base, "/")+r.URL.RequestURI(), nil)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.streams.closing():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+r.URL.RequestURI(), nil)
 	if err != nil {
 		return false
 	}
@@ -307,6 +319,43 @@ func (s *Server) eventsFromLeader(c echo.Context) bool {
 	// client resumes.
 	_, _ = io.CopyBuffer(flushingWriter{resp}, up.Body, make([]byte, 32<<10))
 	return true
+}
+
+// streams lets a shutting-down server end its event streams, which would
+// otherwise hold http.Server.Shutdown until its deadline. The zero value is
+// ready to use.
+type streams struct {
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
+}
+
+// closing is closed once CloseStreams has been called.
+func (st *streams) closing() <-chan struct{} {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done == nil {
+		st.done = make(chan struct{})
+		if st.closed {
+			close(st.done)
+		}
+	}
+	return st.done
+}
+
+// CloseStreams ends every event stream and refuses new ones; register it
+// with http.Server.RegisterOnShutdown.
+func (s *Server) CloseStreams() {
+	st := &s.streams
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return
+	}
+	st.closed = true
+	if st.done != nil {
+		close(st.done)
+	}
 }
 
 // flushingWriter sends every write to the client at once.

@@ -64,6 +64,7 @@ type Server struct {
 
 	spoolDir string
 	logs     ShipLogs // nil on a node that runs no ships
+	streams  streams  // open event streams, ended by CloseStreams
 }
 
 // New builds the API for a node.
