@@ -257,7 +257,7 @@ func TestUI(t *testing.T) {
 		const lost = document.querySelectorAll('#topo .node[data-node=%q] .cell[data-state="lost"]').length;
 		return ready.length === 7 && there === 0 && lost === %d ? "" : ready.length + " ready, " + there + " ready and " + lost + " lost on %s"; })()`,
 		victim.Name, victim.Name, onVictim, victim.Name))
-	t.Logf("%s dead on the page and its %d ships ready elsewhere %s later", victim.Name, onVictim, moved.Round(time.Millisecond))
+	t.Logf("%s dead on the page; its %d ships shown ready elsewhere %s after that", victim.Name, onVictim, moved.Round(time.Millisecond))
 	p.screenshot("node-dead")
 
 	// The node serving the page goes away: the page says so, and follows

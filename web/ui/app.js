@@ -12,6 +12,7 @@ const $$ = (sel, el = document) => [...el.querySelectorAll(sel)];
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" })[c]);
 const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 const ENDED = new Set(["stopped", "failed", "lost"]);
+const MAX_ROWS = 500;
 const SHIP_STATES = ["queued", "scheduled", "starting", "ready", "allocated", "stopping", "stopped", "failed", "lost"];
 
 // ---- API ----
@@ -148,6 +149,7 @@ let pending = false;
 const changedTopics = new Set();
 function changed(topic, e) {
   changedTopics.add(topic);
+  countsCache = null;
   if (e && page && page.onEvent) page.onEvent(e);
   if (pending) return;
   pending = true;
@@ -193,19 +195,25 @@ function shipsOf(pred) {
   return [...store.ships.values()].filter(pred).sort((a, b) => (a.created - b.created) || (a.id < b.id ? -1 : 1));
 }
 
-// fleetCounts counts a fleet's ships from the live ship list.
+// fleetCounts counts a fleet's ships from the live ship list. The counts
+// of every fleet are made in one pass and kept until the next change.
+let countsCache = null;
 function fleetCounts(f) {
-  const c = { total: 0, ready: 0, allocated: 0, pending: 0, versions: new Map() };
-  for (const s of store.ships.values()) {
-    if (s.fleet !== f.name || ENDED.has(s.state)) continue;
-    c.total++;
-    const k = `${s.blueprint}@${s.version}`;
-    const v = c.versions.get(k) || { ships: 0, ready: 0 };
-    v.ships++;
-    if (s.state === "ready") { c.ready++; v.ready++; } else if (s.state === "allocated") { c.allocated++; v.ready++; } else c.pending++;
-    c.versions.set(k, v);
+  if (!countsCache) {
+    countsCache = new Map();
+    for (const s of store.ships.values()) {
+      if (!s.fleet || ENDED.has(s.state)) continue;
+      let c = countsCache.get(s.fleet);
+      if (!c) countsCache.set(s.fleet, c = { total: 0, ready: 0, allocated: 0, pending: 0, versions: new Map() });
+      c.total++;
+      const k = `${s.blueprint}@${s.version}`;
+      const v = c.versions.get(k) || { ships: 0, ready: 0 };
+      v.ships++;
+      if (s.state === "ready") { c.ready++; v.ready++; } else if (s.state === "allocated") { c.allocated++; v.ready++; } else c.pending++;
+      c.versions.set(k, v);
+    }
   }
-  return c;
+  return countsCache.get(f.name) || { total: 0, ready: 0, allocated: 0, pending: 0, versions: new Map() };
 }
 
 function progress(c, desired) {
@@ -601,8 +609,10 @@ const pages = {
         const ships = shipsOf(s => (!q.get("fleet") || s.fleet === q.get("fleet")) && (!q.get("node") || s.node === q.get("node")) &&
           (!q.get("state") || s.state === q.get("state")) && (q.get("ended") || q.get("state") || !ENDED.has(s.state)) &&
           (!text || `${s.id} ${s.reason || ""} ${s.fleet || ""} ${s.blueprint}`.toLowerCase().includes(text)));
-        $("#ships").innerHTML = ships.map(s => shipRow(s, true)).join("") || `<tr><td colspan="9" class="empty">No ships match.</td></tr>`;
-        $("#ships-count").textContent = `${ships.length} of ${store.ships.size} ships`;
+        // The newest first when there are more than a page can show.
+        const shown = ships.length > MAX_ROWS ? ships.slice(-MAX_ROWS) : ships;
+        $("#ships").innerHTML = shown.map(s => shipRow(s, true)).join("") || `<tr><td colspan="9" class="empty">No ships match.</td></tr>`;
+        $("#ships-count").textContent = `${ships.length} of ${store.ships.size} ships` + (shown.length < ships.length ? ` — the newest ${MAX_ROWS} shown; filter to see others` : "");
       },
     };
   },
