@@ -324,10 +324,41 @@ func (s *Server) eventsFromLeader(c echo.Context) bool {
 // streams lets a shutting-down server end its event streams, which would
 // otherwise hold http.Server.Shutdown until its deadline. The zero value is
 // ready to use.
+//
+// It also keeps the most recently encoded events, so that a change is
+// read and encoded once however many subscribers follow it.
 type streams struct {
 	mu     sync.Mutex
 	closed bool
 	done   chan struct{}
+	frames map[cursor]*frame
+	order  []cursor // frames' keys, oldest first
+}
+
+// maxFrames bounds the encoded events a node keeps for its subscribers.
+const maxFrames = 4096
+
+func (st *streams) frame(id cursor) *frame {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.frames[id]
+}
+
+func (st *streams) store(id cursor, f *frame) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.frames == nil {
+		st.frames = map[cursor]*frame{}
+	}
+	if _, ok := st.frames[id]; ok {
+		return
+	}
+	if len(st.order) >= maxFrames {
+		delete(st.frames, st.order[0])
+		st.order = st.order[1:]
+	}
+	st.frames[id] = f
+	st.order = append(st.order, id)
 }
 
 // closing is closed once CloseStreams has been called.
@@ -385,47 +416,82 @@ func (c cursor) String() string {
 }
 
 // encodeEvents writes the events of changes (every change of each entry
-// they hold, in feed order) that come after from and match want, reading
-// their objects from one view. It returns the cursor after the last change.
+// they hold, in feed order) that come after from and match want. Each
+// event is encoded once per node and shared by every subscriber (see
+// streams); the ones not encoded yet are read from one view. It returns
+// the cursor after the last change.
 func (s *Server) encodeEvents(buf *bytes.Buffer, changes []fsm.Change, from cursor, want map[string]bool, known map[string]eventReader) cursor {
-	_ = s.c.State().View(func(v *fsm.View) error {
-		pos := 0
-		for i, ch := range changes {
-			if i > 0 && changes[i-1].Index == ch.Index {
-				pos++
-			} else {
-				pos = 0
-			}
-			if ch.Index == from.Index && pos <= from.Pos {
-				continue
-			}
-			last := i == len(changes)-1 || changes[i+1].Index != ch.Index
-			read, ok := known[ch.Topic]
-			if !ok || laterSame(changes[i+1:], ch) {
-				continue
-			}
-			ev := Event{Index: ch.Index, Topic: ch.Topic, Op: ch.Op, Key: ch.Key}
-			if ch.Op != "delete" && read != nil {
-				if obj, ok := read(v, ch.Key); ok {
-					ev.Object = obj
-					if sh, isShip := obj.(*fsm.Ship); isShip && sh.State == fsm.ShipAllocated {
-						ev.Topic = topicAllocation
-					}
+	type item struct {
+		ch   fsm.Change
+		id   cursor
+		last bool
+		f    *frame
+	}
+	var items []item
+	misses := 0
+	pos := 0
+	for i, ch := range changes {
+		if i > 0 && changes[i-1].Index == ch.Index {
+			pos++
+		} else {
+			pos = 0
+		}
+		if ch.Index == from.Index && pos <= from.Pos {
+			continue
+		}
+		if _, ok := known[ch.Topic]; !ok || laterSame(changes[i+1:], ch) {
+			continue
+		}
+		it := item{ch: ch, id: cursor{Index: ch.Index, Pos: pos}, last: i == len(changes)-1 || changes[i+1].Index != ch.Index}
+		it.f = s.streams.frame(it.id)
+		if it.f == nil {
+			misses++
+		}
+		items = append(items, it)
+	}
+	if misses > 0 {
+		_ = s.c.State().View(func(v *fsm.View) error {
+			for i := range items {
+				if it := &items[i]; it.f == nil {
+					it.f = encodeFrame(v, it.ch, it.id, it.last, known[it.ch.Topic])
+					s.streams.store(it.id, it.f)
 				}
 			}
-			if len(want) > 0 && !want[ev.Topic] {
-				continue
-			}
-			ev.ID = cursor{Index: ch.Index, Pos: pos}.String()
-			if last {
-				ev.ID = strconv.FormatUint(ch.Index, 10)
-			}
-			writeEvent(buf, &ev)
+			return nil
+		})
+	}
+	for _, it := range items {
+		if len(want) == 0 || want[it.f.topic] {
+			buf.Write(it.f.data)
 		}
-		return nil
-	})
+	}
 	last := changes[len(changes)-1]
 	return cursor{Index: last.Index, Pos: -1}
+}
+
+// frame is one encoded event and its topic.
+type frame struct {
+	topic string
+	data  []byte
+}
+
+// encodeFrame encodes the event of one change with its object as v has it.
+func encodeFrame(v *fsm.View, ch fsm.Change, id cursor, last bool, read eventReader) *frame {
+	ev := Event{Index: ch.Index, Topic: ch.Topic, Op: ch.Op, Key: ch.Key, ID: id.String()}
+	if last {
+		ev.ID = strconv.FormatUint(ch.Index, 10)
+	}
+	if ch.Op != "delete" && read != nil {
+		if obj, ok := read(v, ch.Key); ok {
+			ev.Object = obj
+			if sh, isShip := obj.(*fsm.Ship); isShip && sh.State == fsm.ShipAllocated {
+				ev.Topic = topicAllocation
+			}
+		}
+	}
+	var b bytes.Buffer
+	writeEvent(&b, &ev)
+	return &frame{topic: ev.Topic, data: b.Bytes()}
 }
 
 // laterSame reports whether the same entry changes the same object again
