@@ -213,6 +213,13 @@ func (s *Server) events(c echo.Context) error {
 	defer leaderTick.Stop()
 	lastSent := time.Now()
 	for {
+		select {
+		case <-sub.done: // the connection is gone
+			return nil
+		case <-ctx.Done():
+			return nil
+		default:
+		}
 		changes, notify, err := st.Changes(from.after())
 		if err != nil {
 			if errors.Is(err, fsm.ErrCompacted) {
