@@ -126,8 +126,9 @@ func TestEventsResumeExactlyOnce(t *testing.T) {
 	}()
 
 	var got []seen
-	multi := 0
+	multi, cuts := 0, 0
 	for cut := 1; ; cut++ {
+		cuts = cut
 		var resp *http.Response
 		if len(got) == 0 {
 			resp = tc.subscribe(ctx, client, "?since="+since)
@@ -165,7 +166,7 @@ func TestEventsResumeExactlyOnce(t *testing.T) {
 		}
 		ids[s.ID] = true
 	}
-	t.Logf("%d events (%d inside multi-change entries), resumed %d times", len(got), multi, len(got))
+	t.Logf("%d events (%d inside multi-change entries) over %d connections", len(got), multi, cuts)
 }
 
 // TestEventsTopicsAndObjects: ?topic= filters, every event carries the
