@@ -4,7 +4,7 @@
 
 // Script errors are kept for the browser tests to check.
 window.armadaErrors = [];
-window.addEventListener("error", e => window.armadaErrors.push(String(e.message)));
+window.addEventListener("error", e => window.armadaErrors.push(`${e.message} (app.js:${e.lineno}:${e.colno})`));
 window.addEventListener("unhandledrejection", e => window.armadaErrors.push(String(e.reason)));
 
 const $ = (sel, el = document) => el.querySelector(sel);
@@ -402,6 +402,10 @@ async function act(button, out, fn) {
 // ---- pages ----
 
 let page = null;
+// generation counts the pages shown: an answer that arrives after its page
+// was left is dropped (current(gen) is false).
+let generation = 0;
+const current = gen => gen === generation;
 
 const pages = {
   cluster() {
@@ -469,11 +473,12 @@ const pages = {
     const save = async () => {
       const y = ed.value;
       const name = (/^name:\s*(\S+)/m.exec(y) || [])[1] || "";
-      $("#fleet-save").disabled = true;
+      const btn = $("#fleet-save");
+      btn.disabled = true;
       try {
         await api("PUT", `/v1/fleets/${encodeURIComponent(name.replace(/^["']|["']$/g, "")) || "-"}`, y);
         location.hash = `#/fleets/${encodeURIComponent(name.replace(/^["']|["']$/g, ""))}`;
-      } catch (e) { ed.showError(e); } finally { $("#fleet-save").disabled = false; }
+      } catch (e) { ed.showError(e); } finally { btn.disabled = false; }
     };
     return {
       title: "New fleet",
@@ -486,7 +491,11 @@ const pages = {
   fleet(name) {
     let ed, deployments = null;
     const loadDeployments = async () => {
-      try { deployments = (await api("GET", `/v1/fleets/${encodeURIComponent(name)}/deployments`)).data; } catch { deployments = null; }
+      const gen = generation;
+      let got = null;
+      try { got = (await api("GET", `/v1/fleets/${encodeURIComponent(name)}/deployments`)).data; } catch { got = null; }
+      if (!current(gen)) return;
+      deployments = got;
       renderDeployments();
     };
     const renderDeployments = () => {
@@ -525,8 +534,9 @@ const pages = {
         ed = editor($("#fleet-editor"), f ? fleetYAML(f) : `name: ${name}\n`, () => save());
         $("#fleet-editor textarea").addEventListener("input", () => { ed.touched = true; });
         const save = async () => {
-          $("#fleet-ok").textContent = "";
-          try { await api("PUT", `/v1/fleets/${encodeURIComponent(name)}`, ed.value); ed.clear(); ed.touched = false; $("#fleet-ok").textContent = "Applied."; } catch (e) { ed.showError(e); }
+          const ok = $("#fleet-ok");
+          ok.textContent = "";
+          try { await api("PUT", `/v1/fleets/${encodeURIComponent(name)}`, ed.value); ed.clear(); ed.touched = false; ok.textContent = "Applied."; } catch (e) { ed.showError(e); }
         };
         $("#fleet-save").onclick = save;
         $("#scale-n").value = f ? f.replicas : 0;
@@ -536,11 +546,12 @@ const pages = {
         };
         $("#alloc-form").onsubmit = async ev => {
           ev.preventDefault();
-          $("#alloc-ok").textContent = "";
+          const ok = $("#alloc-ok");
+          ok.textContent = "";
           const r = await act($("#alloc-btn"), $("#alloc-err"), () => api("POST", "/v1/allocate", { fleet: name }));
           if (r) {
             const s = r.data && (r.data.ship || r.data);
-            $("#alloc-ok").innerHTML = s && s.id ? `Allocated ${shipLink(s)} at <span class="mono">${esc(s.address || "")}</span> ${ports(s)}` : "Allocated.";
+            ok.innerHTML = s && s.id ? `Allocated ${shipLink(s)} at <span class="mono">${esc(s.address || "")}</span> ${ports(s)}` : "Allocated.";
           }
         };
         $("#fleet-delete").onclick = () => {
@@ -622,13 +633,13 @@ const pages = {
     const follow = async () => {
       if (abort) abort.abort();
       abort = new AbortController();
-      const pre = $("#logs"), err = $("#logs-err");
+      const pre = $("#logs"), err = $("#logs-err"), state = $("#logs-state");
       pre.textContent = ""; err.textContent = "";
       try {
         const r = await fetch(`/v1/ships/${encodeURIComponent(id)}/logs?tail=500&follow=true`, { signal: abort.signal });
         if (!r.ok) { let b = null; try { b = await r.json(); } catch { /* not JSON */ } throw new APIError(r.status, b); }
         const rd = r.body.getReader(), dec = new TextDecoder();
-        $("#logs-state").textContent = "following";
+        state.textContent = "following";
         for (;;) {
           const { value, done } = await rd.read();
           if (done) break;
@@ -636,10 +647,10 @@ const pages = {
           pre.textContent = (pre.textContent + dec.decode(value, { stream: true })).slice(-200000);
           if (atEnd) pre.scrollTop = pre.scrollHeight;
         }
-        $("#logs-state").textContent = "ended";
+        state.textContent = "ended";
       } catch (e) {
         if (e.name === "AbortError") return;
-        $("#logs-state").textContent = "";
+        state.textContent = "";
         err.textContent = errorText(e);
       }
     };
@@ -697,17 +708,23 @@ const pages = {
     const save = async () => {
       const y = ed.value;
       const n = isNew ? ((/^name:\s*(\S+)/m.exec(y) || [])[1] || "").replace(/^["']|["']$/g, "") : name;
-      $("#bp-ok").textContent = "";
-      $("#bp-save").disabled = true;
+      const gen = generation, ok = $("#bp-ok"), btn = $("#bp-save");
+      ok.textContent = "";
+      btn.disabled = true;
       try {
         const r = await api("PUT", `/v1/blueprints/${encodeURIComponent(n) || "-"}`, y);
+        if (!current(gen)) return;
         ed.clear();
         if (isNew) location.hash = `#/blueprints/${encodeURIComponent(n)}`;
-        else { $("#bp-ok").textContent = `Saved as version ${r.data.version}.`; loadVersions(); }
-      } catch (e) { ed.showError(e); } finally { $("#bp-save").disabled = false; }
+        else { ok.textContent = `Saved as version ${r.data.version}.`; loadVersions(); }
+      } catch (e) { ed.showError(e); } finally { btn.disabled = false; }
     };
     const loadVersions = async () => {
-      try { versions = (await api("GET", `/v1/blueprints/${encodeURIComponent(name)}/versions`)).data || []; } catch (e) { $("#bp-err").textContent = errorText(e); return; }
+      const gen = generation;
+      let got;
+      try { got = (await api("GET", `/v1/blueprints/${encodeURIComponent(name)}/versions`)).data || []; } catch (e) { if (current(gen)) $("#bp-err").textContent = errorText(e); return; }
+      if (!current(gen)) return;
+      versions = got;
       const opts = sel => versions.map(v => `<option value="${v.version}"${v.version === sel ? " selected" : ""}>v${v.version}</option>`).join("");
       const last = versions[versions.length - 1], prev = versions[versions.length - 2] || last;
       $("#diff-a").innerHTML = opts(prev?.version); $("#diff-b").innerHTML = opts(last?.version);
@@ -785,6 +802,7 @@ function route() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const [section, arg] = parts;
   if (page && page.unmount) page.unmount();
+  generation++;
   let p, nav = section || "cluster";
   switch (section) {
     case undefined: p = pages.cluster(); break;
