@@ -12,7 +12,7 @@ FUZZTIME ?= 10s
 FUZZFLAGS := -fuzztime $(FUZZTIME) -fuzzminimizetime 0
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test deps check fuzz bench clean
+.PHONY: help build run test deps check fuzz bench clean screenshots
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,7 +27,7 @@ test: deps check ## Run every test with -race, then short fuzz runs
 	$(GO) test -race -count=1 -timeout 12m ./...
 	$(MAKE) fuzz
 
-deps: ## Install the reference servers the differential tests run (redis-server, redis-cli, etcd, etcdctl) when missing
+deps: ## Install the reference servers the differential tests run (redis-server, redis-cli, etcd, etcdctl) and chromium (UI tests) when missing
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
@@ -36,6 +36,9 @@ deps: ## Install the reference servers the differential tests run (redis-server,
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
 	@command -v etcd >/dev/null && command -v etcdctl >/dev/null || \
 	  { echo "etcd and etcdctl are required: apt-get install -y etcd-server etcd-client"; exit 1; }
+	@command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null || { echo "chromium is required for the UI tests: apt-get install -y chromium"; exit 1; }
 
 fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, EtcdTxn, the RESP path and the ZooKeeper decoder for FUZZTIME each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' $(FUZZFLAGS) ./fsm
@@ -59,6 +62,9 @@ bench: build ## Benchmark a 3-node cluster (writes vs etcd, failover, scheduler,
 	  || echo "etcd-server could not be installed: the report will have no reference"
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm
 	$(GO) run ./bench -armada $(BIN) -out docs/BENCHMARKS.md
+
+screenshots: deps ## Retake the UI screenshots in docs/screenshots (the browser test against 3 real nodes)
+	ARMADA_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestUI$$' ./e2e
 
 clean: ## Remove build output and the local data dir
 	rm -rf bin armada-data

@@ -8,7 +8,7 @@
 //
 //	go run ./bench -armada bin/armada -out docs/BENCHMARKS.md
 //
-// -only runs some of the parts (kv, plan, sched, ships), and the size
+// -only runs some of the parts (kv, plan, sched, ships, events), and the size
 // flags shrink them, for a quick check.
 package main
 
@@ -52,6 +52,9 @@ type config struct {
 	allocClients  int
 	allocRounds   int
 	cpuProfile    string
+
+	eventSubscribers int
+	events           int
 }
 
 func parseFlags() config {
@@ -76,6 +79,8 @@ func parseFlags() config {
 	flag.IntVar(&c.allocShips, "alloc-ships", 2000, "ready ships of each allocation round")
 	flag.IntVar(&c.allocClients, "alloc-clients", 64, "concurrent allocation clients")
 	flag.IntVar(&c.allocRounds, "alloc-rounds", 2, "allocation rounds (a fresh fleet each)")
+	flag.IntVar(&c.eventSubscribers, "event-subscribers", 100, "subscribers of the event-stream figure")
+	flag.IntVar(&c.events, "events", 300, "state changes each event-stream subscriber receives")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the driver process (which hosts the in-process cluster) to this file")
 	flag.Parse()
 	return c
@@ -135,6 +140,9 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.eventSubscribers < 1 || cfg.events < 1 {
+		return errors.New("-event-subscribers and -events must be positive")
+	}
 	if cfg.schedNodes < 1 || cfg.schedShips < 1 || cfg.schedShips > 100_000 || cfg.fleetShips < 1 || cfg.fleetRuns < 1 || cfg.lossShips < 0 ||
 		cfg.allocShips < 1 || cfg.allocClients < 1 || cfg.allocRounds < 1 {
 		return errors.New("-sched-nodes, -fleet-ships and -fleet-runs must be positive, -sched-ships 1..100000, -loss-ships not negative, -alloc-* positive")
@@ -190,6 +198,13 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if err := runFleetParts(ctx, cfg, parts, bin, dir, rep); err != nil {
 		return err
+	}
+	if parts["events"] {
+		res, err := runEvents(ctx, cfg, bin, filepath.Join(dir, "events"))
+		if err != nil {
+			return fmt.Errorf("event stream: %w", err)
+		}
+		rep.events = &res
 	}
 	rep.took = time.Since(rep.started)
 	if err := os.WriteFile(cfg.out, []byte(rep.markdown()), 0o644); err != nil {

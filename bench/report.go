@@ -47,6 +47,8 @@ type report struct {
 	sched *schedResult // nil: not run
 	ships *shipsResult // nil: not run
 	alloc *allocResult // nil: not run
+
+	events *eventsResult // nil: not run
 }
 
 // addLoad runs one write row and records it.
@@ -74,6 +76,7 @@ func (r *report) markdown() string {
 	}
 	r.writeFleets(&b)
 	r.writeAlloc(&b)
+	r.writeEvents(&b)
 	if r.kv {
 		r.writeRSS(&b)
 		r.writeNotes(&b)

@@ -65,6 +65,7 @@ type Server struct {
 	spoolDir string
 	logs     ShipLogs // nil on a node that runs no ships
 	alloc    *allocator
+	streams  streams // open event streams, ended by CloseStreams
 }
 
 // New builds the API for a node.
@@ -128,6 +129,7 @@ func New(c Cluster, opts Options) *Server {
 	e.POST("/v1/agent/leave", s.leave)
 	e.GET("/v1/snapshot", s.saveSnapshot)
 	e.PUT("/v1/snapshot", s.restoreSnapshot)
+	e.GET("/v1/events", s.events)
 	if opts.Internal != nil {
 		e.Any("/v1/internal/*", echo.WrapHandler(opts.Internal))
 	}

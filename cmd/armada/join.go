@@ -297,6 +297,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	}
 	api := web.New(node, opts)
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(api.CloseStreams)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if f.debugAddr != "" {

@@ -28,7 +28,7 @@ func newRoot(version string) *cobra.Command {
 	root.PersistentFlags().StringVar(&cf.token, "token", "", "API token (env ARMADA_TOKEN)")
 	root.PersistentFlags().StringVarP(&cf.output, "output", "o", "table", "output format: table or json (env ARMADA_OUTPUT)")
 	root.AddCommand(newJoin(version), newLeave(cf), newStatus(cf), newNode(cf), newBlueprint(cf), newFleet(cf), newShip(cf), newKV(cf), newSnapshot(cf),
-		newAllocate(cf), newDemoServer())
+		newAllocate(cf), newDemoServer(), newEvents(cf))
 	return root
 }
 
