@@ -295,6 +295,11 @@ func (c *conn) handle(h RequestHeader, req Request) bool {
 			return false
 		}
 		c.reply(h.Xid, res.ZK.Zxid, ErrOK, nil, res.Index)
+		// Let the client close first, as ZooKeeper's clients expect: one
+		// that sees the socket end before it handled the reply reports a
+		// disconnection.
+		c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		c.fr.ReadFrame()
 		return false
 	case *CreateRequest:
 		return c.write(h.Xid, req, fsm.ZKOp{Kind: fsm.ZKOpCreate, Path: r.Path, Data: r.Data, ACL: fromACL(r.ACL), Flags: int32(r.Flags)})

@@ -2,6 +2,7 @@ package zk
 
 import (
 	"fmt"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -305,5 +306,72 @@ func TestDifferential(t *testing.T) {
 	}
 	if diff {
 		t.Logf("zookeeper transcript:\n%s", strings.Join(want, "\n"))
+	}
+}
+
+// zkCliScript is one zkCli session, fed on standard input.
+const zkCliScript = `create /cli one
+get /cli
+set /cli two
+stat /cli
+create -s /cli/q- x
+create -s /cli/q- y
+ls /cli
+ls -s /cli
+getAcl /cli
+create -e /cli/eph e
+get -s /cli/eph
+addauth digest bob:pw
+create /cli/secret s digest:bob:ikIaKsbtGweaHnb/jKn7OHqbunM=:cdrwa
+get /cli/secret
+setAcl /cli/secret world:anyone:r
+getAcl /cli/secret
+set /cli/secret nope
+delete /cli
+deleteall /cli
+get /cli
+quit
+`
+
+// runZKCli runs the script through the Debian zkCli and keeps the lines
+// that do not depend on the server: no logs, times, zxids or session IDs.
+func runZKCli(t *testing.T, server string) []string {
+	t.Helper()
+	cmd := exec.Command("java", "-Xmx128m", "-cp", zkClassPath(t), "org.apache.zookeeper.ZooKeeperMain", "-server", server)
+	cmd.Stdin = strings.NewReader(zkCliScript)
+	out, _ := cmd.CombinedOutput()
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case l == "", strings.Contains(l, "INFO"), strings.Contains(l, "WARN"), strings.Contains(l, "ERROR"),
+			strings.HasPrefix(l, "SLF4J"), strings.HasPrefix(l, "Connecting to"), strings.Contains(l, "Exception"),
+			strings.HasPrefix(l, "at "), strings.Contains(l, "ClientCnxn"), strings.HasPrefix(l, "WatchedEvent state:Closed"):
+			continue
+		case strings.HasPrefix(l, "cZxid"), strings.HasPrefix(l, "mZxid"), strings.HasPrefix(l, "pZxid"),
+			strings.HasPrefix(l, "ctime"), strings.HasPrefix(l, "mtime"):
+			l, _, _ = strings.Cut(l, " =")
+		case strings.HasPrefix(l, "ephemeralOwner"):
+			if !strings.HasSuffix(l, "= 0x0") {
+				l = "ephemeralOwner = session"
+			}
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+// TestZKCliDifferential runs one zkCli session against a real ZooKeeper
+// 3.8 and against the adapter on a 3-node Armada.
+func TestZKCliDifferential(t *testing.T) {
+	real := startZooKeeper(t)
+	want := runZKCli(t, real)
+	nodes := startCluster(t)
+	got := runZKCli(t, nodes[1].zk.Addr())
+	if !strings.Contains(strings.Join(want, "\n"), "Created /cli/q-0000000001") {
+		t.Fatalf("zkCli did not run the script against ZooKeeper:\n%s", strings.Join(want, "\n"))
+	}
+	if strings.Join(want, "\n") != strings.Join(got, "\n") {
+		t.Errorf("zkCli output differs\n---- zookeeper ----\n%s\n---- armada ----\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
 	}
 }
