@@ -27,7 +27,7 @@ test: deps check ## Run every test with -race, then short fuzz runs
 	$(GO) test -race -count=1 -timeout 12m ./...
 	$(MAKE) fuzz
 
-deps: ## Install the reference servers the differential tests run (redis-server, redis-cli, etcd, etcdctl) when missing
+deps: ## Install the reference servers the differential tests run (redis-server, redis-cli, etcd, etcdctl, zookeeper) when missing
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
@@ -36,6 +36,10 @@ deps: ## Install the reference servers the differential tests run (redis-server,
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
 	@command -v etcd >/dev/null && command -v etcdctl >/dev/null || \
 	  { echo "etcd and etcdctl are required: apt-get install -y etcd-server etcd-client"; exit 1; }
+	@test -f /usr/share/java/zookeeper.jar && command -v java >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null; }
+	@test -f /usr/share/java/zookeeper.jar && command -v java >/dev/null || \
+	  { echo "ZooKeeper 3.8 is required: apt-get install -y zookeeper"; exit 1; }
 
 fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, EtcdTxn, the RESP path and the ZooKeeper decoder for FUZZTIME each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' $(FUZZFLAGS) ./fsm
@@ -44,6 +48,7 @@ fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, EtcdTxn, the
 	$(GO) test -run '^$$' -fuzz '^FuzzEtcdTxn$$' $(FUZZFLAGS) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzRESP$$' $(FUZZFLAGS) ./adapters/redis
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' $(FUZZFLAGS) ./adapters/zk
+	$(GO) test -run '^$$' -fuzz '^FuzzZKMulti$$' $(FUZZFLAGS) ./fsm
 
 check: ## gofmt, go vet, staticcheck and a go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to rewrite:"; echo "$$out"; exit 1; fi

@@ -91,6 +91,11 @@ func sampleCommands() []Command {
 			Failure: []EtcdOp{{Kind: EtcdOpRange, Key: []byte("a"), RangeEnd: []byte("b"), Limit: math.MaxInt64, KeysOnly: true, CountOnly: true,
 				SortOrder: EtcdSortDescend, SortTarget: EtcdSortValue, MinMod: 1, MaxMod: -1, MinCreate: 2, MaxCreate: math.MinInt64}},
 			Node: "n", Addr: "a"},
+		&ZKCreateSession{TimeoutMs: 4000, Passwd: []byte{0, 1}, Now: 19},
+		&ZKTouch{IDs: []int64{1, math.MaxInt64, -1}, Now: 20},
+		&ZKClose{IDs: []int64{7}, Expire: true, Now: 21},
+		&ZKMulti{Session: 3, Auth: []string{"digest:u:h"}, Ops: []ZKOp{{Kind: ZKOpCreate, Path: "/a", Data: []byte{0},
+			ACL: []ZKACL{{Perms: 31, Scheme: "world", ID: "anyone"}}, Flags: 3, Version: -1}}, Now: 22},
 	}
 }
 

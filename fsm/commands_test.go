@@ -77,6 +77,11 @@ func allCmdTables() map[string][]cmdCase {
 		"NodeReport":     nodeReportCases(),
 		"RedisExec":      redisExecCases(),
 		"EtcdTxn":        etcdTxnCases(),
+
+		"ZKCreateSession": zkCreateSessionCases(),
+		"ZKTouch":         zkTouchCases(),
+		"ZKClose":         zkCloseCases(),
+		"ZKMulti":         zkMultiCases(),
 	}
 }
 
