@@ -62,6 +62,8 @@ check: ## gofmt, go vet, staticcheck and a go mod tidy diff
 bench: build ## Benchmark a 3-node cluster (writes vs etcd, failover, scheduler, fleets); write docs/BENCHMARKS.md
 	@command -v etcd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; } \
 	  || echo "etcd-server could not be installed: the report will have no reference"
+	@test -f /usr/share/java/zookeeper.jar || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null; } \
+	  || echo "zookeeper could not be installed: the ZooKeeper figure will have no reference"
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm
 	$(GO) run ./bench -armada $(BIN) -out docs/BENCHMARKS.md
 
