@@ -203,7 +203,7 @@ func (s *Server) touchLoop() {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
 		r, err := s.raft.Apply(ctx, &fsm.ZKTouch{IDs: ids})
 		cancel()
-		if err != nil {
+		if err != nil || r.ZK == nil {
 			s.log.Debug("zookeeper session heartbeat", "err", err)
 			continue
 		}
@@ -251,7 +251,7 @@ func (s *Server) expiryLoop() {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
 		r, err := s.raft.Apply(ctx, &fsm.ZKClose{IDs: ids, Expire: true})
 		cancel()
-		if err != nil {
+		if err != nil || r.ZK == nil {
 			s.log.Warn("expire zookeeper sessions", "err", err)
 			continue
 		}

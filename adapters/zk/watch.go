@@ -199,6 +199,11 @@ func (w *watches) resync() {
 
 // add registers a watch of c at index. Callers hold mu.
 func (w *watches) add(m map[string]map[*conn]uint64, path string, c *conn, index uint64) {
+	select {
+	case <-c.done: // dropped already: nothing would remove the watch
+		return
+	default:
+	}
 	cs := m[path]
 	if cs == nil {
 		cs = map[*conn]uint64{}
