@@ -141,6 +141,9 @@ func zkMultiCases() []cmdCase {
 			}},
 		{name: "ZooKeeper's errors", setup: []Command{zkSession, zkMulti(1, zkCreate("/a", "1", 0), zkCreate("/a/b", "", 0), zkCreate("/e", "", 1))},
 			cmd: zkMulti(1, zkCreate("/a", "", 0)), check: func(t *testing.T, h *harness, r *Result) {
+				if r.ZK.Err != ZKNodeExists {
+					t.Fatalf("create of an existing node: %+v", r.ZK)
+				}
 				for _, tc := range []struct {
 					op   ZKOp
 					auth []string
