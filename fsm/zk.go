@@ -768,8 +768,7 @@ func ZKCheckPath(path string) int32 {
 		}
 	}
 	for _, r := range path {
-		if r == 0 || (r > 0 && r < 0x1f) || (r > 0x7f && r < 0x9f) ||
-			(r > 0xd800 && r < 0xf8ff) || (r > 0xfff0 && r < 0xffff) || r == 0xfffd {
+		if r <= 0x1f || (r >= 0x7f && r <= 0x9f) || (r >= 0xd800 && r <= 0xf8ff) || (r >= 0xfff0 && r <= 0xffff) {
 			return ZKBadArguments
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/armada-orchestrator/armada/fsm"
@@ -26,6 +27,10 @@ type conn struct {
 	out  chan []byte // nil: close after what came before
 	done chan struct{}
 	once sync.Once
+
+	// closing is set once the client asked to close its session: the
+	// dispatcher then leaves the connection to answer and end by itself.
+	closing atomic.Bool
 
 	mu      sync.Mutex
 	session int64
@@ -290,6 +295,7 @@ func (c *conn) handle(h RequestHeader, req Request) bool {
 	case *SetWatches2:
 		return c.setWatches(h.Xid, r.RelativeZxid, r.DataWatches, r.ExistWatches, r.ChildWatches)
 	case *CloseSessionRequest:
+		c.closing.Store(true)
 		res, err := c.s.apply(c.s.ctx, &fsm.ZKClose{IDs: []int64{c.sessionID()}})
 		if err != nil {
 			return false

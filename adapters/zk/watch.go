@@ -89,7 +89,9 @@ func (w *watches) run(ctx context.Context) {
 			conns := w.s.sessions()
 			for _, id := range expired {
 				for _, c := range conns[id] {
-					c.close()
+					if !c.closing.Load() {
+						c.close()
+					}
 				}
 			}
 		}
