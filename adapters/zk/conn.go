@@ -595,15 +595,21 @@ func (c *conn) setWatches(xid int32, rel int64, data, exist, child []string) boo
 	var index uint64
 	c.s.w.read(c, func(v *fsm.View, reg func(child bool, path string)) error {
 		index = v.Index()
-		for _, p := range data {
-			n, ok := v.ZKNode(p)
-			switch {
-			case !ok:
-				c.notify(EventNodeDeleted, p)
-			case n.Stat.Mzxid > rel:
-				c.notify(EventNodeDataChanged, p)
-			default:
-				reg(false, p)
+		for _, w := range []struct {
+			paths   []string
+			child   bool
+			changed EventType
+		}{{data, false, EventNodeDataChanged}, {child, true, EventNodeChildrenChanged}} {
+			for _, p := range w.paths {
+				n, ok := v.ZKNode(p)
+				switch {
+				case !ok:
+					c.notify(EventNodeDeleted, p)
+				case (!w.child && n.Stat.Mzxid > rel) || (w.child && n.Stat.Pzxid > rel):
+					c.notify(w.changed, p)
+				default:
+					reg(w.child, p)
+				}
 			}
 		}
 		for _, p := range exist {
@@ -611,17 +617,6 @@ func (c *conn) setWatches(xid int32, rel int64, data, exist, child []string) boo
 				c.notify(EventNodeCreated, p)
 			} else {
 				reg(false, p)
-			}
-		}
-		for _, p := range child {
-			n, ok := v.ZKNode(p)
-			switch {
-			case !ok:
-				c.notify(EventNodeDeleted, p)
-			case n.Stat.Pzxid > rel:
-				c.notify(EventNodeChildrenChanged, p)
-			default:
-				reg(true, p)
 			}
 		}
 		return nil

@@ -146,3 +146,61 @@ func TestSessionSurvivesLeaderFailover(t *testing.T) {
 		t.Fatalf("the live session's node went after another timeout: %v %v", ok, err)
 	}
 }
+
+// TestWatchesFollowReconnect stops the node a client with watches is on:
+// the client reconnects elsewhere and re-arms its watches (setWatches); a
+// change made while it was away fires at once, later ones as usual.
+func TestWatchesFollowReconnect(t *testing.T) {
+	nodes := startCluster(t)
+	var fol *testNode
+	var others []string
+	for _, n := range nodes {
+		if fol == nil && !n.node.IsLeader() {
+			fol = n
+		} else {
+			others = append(others, n.zk.Addr())
+		}
+	}
+	w, _ := connectOrdered(t, append([]string{fol.zk.Addr()}, others...), 10*time.Second)
+	m, _ := connect(t, others, 10*time.Second)
+	acl := gozk.WorldACL(gozk.PermAll)
+	if _, err := w.Create("/w", []byte("0"), 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	_, _, data, err := w.GetW("/w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, kids, err := w.ChildrenW("/w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, exists, err := w.ExistsW("/w/new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fol.Stop()
+	if _, err := m.Set("/w", []byte("1"), -1); err != nil {
+		t.Fatal(err)
+	}
+	expect := func(name string, ch <-chan gozk.Event, typ gozk.EventType, path string) {
+		t.Helper()
+		select {
+		case e := <-ch:
+			if e.Type != typ || e.Path != path {
+				t.Fatalf("%s watch: %+v, want %s on %s", name, e, typ, path)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s watch did not fire", name)
+		}
+	}
+	expect("data", data, gozk.EventNodeDataChanged, "/w")
+	if w.Server() == fol.zk.Addr() {
+		t.Fatal("the client is still on the stopped node")
+	}
+	if _, err := m.Create("/w/new", nil, 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	expect("exists", exists, gozk.EventNodeCreated, "/w/new")
+	expect("child", kids, gozk.EventNodeChildrenChanged, "/w")
+}

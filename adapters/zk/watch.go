@@ -175,22 +175,18 @@ func (w *watches) fire(m map[string]map[*conn]uint64, path string, index uint64,
 // resync fires every watch as if its node changed. Callers hold mu.
 func (w *watches) resync() {
 	w.s.st.View(func(v *fsm.View) error {
-		for path, cs := range w.data {
-			ev := EventNodeDataChanged
-			if _, ok := v.ZKNode(path); !ok {
-				ev = EventNodeDeleted
-			}
-			for c := range cs {
-				c.notify(ev, path)
-			}
-		}
-		for path, cs := range w.child {
-			ev := EventNodeChildrenChanged
-			if _, ok := v.ZKNode(path); !ok {
-				ev = EventNodeDeleted
-			}
-			for c := range cs {
-				c.notify(ev, path)
+		for _, x := range []struct {
+			m       map[string]map[*conn]uint64
+			changed EventType
+		}{{w.data, EventNodeDataChanged}, {w.child, EventNodeChildrenChanged}} {
+			for path, cs := range x.m {
+				ev := x.changed
+				if _, ok := v.ZKNode(path); !ok {
+					ev = EventNodeDeleted
+				}
+				for c := range cs {
+					c.notify(ev, path)
+				}
 			}
 		}
 		return nil
