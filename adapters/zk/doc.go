@@ -57,8 +57,10 @@
 // of the sessions connected to it once a second (fsm.ZKTouch, type 41); the
 // leader expires a session whose last heartbeat, by the leader's clock, is
 // older than its timeout (fsm.ZKClose with Expire, type 42) — a new leader
-// first gives every session a full timeout from when it took over — and
-// its ephemeral nodes are deleted in the same entry. closeSession ends the
+// first gives every session a full timeout from when it took over; when the
+// leader runs no adapter, the other nodes' adapters propose the expiry two
+// ticks later, still judged by the leader's clock stamped into the entry —
+// and its ephemeral nodes are deleted in the same entry. closeSession ends the
 // session at once. A connection silent for its session timeout is closed.
 //
 // # Watches

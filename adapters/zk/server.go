@@ -21,11 +21,12 @@ type Store interface {
 }
 
 // Raft commits commands (a follower forwards them to the leader) and says
-// whether this node leads, which decides who expires sessions.
+// who leads, which decides who expires sessions.
 type Raft interface {
 	Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error)
 	ReadIndex(ctx context.Context) (uint64, error)
 	IsLeader() bool
+	Leader() string
 }
 
 // Config configures the server.
@@ -215,13 +216,17 @@ func (s *Server) touchLoop() {
 	}
 }
 
-// expiryLoop runs on the leader: it ends the sessions whose last heartbeat
-// is older than their timeout. A new leader first gives every session a
-// full timeout from when it took over, as ZooKeeper does.
+// expiryLoop ends the sessions whose last heartbeat is older than their
+// timeout. The leader does it; a new leader first gives every session a
+// full timeout from when it took over, as ZooKeeper does. Other nodes step
+// in two ticks later, in case the leader runs no ZooKeeper adapter: either
+// way the entry expires only what the leader's clock, stamped into it, says
+// has expired.
 func (s *Server) expiryLoop() {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	var since int64
+	var leader string
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -229,17 +234,18 @@ func (s *Server) expiryLoop() {
 		case <-t.C:
 		}
 		now := s.cfg.Now().UnixMilli()
-		if !s.raft.IsLeader() {
-			since = 0
+		if l := s.raft.Leader(); l != leader || l == "" {
+			leader, since = l, now
 			continue
 		}
-		if since == 0 {
-			since = now
+		margin := int64(0)
+		if !s.raft.IsLeader() {
+			margin = 2 * s.cfg.TickTime.Milliseconds()
 		}
 		var ids []int64
 		s.st.View(func(v *fsm.View) error {
 			for _, ss := range v.ZKSessions() {
-				if max(ss.LastTouch, since)+ss.TimeoutMs <= now {
+				if max(ss.LastTouch, since)+ss.TimeoutMs+margin <= now {
 					ids = append(ids, ss.ID)
 				}
 			}
