@@ -288,7 +288,7 @@ func (zb *zkBench) markdown() string {
 		"to a %d-byte value as fast as the answers come back (`Set`, version -1): a 3-member ZooKeeper 3.8 ensemble "+
 		"(Debian package, `forceSync` on) and the ZooKeeper adapter (`--zk-addr`) of a 3-node Armada, in the same run.\n\n",
 		zkClients, len(benchValue()))
-	fmt.Fprintf(&b, "| System | writes/s | p50 ms | p99 ms | max ms | errors |\n|---|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| System | Writes/s | p50 | p99 | Max | Errors |\n|---|--:|--:|--:|--:|--:|\n")
 	rows := []loadResult{zb.armada}
 	if zb.reference != nil {
 		rows = append([]loadResult{*zb.reference}, rows...)
