@@ -27,7 +27,7 @@ test: deps check ## Run every test with -race, then short fuzz runs
 	$(GO) test -race -count=1 -timeout 12m ./...
 	$(MAKE) fuzz
 
-deps: ## Install the reference servers the differential tests run (redis-server, redis-cli, etcd, etcdctl) and chromium (UI tests) when missing
+deps: ## Install the reference servers the differential tests run (redis-server, redis-cli, etcd, etcdctl, zookeeper) and chromium (UI tests) when missing
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
@@ -39,6 +39,10 @@ deps: ## Install the reference servers the differential tests run (redis-server,
 	@command -v chromium >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@command -v chromium >/dev/null || { echo "chromium is required for the UI tests: apt-get install -y chromium"; exit 1; }
+	@test -f /usr/share/java/zookeeper.jar && command -v java >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null; }
+	@test -f /usr/share/java/zookeeper.jar && command -v java >/dev/null || \
+	  { echo "ZooKeeper 3.8 is required: apt-get install -y zookeeper"; exit 1; }
 
 fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, EtcdTxn, the RESP path and the ZooKeeper decoder for FUZZTIME each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' $(FUZZFLAGS) ./fsm
@@ -47,6 +51,7 @@ fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, EtcdTxn, the
 	$(GO) test -run '^$$' -fuzz '^FuzzEtcdTxn$$' $(FUZZFLAGS) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzRESP$$' $(FUZZFLAGS) ./adapters/redis
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' $(FUZZFLAGS) ./adapters/zk
+	$(GO) test -run '^$$' -fuzz '^FuzzZKMulti$$' $(FUZZFLAGS) ./fsm
 
 check: ## gofmt, go vet, staticcheck and a go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to rewrite:"; echo "$$out"; exit 1; fi
@@ -60,6 +65,8 @@ check: ## gofmt, go vet, staticcheck and a go mod tidy diff
 bench: build ## Benchmark a 3-node cluster (writes vs etcd, failover, scheduler, fleets); write docs/BENCHMARKS.md
 	@command -v etcd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; } \
 	  || echo "etcd-server could not be installed: the report will have no reference"
+	@test -f /usr/share/java/zookeeper.jar || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null; } \
+	  || echo "zookeeper could not be installed: the ZooKeeper figure will have no reference"
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm
 	$(GO) run ./bench -armada $(BIN) -out docs/BENCHMARKS.md
 

@@ -3,12 +3,13 @@
 // and idle memory — next to a 3-member etcd cluster measured in the same
 // run when etcd is installed; then the scheduler (placements/s planned in
 // process and committed through an in-process 3-node cluster) and fleets
-// of real ship processes (start latency, recovery from a node loss); and
-// writes the figures to a Markdown report.
+// of real ship processes (start latency, recovery from a node loss); then
+// ZooKeeper writes through the adapter next to a 3-member ZooKeeper 3.8
+// (bench/zk.go); and writes the figures to a Markdown report.
 //
 //	go run ./bench -armada bin/armada -out docs/BENCHMARKS.md
 //
-// -only runs some of the parts (kv, plan, sched, ships, events), and the size
+// -only runs some of the parts (kv, plan, sched, ships, alloc, events, zk), and the size
 // flags shrink them, for a quick check.
 package main
 
@@ -206,8 +207,18 @@ func run(ctx context.Context, cfg config) error {
 		}
 		rep.events = &res
 	}
+	var zb *zkBench
+	if parts["zk"] {
+		if zb, err = runZK(ctx, cfg, bin, filepath.Join(dir, "zk"), value); err != nil {
+			return err
+		}
+	}
 	rep.took = time.Since(rep.started)
-	if err := os.WriteFile(cfg.out, []byte(rep.markdown()), 0o644); err != nil {
+	md := rep.markdown()
+	if zb != nil {
+		md += zb.markdown()
+	}
+	if err := os.WriteFile(cfg.out, []byte(md), 0o644); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	slog.Info("report written", "out", cfg.out, "took", rep.took.Round(time.Second))

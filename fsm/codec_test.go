@@ -96,6 +96,11 @@ func sampleCommands() []Command {
 			{},
 		}, Now: math.MinInt64},
 		&ShipSDK{Ship: "arena-a", Node: "n1", Op: SDKReserve, Key: "k", Value: "v", Seconds: math.MaxInt64, Now: 19},
+		&ZKCreateSession{TimeoutMs: 4000, Passwd: []byte{0, 1}, Now: 19},
+		&ZKTouch{IDs: []int64{1, math.MaxInt64, -1}, Now: 20},
+		&ZKClose{IDs: []int64{7}, Expire: true, Now: 21},
+		&ZKMulti{Session: 3, Auth: []string{"digest:u:h"}, Ops: []ZKOp{{Kind: ZKOpCreate, Path: "/a", Data: []byte{0},
+			ACL: []ZKACL{{Perms: 31, Scheme: "world", ID: "anyone"}}, Flags: 3, Version: -1}}, Now: 22},
 	}
 }
 

@@ -46,6 +46,12 @@ const (
 	CmdEtcdTxn        CmdType = 31
 	CmdShipAllocate   CmdType = 32
 	CmdShipSDK        CmdType = 33
+
+	// ZooKeeper (fsm/zk.go): 40..49.
+	CmdZKCreateSession CmdType = 40
+	CmdZKTouch         CmdType = 41
+	CmdZKClose         CmdType = 42
+	CmdZKMulti         CmdType = 43
 )
 
 // Command is one replicated state change. Only this package defines
@@ -97,6 +103,11 @@ var commandTable = [256]func() Command{
 	CmdEtcdTxn:        func() Command { return new(EtcdTxn) },
 	CmdShipAllocate:   func() Command { return new(ShipAllocate) },
 	CmdShipSDK:        func() Command { return new(ShipSDK) },
+
+	CmdZKCreateSession: func() Command { return new(ZKCreateSession) },
+	CmdZKTouch:         func() Command { return new(ZKTouch) },
+	CmdZKClose:         func() Command { return new(ZKClose) },
+	CmdZKMulti:         func() Command { return new(ZKMulti) },
 }
 
 // Encode returns the log entry for c: its type byte and its body.
@@ -156,6 +167,8 @@ type Result struct {
 	Redis []RedisReply `json:"redis,omitempty"`
 	// Etcd is the answer to an EtcdTxn.
 	Etcd *EtcdTxnResult `json:"etcd,omitempty"`
+	// ZK is the answer to a ZooKeeper command.
+	ZK *ZKResult `json:"zk,omitempty"`
 }
 
 func fail(e *Error) *Result { return &Result{Err: e} }

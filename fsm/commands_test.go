@@ -79,6 +79,11 @@ func allCmdTables() map[string][]cmdCase {
 		"EtcdTxn":        etcdTxnCases(),
 		"ShipAllocate":   shipAllocateCases(),
 		"ShipSDK":        shipSDKCases(),
+
+		"ZKCreateSession": zkCreateSessionCases(),
+		"ZKTouch":         zkTouchCases(),
+		"ZKClose":         zkCloseCases(),
+		"ZKMulti":         zkMultiCases(),
 	}
 }
 

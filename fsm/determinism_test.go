@@ -67,6 +67,9 @@ func (g *logGen) blueprint() *Blueprint {
 }
 
 func (g *logGen) command() Command {
+	if g.rng.IntN(30) == 0 {
+		return g.zkCommand()
+	}
 	if g.rng.IntN(12) == 0 {
 		if g.rng.IntN(2) == 0 {
 			return g.etcdCommand()

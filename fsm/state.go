@@ -39,7 +39,8 @@ var (
 	kKey       = []byte("secret_key")
 	kLastID    = []byte("last_id")
 
-	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions, bFleets, bShips, bFleetShips, bNodeShips, bRedisNodes}
+	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions, bFleets, bShips, bFleetShips, bNodeShips, bRedisNodes,
+		bZKNodes, bZKChildren, bZKSessions, bZKEphemerals}
 )
 
 // State is the replicated state of one node. Apply and Restore are called

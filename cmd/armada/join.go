@@ -17,6 +17,7 @@ import (
 
 	"github.com/armada-orchestrator/armada/adapters/etcd"
 	"github.com/armada-orchestrator/armada/adapters/redis"
+	"github.com/armada-orchestrator/armada/adapters/zk"
 	"github.com/armada-orchestrator/armada/cluster"
 	"github.com/armada-orchestrator/armada/fsm"
 	"github.com/armada-orchestrator/armada/scheduler"
@@ -116,7 +117,7 @@ func (f *joinFlags) check() error {
 	} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("--sdk-addr: must be a loopback address (ships call it on their own host), not %q", host)
 	}
-	for _, a := range []struct{ flag, val string }{{"--zk-addr", f.zkAddr}, {"--lb", f.lb}} {
+	for _, a := range []struct{ flag, val string }{{"--lb", f.lb}} {
 		if a.val != "" {
 			return fmt.Errorf("%s: this adapter is not in this build yet", a.flag)
 		}
@@ -179,6 +180,15 @@ func startRedis(ctx context.Context, f *joinFlags, node *cluster.Node, log *slog
 		return nil, fmt.Errorf("--redis-addr: %w", err)
 	}
 	return rs, nil
+}
+
+// startZK serves the ZooKeeper protocol from the node's state.
+func startZK(ctx context.Context, f *joinFlags, node *cluster.Node, log *slog.Logger) (*zk.Server, error) {
+	zs := zk.New(node.State(), node, zk.Config{Addr: f.zkAddr, Logger: log.With("component", "zk")})
+	if err := zs.Start(ctx); err != nil {
+		return nil, fmt.Errorf("--zk-addr: %w", err)
+	}
+	return zs, nil
 }
 
 func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) error {
@@ -259,6 +269,24 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 		}
 		defer stopEtcd()
 	}
+	// The ZooKeeper adapter, too, stops before the node does.
+	stopZK := func() {}
+	if f.zkAddr != "" {
+		zs, err := startZK(ctx, f, node, log)
+		if err != nil {
+			ln.Close()
+			stopRedis()
+			stopEtcd()
+			node.Shutdown()
+			return err
+		}
+		stopZK = func() {
+			if err := zs.Close(); err != nil {
+				log.Warn("stop zookeeper adapter", "err", err)
+			}
+		}
+		defer stopZK()
+	}
 	var wk *worker.Worker
 	if f.role != cluster.RoleServer {
 		drv, err := newDriver(f.driver, filepath.Join(f.dataDir, "ships"), log)
@@ -318,6 +346,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	_ = srv.Shutdown(sctx)
 	stopRedis()
 	stopEtcd()
+	stopZK()
 	if serr := node.Shutdown(); serr != nil && err == nil && !errors.Is(serr, http.ErrServerClosed) {
 		log.Warn("shutdown", "err", serr)
 	}

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	gozk "github.com/go-zookeeper/zk"
+)
+
+// The ZooKeeper write figure: 64 go-zookeeper clients, each on its own
+// session spread evenly over the 3 members, each setting its own znode to
+// a 256-byte value as fast as its answers come back — against a 3-member
+// ZooKeeper 3.8 (the Debian package) and against the ZooKeeper adapter of
+// a 3-node Armada of the real binary, in the same run.
+
+// zkTargetRatio is the issue's target: Armada's adapter at least this many
+// times ZooKeeper's writes/s.
+const zkTargetRatio = 3.0
+
+// zkClients is the number of concurrent clients of the ZooKeeper rows.
+const zkClients = 64
+
+// zkJar is the Debian package's jar; its absence skips the reference.
+const zkJar = "/usr/share/java/zookeeper.jar"
+
+// zkBench is what the ZooKeeper part measured.
+type zkBench struct {
+	reference *loadResult // nil when ZooKeeper is not installed
+	armada    loadResult
+}
+
+type zkLogger struct{}
+
+func (zkLogger) Printf(string, ...any) {}
+
+// zkClassPath is the Debian zookeeper package's class path.
+func zkClassPath() string {
+	jars, _ := filepath.Glob("/usr/share/java/*.jar")
+	return "/etc/zookeeper/conf:" + strings.Join(jars, ":")
+}
+
+// zkMember is one member of the reference ensemble.
+type zkMember struct {
+	name, clientAddr string
+	proc             *proc
+}
+
+// startZooKeeper starts a 3-member ZooKeeper ensemble under dir. The
+// members it returns are never nil, so that the caller can stop what
+// started.
+func startZooKeeper(dir string) ([]*zkMember, error) {
+	ports, err := freePorts(9)
+	if err != nil {
+		return nil, err
+	}
+	var servers []string
+	for i := range 3 {
+		servers = append(servers, fmt.Sprintf("server.%d=127.0.0.1:%d:%d", i+1, ports[3*i+1], ports[3*i+2]))
+	}
+	var members []*zkMember
+	for i := range 3 {
+		name := fmt.Sprintf("z%d", i+1)
+		data := filepath.Join(dir, name)
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return members, fmt.Errorf("zookeeper data dir: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(data, "myid"), []byte(fmt.Sprint(i+1)), 0o600); err != nil {
+			return members, fmt.Errorf("zookeeper myid: %w", err)
+		}
+		cfg := fmt.Sprintf("tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"+
+			"maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=*\n%s\n", data, ports[3*i], strings.Join(servers, "\n"))
+		cfgPath := filepath.Join(data, "zoo.cfg")
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			return members, fmt.Errorf("zookeeper config: %w", err)
+		}
+		m := &zkMember{name: name, clientAddr: loopback(ports[3*i])}
+		m.proc, err = startProc(name, "java", []string{"-Xmx1g", "-cp", zkClassPath(),
+			"org.apache.zookeeper.server.quorum.QuorumPeerMain", cfgPath}, filepath.Join(dir, name+".log"))
+		if err != nil {
+			return members, err
+		}
+		members = append(members, m)
+	}
+	return members, nil
+}
+
+// zkMode asks a server its mode with the srvr four-letter word.
+func zkMode(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("srvr")); err != nil {
+		return "", err
+	}
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		if mode, ok := strings.CutPrefix(sc.Text(), "Mode: "); ok {
+			return mode, nil
+		}
+	}
+	return "", fmt.Errorf("%s: no mode in srvr", addr)
+}
+
+// waitZKLeader waits until every address answers and one is the leader,
+// and returns its index.
+func waitZKLeader(ctx context.Context, addrs []string, timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		leader, err := -1, error(nil)
+		for i, a := range addrs {
+			mode, merr := zkMode(a)
+			if merr != nil {
+				err = merr
+				break
+			}
+			if mode == "leader" {
+				leader = i
+			}
+		}
+		if err == nil && leader >= 0 {
+			return leader, nil
+		}
+		if err == nil {
+			err = errors.New("no member leads")
+		}
+		if time.Now().After(deadline) {
+			return -1, fmt.Errorf("no ZooKeeper leader after %s: %w", timeout, err)
+		}
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return -1, err
+		}
+	}
+}
+
+// zkLoad opens one session per client on addrs[client % len(addrs)],
+// creates each client's znode, and returns the put function setting it,
+// and a function closing the sessions.
+func zkLoad(addrs []string, value []byte) (putFunc, func(), error) {
+	conns := make([]*gozk.Conn, zkClients)
+	closeAll := func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	for i := range conns {
+		c, _, err := gozk.Connect([]string{addrs[i%len(addrs)]}, 10*time.Second, gozk.WithLogger(zkLogger{}))
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("zookeeper client: %w", err)
+		}
+		conns[i] = c
+	}
+	if _, err := conns[0].Create("/bench", nil, 0, gozk.WorldACL(gozk.PermAll)); err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+		closeAll()
+		return nil, nil, fmt.Errorf("create /bench: %w", err)
+	}
+	for i, c := range conns {
+		if _, err := c.Create(fmt.Sprintf("/bench/w%d", i), value, 0, gozk.WorldACL(gozk.PermAll)); err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+			closeAll()
+			return nil, nil, fmt.Errorf("create /bench/w%d: %w", i, err)
+		}
+	}
+	put := func(_ context.Context, worker, _ int) error {
+		_, err := conns[worker].Set(fmt.Sprintf("/bench/w%d", worker), value, -1)
+		return err
+	}
+	return put, closeAll, nil
+}
+
+// runZKReference measures the 3-member ZooKeeper ensemble.
+func runZKReference(ctx context.Context, cfg config, dir string, value []byte) (res loadResult, err error) {
+	slog.Info("starting a 3-member ZooKeeper ensemble", "dir", dir)
+	members, err := startZooKeeper(dir)
+	defer func() {
+		for _, m := range members {
+			if err != nil && ctx.Err() == nil {
+				fmt.Fprintf(os.Stderr, "--- last lines of %s's log ---\n%s\n", m.name, m.proc.logTail(15))
+			}
+			m.proc.stop(5 * time.Second)
+		}
+	}()
+	if err != nil {
+		return res, err
+	}
+	var addrs []string
+	for _, m := range members {
+		addrs = append(addrs, m.clientAddr)
+	}
+	leader, err := waitZKLeader(ctx, addrs, 90*time.Second)
+	if err != nil {
+		return res, err
+	}
+	put, closeAll, err := zkLoad(addrs, value)
+	if err != nil {
+		return res, err
+	}
+	defer closeAll()
+	procs := []watched{{members[leader].name, members[leader].proc.pid()}}
+	for i, m := range members {
+		if i != leader {
+			procs = append(procs, watched{m.name, m.proc.pid()})
+		}
+	}
+	procs = append(procs, watched{"driver", os.Getpid()})
+	return runLoad(ctx, loadSpec{system: "ZooKeeper", target: "all 3 members", writers: zkClients, put: put, procs: procs},
+		cfg.warmup, cfg.duration)
+}
+
+var zkServing = regexp.MustCompile(`msg="serving zookeeper" .*addr=(\S+)`)
+
+// runZKArmada measures the ZooKeeper adapter of a 3-node Armada.
+func runZKArmada(ctx context.Context, cfg config, bin, dir string, value []byte) (res loadResult, err error) {
+	slog.Info("starting a 3-node Armada cluster with the ZooKeeper adapter", "dir", dir)
+	c, err := startArmada(bin, dir, 3, "--zk-addr", "127.0.0.1:0")
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			c.logTails()
+		}
+		c.stop()
+	}()
+	if err != nil {
+		return res, err
+	}
+	leader, err := c.waitHealthy(ctx, 60*time.Second)
+	if err != nil {
+		return res, fmt.Errorf("armada cluster: %w", err)
+	}
+	var addrs []string
+	for _, n := range c.nodes {
+		b, err := os.ReadFile(n.proc.logPath)
+		if err != nil {
+			return res, err
+		}
+		m := zkServing.FindSubmatch(b)
+		if m == nil {
+			return res, fmt.Errorf("%s does not serve ZooKeeper", n.name)
+		}
+		addrs = append(addrs, string(m[1]))
+	}
+	put, closeAll, err := zkLoad(addrs, value)
+	if err != nil {
+		return res, err
+	}
+	defer closeAll()
+	return runLoad(ctx, loadSpec{system: "Armada", target: "all 3 nodes' ZooKeeper adapters", writers: zkClients, put: put,
+		procs: c.watch(leader)}, cfg.warmup, cfg.duration)
+}
+
+// runZK runs the ZooKeeper part: the reference when installed, then Armada.
+func runZK(ctx context.Context, cfg config, bin, dir string, value []byte) (*zkBench, error) {
+	zb := &zkBench{}
+	if _, err := os.Stat(zkJar); err == nil {
+		ref, err := runZKReference(ctx, cfg, filepath.Join(dir, "zookeeper"), value)
+		if err != nil {
+			return nil, fmt.Errorf("zookeeper reference: %w", err)
+		}
+		zb.reference = &ref
+	} else {
+		slog.Warn("ZooKeeper is not installed: the ZooKeeper figure will have no reference", "jar", zkJar)
+	}
+	res, err := runZKArmada(ctx, cfg, bin, filepath.Join(dir, "armada-zk"), value)
+	if err != nil {
+		return nil, err
+	}
+	zb.armada = res
+	return zb, nil
+}
+
+// markdown is the report's ZooKeeper section.
+func (zb *zkBench) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## ZooKeeper writes\n\n")
+	fmt.Fprintf(&b, "%d go-zookeeper clients, one session each, spread evenly over the 3 servers, each setting its own znode "+
+		"to a %d-byte value as fast as the answers come back (`Set`, version -1): a 3-member ZooKeeper 3.8 ensemble "+
+		"(Debian package, `forceSync` on) and the ZooKeeper adapter (`--zk-addr`) of a 3-node Armada, in the same run.\n\n",
+		zkClients, len(benchValue()))
+	fmt.Fprintf(&b, "| System | Writes/s | p50 | p99 | Max | Errors |\n|---|--:|--:|--:|--:|--:|\n")
+	rows := []loadResult{zb.armada}
+	if zb.reference != nil {
+		rows = append([]loadResult{*zb.reference}, rows...)
+	}
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", r.system, fmtRate(r.rate()), fmtMs(r.p50), fmtMs(r.p99), fmtMs(r.maxLatency), r.errors)
+	}
+	if zb.reference == nil || zb.reference.rate() == 0 {
+		fmt.Fprintf(&b, "\nZooKeeper was not installed, so there is no reference (target: ≥ %.0f× ZooKeeper).\n", zkTargetRatio)
+		return b.String()
+	}
+	ratio := zb.armada.rate() / zb.reference.rate()
+	fmt.Fprintf(&b, "\nArmada / ZooKeeper: **%.1f×** (target ≥ %.0f×): %s.\n", ratio, zkTargetRatio,
+		judge(ratio >= zkTargetRatio, ""))
+	return b.String()
+}
