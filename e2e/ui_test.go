@@ -202,10 +202,11 @@ func TestUI(t *testing.T) {
 	p.run("scale to -1", chromedp.SetValue(chromedp.CSS("#scale-n"), ""), chromedp.SendKeys(chromedp.CSS("#scale-n"), "-1"),
 		eval(`document.querySelector('#scale-n').removeAttribute('min')`), chromedp.Click(chromedp.CSS("#scale-btn")))
 	p.until(10*time.Second, `document.querySelector('#scale-err').textContent.includes("replicas") ? "" : "scale error: " + document.querySelector('#scale-err').textContent`)
-	// Allocating shows the API's answer where the button is.
+	// Allocating shows the API's answer where the button is: the ship it
+	// got, which turns allocated live.
 	p.run("allocate", chromedp.Click(chromedp.CSS("#alloc-btn")))
 	p.until(10*time.Second, `(() => { const ok = document.querySelector('#alloc-ok').textContent, err = document.querySelector('#alloc-err').textContent;
-		return ok || err.includes("HTTP") ? "" : "no answer shown for allocate"; })()`)
+		return ok.includes("arena-eu-") && !err ? "" : "allocate answered: " + ok + err; })()`)
 	p.run("clear the errors", eval(`document.querySelector('#scale-err').textContent = document.querySelector('#alloc-err').textContent = ""`))
 	p.screenshot("fleet")
 
@@ -235,9 +236,11 @@ func TestUI(t *testing.T) {
 		"no diff of v1 and v2: " + document.querySelector('#bp-ok').textContent + document.querySelector('.field-error').textContent; })()`)
 	p.screenshot("blueprint")
 
-	// The cluster page with its topology: 7 ready ships as cells.
+	// The cluster page with its topology: 6 ready ships and the allocated
+	// one as cells.
 	p.goTo("#/")
-	p.until(10*time.Second, `(() => { const n = document.querySelectorAll('#topo .cell[data-state="ready"]').length; return n === 7 ? "" : n + " ready cells"; })()`)
+	p.until(10*time.Second, `(() => { const n = document.querySelectorAll('#topo .cell[data-state="ready"]').length, a = document.querySelectorAll('#topo .cell[data-state="allocated"]').length;
+		return n === 6 && a === 1 ? "" : n + " ready and " + a + " allocated cells"; })()`)
 	p.screenshot("cluster")
 	p.run("dark mode", colorScheme("dark"))
 	p.screenshot("cluster-dark")
@@ -246,14 +249,14 @@ func TestUI(t *testing.T) {
 	// Killing a node turns it dead on the page, and its ships move.
 	victim := nonLeader(nodes, leader)
 	var onVictim int
-	if err := p.js(fmt.Sprintf(`document.querySelectorAll('#topo .node[data-node=%q] .cell[data-state="ready"]').length`, victim.Name), &onVictim); err != nil || onVictim == 0 {
+	if err := p.js(fmt.Sprintf(`document.querySelectorAll('#topo .node[data-node=%q] .cell:is([data-state="ready"], [data-state="allocated"])').length`, victim.Name), &onVictim); err != nil || onVictim == 0 {
 		t.Fatalf("no ready ships shown on %s before the kill (%d, %v)", victim.Name, onVictim, err)
 	}
 	victim.Kill()
 	p.until(20*time.Second, fmt.Sprintf(`(() => { const r = document.querySelector('#nodes tr[data-node=%q]'); return r.dataset.status === "dead" ? "" : "%s is " + r.dataset.status; })()`, victim.Name, victim.Name))
 	moved := p.until(30*time.Second, fmt.Sprintf(`(() => {
-		const ready = [...document.querySelectorAll('#topo .cell[data-state="ready"]')];
-		const there = document.querySelectorAll('#topo .node[data-node=%q] .cell[data-state="ready"]').length;
+		const ready = [...document.querySelectorAll('#topo .cell:is([data-state="ready"], [data-state="allocated"])')];
+		const there = document.querySelectorAll('#topo .node[data-node=%q] .cell:is([data-state="ready"], [data-state="allocated"])').length;
 		const lost = document.querySelectorAll('#topo .node[data-node=%q] .cell[data-state="lost"]').length;
 		return ready.length === 7 && there === 0 && lost === %d ? "" : ready.length + " ready, " + there + " ready and " + lost + " lost on %s"; })()`,
 		victim.Name, victim.Name, onVictim, victim.Name))

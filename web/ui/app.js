@@ -13,7 +13,7 @@ const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": 
 const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 const ENDED = new Set(["stopped", "failed", "lost"]);
 const MAX_ROWS = 500;
-const SHIP_STATES = ["queued", "scheduled", "starting", "ready", "allocated", "stopping", "stopped", "failed", "lost"];
+const SHIP_STATES = ["queued", "scheduled", "starting", "ready", "allocated", "reserved", "stopping", "stopped", "failed", "lost"];
 
 // ---- API ----
 
