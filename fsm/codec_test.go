@@ -96,6 +96,7 @@ func sampleCommands() []Command {
 			{},
 		}, Now: math.MinInt64},
 		&ShipSDK{Ship: "arena-a", Node: "n1", Op: SDKReserve, Key: "k", Value: "v", Seconds: math.MaxInt64, Now: 19},
+		&DeployUpdate{Fleet: "arena", ID: math.MaxUint64, State: DeployFailed, Reason: "no progress", Total: 10, Updated: -1, Old: math.MaxInt32, Progress: true, Rollback: true, Now: 20},
 		&ZKCreateSession{TimeoutMs: 4000, Passwd: []byte{0, 1}, Now: 19},
 		&ZKTouch{IDs: []int64{1, math.MaxInt64, -1}, Now: 20},
 		&ZKClose{IDs: []int64{7}, Expire: true, Now: 21},

@@ -46,6 +46,7 @@ const (
 	CmdEtcdTxn        CmdType = 31
 	CmdShipAllocate   CmdType = 32
 	CmdShipSDK        CmdType = 33
+	CmdDeployUpdate   CmdType = 34
 
 	// ZooKeeper (fsm/zk.go): 40..49.
 	CmdZKCreateSession CmdType = 40
@@ -103,6 +104,7 @@ var commandTable = [256]func() Command{
 	CmdEtcdTxn:        func() Command { return new(EtcdTxn) },
 	CmdShipAllocate:   func() Command { return new(ShipAllocate) },
 	CmdShipSDK:        func() Command { return new(ShipSDK) },
+	CmdDeployUpdate:   func() Command { return new(DeployUpdate) },
 
 	CmdZKCreateSession: func() Command { return new(ZKCreateSession) },
 	CmdZKTouch:         func() Command { return new(ZKTouch) },
@@ -160,9 +162,12 @@ type Result struct {
 	Blueprint *Blueprint `json:"blueprint,omitempty"`
 	Node      *Node      `json:"node,omitempty"`
 	Fleet     *Fleet     `json:"fleet,omitempty"`
-	Ships     []*Ship    `json:"ships,omitempty"`
-	Count     int        `json:"count,omitempty"`
-	Batch     []*Result  `json:"batch,omitempty"`
+	// Deployment is the deployment a FleetPut started or a DeployUpdate
+	// changed.
+	Deployment *Deployment `json:"deployment,omitempty"`
+	Ships      []*Ship     `json:"ships,omitempty"`
+	Count      int         `json:"count,omitempty"`
+	Batch      []*Result   `json:"batch,omitempty"`
 	// Redis holds one reply per command of a RedisExec.
 	Redis []RedisReply `json:"redis,omitempty"`
 	// Etcd is the answer to an EtcdTxn.

@@ -79,6 +79,7 @@ func allCmdTables() map[string][]cmdCase {
 		"EtcdTxn":        etcdTxnCases(),
 		"ShipAllocate":   shipAllocateCases(),
 		"ShipSDK":        shipSDKCases(),
+		"DeployUpdate":   deployUpdateCases(),
 
 		"ZKCreateSession": zkCreateSessionCases(),
 		"ZKTouch":         zkTouchCases(),

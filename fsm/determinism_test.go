@@ -76,7 +76,7 @@ func (g *logGen) command() Command {
 		}
 		return g.redisCommand()
 	}
-	if n := g.rng.IntN(44); n >= 22 {
+	if n := g.rng.IntN(45); n >= 22 {
 		return g.shipCommand(n - 22)
 	}
 	switch g.rng.IntN(22) {
@@ -308,6 +308,16 @@ func (g *logGen) shipCommand(n int) Command {
 				c.Ships = append(c.Ships, s.ID)
 			}
 		}
+		return c
+	case 22:
+		c := &DeployUpdate{Fleet: g.pick(genFleets), ID: uint64(g.rng.IntN(50)), State: DeployRunning, Now: g.now}
+		g.h.view(func(v *View) {
+			if d, ok := v.RunningDeployment(c.Fleet); ok && g.rng.IntN(6) != 0 {
+				c.ID = d.ID
+			}
+		})
+		c.State = []string{DeployRunning, DeployRunning, DeploySucceeded, DeployFailed, "bad"}[g.rng.IntN(5)]
+		c.Updated, c.Total, c.Progress, c.Rollback = g.rng.IntN(4), 3, g.rng.IntN(2) == 0, g.rng.IntN(2) == 0
 		return c
 	case 20:
 		c := &ShipAllocate{Now: g.now}

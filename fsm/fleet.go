@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // FleetVersion is one weighted revision of a fleet: a blueprint version and
@@ -38,6 +39,9 @@ type Update struct {
 	MaxParallel  int  `json:"max_parallel,omitempty"`
 	DrainLB      bool `json:"drain_lb,omitempty"`
 	AutoRollback bool `json:"auto_rollback,omitempty"`
+	// Deadline fails a deployment that has had no new ship up for this
+	// long (default 1m).
+	Deadline Duration `json:"deadline,omitempty"`
 }
 
 // Fleet is a set of ships kept at Replicas, split over weighted versions.
@@ -188,6 +192,9 @@ func ValidateFleet(f *Fleet) *Error {
 	}
 	if u := f.Update; u != nil && (u.MaxParallel < 0 || u.MaxParallel > MaxReplicas) {
 		return errf(ErrInvalid, "update.max_parallel", "must be 0..%d", MaxReplicas)
+	}
+	if u := f.Update; u != nil && u.Deadline != 0 && (u.Deadline < Duration(time.Second) || u.Deadline > Duration(24*time.Hour)) {
+		return errf(ErrInvalid, "update.deadline", "must be between 1s and 24h")
 	}
 	return nil
 }

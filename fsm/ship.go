@@ -320,9 +320,17 @@ func (c *FleetPut) apply(t *txn) *Result {
 		spec.Created, spec.Generation = c.Now, 1
 	}
 	spec.Updated = c.Now
+	res := &Result{Fleet: &spec}
+	if exists && !sameVersions(old.Versions, spec.Versions) {
+		d, e := t.startDeployment(old, &spec, c.Now)
+		if e != nil {
+			return fail(e)
+		}
+		res.Deployment = d
+	}
 	t.putJSON(bFleets, []byte(spec.Name), &spec)
 	t.changed("fleet", spec.Name, "put")
-	return &Result{Fleet: &spec}
+	return res
 }
 
 func sameFleet(a, b *Fleet) bool {
@@ -361,6 +369,7 @@ func (c *FleetDelete) apply(t *txn) *Result {
 			n++
 		}
 	}
+	t.deleteDeployments(f.Name)
 	t.del(bFleets, []byte(f.Name))
 	t.changed("fleet", f.Name, "delete")
 	return &Result{Fleet: f, Count: n}

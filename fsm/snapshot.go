@@ -342,10 +342,11 @@ func checkLayout(tx *bbolt.Tx) error {
 		return errors.New("no applied index")
 	}
 	jsonOf := map[string]func([]byte) error{
-		string(bLeases):     func(v []byte) error { return json.Unmarshal(v, new(Lease)) },
-		string(bLocks):      func(v []byte) error { return json.Unmarshal(v, new(Lock)) },
-		string(bBlueprints): func(v []byte) error { return json.Unmarshal(v, new(BlueprintInfo)) },
-		string(bBPVersions): func(v []byte) error { return json.Unmarshal(v, new(storedBlueprint)) },
+		string(bLeases):      func(v []byte) error { return json.Unmarshal(v, new(Lease)) },
+		string(bLocks):       func(v []byte) error { return json.Unmarshal(v, new(Lock)) },
+		string(bBlueprints):  func(v []byte) error { return json.Unmarshal(v, new(BlueprintInfo)) },
+		string(bBPVersions):  func(v []byte) error { return json.Unmarshal(v, new(storedBlueprint)) },
+		string(bDeployments): func(v []byte) error { return json.Unmarshal(v, new(Deployment)) },
 	}
 	for _, name := range allBuckets {
 		b := tx.Bucket(name)

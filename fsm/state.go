@@ -18,21 +18,22 @@ import (
 )
 
 var (
-	bMeta       = []byte("meta")
-	bKV         = []byte("kv")
-	bLeases     = []byte("leases")
-	bLeaseExp   = []byte("lease_expiry") // expiry(8) id(8) -> nil
-	bLeaseKeys  = []byte("lease_keys")   // id(8) key -> nil
-	bQueues     = []byte("queues")       // queue name -> bucket of id(8) -> item
-	bLocks      = []byte("locks")
-	bNodes      = []byte("nodes")
-	bBlueprints = []byte("blueprints")  // name -> BlueprintInfo
-	bBPVersions = []byte("bp_versions") // name 0 version(8) -> storedBlueprint
-	bFleets     = []byte("fleets")      // name -> Fleet
-	bShips      = []byte("ships")       // id -> Ship
-	bFleetShips = []byte("fleet_ships") // fleet 0 id -> shipSummary
-	bNodeShips  = []byte("node_ships")  // node 0 id -> nil
-	bRedisNodes = []byte("redis_nodes") // node name -> its Redis adapter's address
+	bMeta        = []byte("meta")
+	bKV          = []byte("kv")
+	bLeases      = []byte("leases")
+	bLeaseExp    = []byte("lease_expiry") // expiry(8) id(8) -> nil
+	bLeaseKeys   = []byte("lease_keys")   // id(8) key -> nil
+	bQueues      = []byte("queues")       // queue name -> bucket of id(8) -> item
+	bLocks       = []byte("locks")
+	bNodes       = []byte("nodes")
+	bBlueprints  = []byte("blueprints")  // name -> BlueprintInfo
+	bBPVersions  = []byte("bp_versions") // name 0 version(8) -> storedBlueprint
+	bFleets      = []byte("fleets")      // name -> Fleet
+	bShips       = []byte("ships")       // id -> Ship
+	bFleetShips  = []byte("fleet_ships") // fleet 0 id -> shipSummary
+	bNodeShips   = []byte("node_ships")  // node 0 id -> nil
+	bRedisNodes  = []byte("redis_nodes") // node name -> its Redis adapter's address
+	bDeployments = []byte("deployments") // fleet 0 id(8) -> Deployment
 
 	kIndex     = []byte("index")
 	kClusterID = []byte("cluster_id")
@@ -40,7 +41,7 @@ var (
 	kLastID    = []byte("last_id")
 
 	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions, bFleets, bShips, bFleetShips, bNodeShips, bRedisNodes,
-		bZKNodes, bZKChildren, bZKSessions, bZKEphemerals}
+		bZKNodes, bZKChildren, bZKSessions, bZKEphemerals, bDeployments}
 )
 
 // State is the replicated state of one node. Apply and Restore are called

@@ -74,11 +74,22 @@ func getJSON[T any](b *bbolt.Bucket, key []byte) (*T, bool) {
 	if data == nil {
 		return nil, false
 	}
+	return decodeJSON[T](data)
+}
+
+func decodeJSON[T any](data []byte) (*T, bool) {
 	v := new(T)
 	if err := json.Unmarshal(data, v); err != nil {
 		return nil, false
 	}
 	return v, true
+}
+
+// cursor is the part of a bbolt cursor that walks backwards.
+type cursor interface {
+	Seek(seek []byte) (key, value []byte)
+	Last() (key, value []byte)
+	Prev() (key, value []byte)
 }
 
 // prefixKeys lists the keys of b that start with prefix.
