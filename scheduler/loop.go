@@ -143,7 +143,7 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 func relevant(changes []fsm.Change) bool {
 	for _, c := range changes {
 		switch c.Topic {
-		case "ship", "fleet", "node", "blueprint":
+		case "ship", "fleet", "node", "blueprint", "deployment":
 			return true
 		}
 	}
@@ -160,6 +160,12 @@ func makePlan(st Store, cfg *Config, cache *fsm.ShipCache) (*Plan, uint64, error
 			Now: cfg.Now(), LostGrace: cfg.LostGrace, Retention: cfg.Retention, MaxPerPlan: cfg.MaxPerPlan,
 			Nodes: v.Nodes(), Fleets: v.Fleets(), Ships: refresh(v),
 			Blueprint: cachedBlueprints(v),
+		}
+		in.Deployments = map[string]*fsm.Deployment{}
+		for _, f := range in.Fleets {
+			if d, ok := v.RunningDeployment(f.Name); ok {
+				in.Deployments[f.Name] = d
+			}
 		}
 		// The queue's order, over the ships just read (no second decode).
 		byID := make(map[string]*fsm.Ship, len(in.Ships))

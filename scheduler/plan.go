@@ -24,6 +24,8 @@ type Input struct {
 	Fleets     []*fsm.Fleet
 	Ships      []*fsm.Ship // every ship
 	Queued     []*fsm.Ship // the scheduler queue, oldest first
+	// Deployments are the fleets' running deployments, by fleet.
+	Deployments map[string]*fsm.Deployment
 	Blueprint  func(name string, version int) (*fsm.Blueprint, bool)
 	MaxPerPlan int // placements per ShipPlace command; 0: all in one
 }
@@ -36,6 +38,7 @@ type Plan struct {
 	Stop   []*fsm.ShipStop
 	Place  []*fsm.ShipPlace
 	SDK    []*fsm.ShipSDK // reservations that ended
+	Deploy []*fsm.DeployUpdate
 	Purge  []*fsm.ShipPurge
 	// Reasons says why, one line per action, for the log.
 	Reasons []string
@@ -57,7 +60,7 @@ func (p *Plan) Commands() []fsm.Command {
 // applied; the commands of one kind may be applied together.
 func (p *Plan) groups() [][]fsm.Command {
 	return [][]fsm.Command{commands(p.Lost), commands(p.Scale), commands(p.Create), commands(p.Stop),
-		commands(p.Place), commands(p.SDK), commands(p.Purge)}
+		commands(p.Place), commands(p.SDK), commands(p.Deploy), commands(p.Purge)}
 }
 
 func commands[C fsm.Command](cs []C) []fsm.Command {
@@ -198,9 +201,14 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 			v := f.Versions[i]
 			want[verKey{v.Blueprint, v.Version}] = n
 		}
+		// A running deployment paces the change (unlimited: -1).
+		roll := rollout{creates: -1, upStops: -1}
+		if d := in.Deployments[f.Name]; d != nil {
+			roll = planDeployment(in, f, d, want, have, up, p)
+		}
 		for _, v := range f.Versions {
 			k := verKey{v.Blueprint, v.Version}
-			if d := want[k] - len(have[k]); d > 0 {
+			if d := roll.take(&roll.creates, want[k]-len(have[k])); d > 0 {
 				if next := backoff(fails.n[k], fails.last[k]); in.Now.Before(next) {
 					p.recheckAt(next)
 					p.why("fleet %s: %s v%d failed %d times lately; next ship at %s", f.Name, v.Blueprint, v.Version, fails.n[k], next.UTC().Format("15:04:05.000"))
@@ -218,6 +226,13 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 				continue
 			}
 			victims := pickSurplus(have[k], nodes, f.Strategy(), extra)
+			victims = slices.DeleteFunc(victims, func(s *fsm.Ship) bool {
+				// Up ships stop only as the deployment allows.
+				return s.Up() && roll.take(&roll.upStops, 1) == 0
+			})
+			if len(victims) == 0 {
+				continue
+			}
 			for _, s := range victims {
 				surplus.Ships = append(surplus.Ships, s.ID)
 			}
