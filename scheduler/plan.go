@@ -17,17 +17,17 @@ import (
 
 // Input is the state a plan is made from.
 type Input struct {
-	Now        time.Time
-	LostGrace  time.Duration // how long a node may be gone before its ships are lost
-	Retention  time.Duration // how long ended ships are kept
-	Nodes      []*fsm.Node
-	Fleets     []*fsm.Fleet
-	Ships      []*fsm.Ship // every ship
-	Queued     []*fsm.Ship // the scheduler queue, oldest first
+	Now       time.Time
+	LostGrace time.Duration // how long a node may be gone before its ships are lost
+	Retention time.Duration // how long ended ships are kept
+	Nodes     []*fsm.Node
+	Fleets    []*fsm.Fleet
+	Ships     []*fsm.Ship // every ship
+	Queued    []*fsm.Ship // the scheduler queue, oldest first
 	// Deployments are the fleets' running deployments, by fleet.
 	Deployments map[string]*fsm.Deployment
-	Blueprint  func(name string, version int) (*fsm.Blueprint, bool)
-	MaxPerPlan int // placements per ShipPlace command; 0: all in one
+	Blueprint   func(name string, version int) (*fsm.Blueprint, bool)
+	MaxPerPlan  int // placements per ShipPlace command; 0: all in one
 }
 
 // Plan is what the leader should apply, in order.
