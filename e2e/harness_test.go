@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/armada-orchestrator/armada/internal/sandbox"
 )
 
 // armadaBin is the binary TestMain builds once for the whole package.
@@ -187,6 +189,10 @@ type Node struct {
 	RaftAddr   string
 	Seeds      []string
 	Extra      []string // more flags for `armada join`
+	// Sandbox, when set, runs the node inside that systemd sandbox (through
+	// nsenter) from Bin, a copy of the binary outside /tmp.
+	Sandbox *sandbox.Sandbox
+	Bin     string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -277,6 +283,9 @@ func (n *Node) launch() {
 	defer f.Close() // the child has its own copy of the descriptor
 	fmt.Fprintf(f, "# %s %s\n", armadaBin, strings.Join(n.Args(), " "))
 	cmd := exec.Command(armadaBin, n.Args()...)
+	if n.Sandbox != nil {
+		cmd = n.Sandbox.Command(context.Background(), n.Bin, n.Args()...)
+	}
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -327,6 +336,9 @@ func (n *Node) Kill() {
 	if cmd == nil {
 		t.Fatalf("kill %s: never started", n.Name)
 	}
+	if n.Sandbox != nil {
+		sandbox.KillInner(cmd)
+	}
 	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatalf("kill %s: %v", n.Name, err)
 	}
@@ -350,6 +362,9 @@ func (n *Node) kill() {
 	n.mu.Unlock()
 	if cmd == nil {
 		return
+	}
+	if n.Sandbox != nil {
+		sandbox.KillInner(cmd)
 	}
 	_ = cmd.Process.Kill()
 	select {

@@ -29,6 +29,13 @@ func Capacity(procDir string) (fsm.Resources, error) {
 	return fsm.Resources{CPUMHz: int64(mhz * float64(cores)), MemoryMB: memKB / 1024}, nil
 }
 
+// CoreMHz is one core's clock as /proc/cpuinfo tells it (1000 where it
+// tells none).
+func CoreMHz(procDir string) (float64, error) {
+	mhz, _, err := cpuInfo(procDir + "/cpuinfo")
+	return mhz, err
+}
+
 func cpuInfo(path string) (mhz float64, cores int, err error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -146,8 +146,11 @@ func (e *Exec) LogPath(id string) string { return filepath.Join(e.dir, id+".log"
 func (e *Exec) pidPath(id string) string { return filepath.Join(e.dir, id+".pid") }
 
 // Logs implements Driver: the ids of the log files in the driver's dir.
-func (e *Exec) Logs() []string {
-	names, _ := filepath.Glob(filepath.Join(e.dir, "*.log"))
+func (e *Exec) Logs() []string { return listLogs(e.dir) }
+
+// listLogs lists the ship ids of the <id>.log files in dir.
+func listLogs(dir string) []string {
+	names, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	ids := make([]string, 0, len(names))
 	for _, n := range names {
 		ids = append(ids, strings.TrimSuffix(filepath.Base(n), ".log"))

@@ -83,6 +83,7 @@ func (w *Worker) poke() {
 // It does not stop the ships: closing the driver does.
 func (w *Worker) Run(ctx context.Context) {
 	defer w.wg.Wait()
+	w.catchUp(ctx)
 	tick := time.NewTicker(w.cfg.Interval)
 	defer tick.Stop()
 	var since uint64
@@ -136,6 +137,34 @@ func (w *Worker) Run(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+	}
+}
+
+// readIndexer is an Applier that can bring the local state up to date.
+type readIndexer interface {
+	ReadIndex(ctx context.Context) (uint64, error)
+}
+
+// catchUp waits, when the driver already runs ships (units adopted from an
+// earlier run), until the local state holds every committed write: a state
+// still being replayed would not place them here yet, and the first pass
+// would stop them.
+func (w *Worker) catchUp(ctx context.Context) {
+	ri, ok := w.ap.(readIndexer)
+	if !ok || len(w.cfg.Driver.List()) == 0 {
+		return
+	}
+	for ctx.Err() == nil {
+		idx, err := ri.ReadIndex(ctx)
+		if err == nil {
+			w.log.Info("state caught up; reconciling adopted ships", "index", idx, "ships", len(w.cfg.Driver.List()))
+			return
+		}
+		w.log.Info("waiting for the cluster before touching adopted ships", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(w.cfg.Interval):
 		}
 	}
 }
@@ -371,7 +400,7 @@ func (w *Worker) spec(v *fsm.View, s *fsm.Ship) (*Spec, error) {
 	for name, port := range s.Ports {
 		env["ARMADA_PORT_"+strings.ToUpper(name)] = fmt.Sprint(port)
 	}
-	return &Spec{ID: s.ID, Fleet: s.Fleet, Unit: bp.Unit, Env: env}, nil
+	return &Spec{ID: s.ID, Fleet: s.Fleet, Unit: bp.Unit, Env: env, CPUMHz: s.Resources.CPUMHz, MemoryMB: s.Resources.MemoryMB}, nil
 }
 
 // stopAsync stops a ship without holding up the pass; the pass after it

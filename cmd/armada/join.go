@@ -114,14 +114,22 @@ func (f *joinFlags) check() error {
 	return nil
 }
 
-// newDriver picks the ship driver. The systemd driver is not in this
-// build yet: auto uses exec, and asking for systemd is an error.
-func newDriver(name, dir string, log *slog.Logger) (worker.Driver, error) {
-	switch name {
-	case "systemd":
-		return nil, errors.New("--driver systemd: not in this build yet; use exec")
-	case "auto":
-		log.Info("driver auto: using exec (the systemd driver is not in this build yet)")
+// newDriver picks the ship driver: auto is systemd when systemd's private
+// socket answers, exec otherwise.
+func newDriver(ctx context.Context, name, dir string, log *slog.Logger) (worker.Driver, error) {
+	if name == "auto" {
+		name = "exec"
+		if worker.SystemdAvailable() {
+			name = "systemd"
+		}
+		log.Info("driver auto: using "+name, "systemd_socket", worker.SystemdSocket)
+	}
+	if name == "systemd" {
+		d, err := worker.NewSystemd(ctx, worker.SystemdConfig{LogDir: dir, Logger: log.With("component", "systemd")})
+		if err != nil {
+			return nil, fmt.Errorf("--driver systemd: %w", err)
+		}
+		return d, nil
 	}
 	return worker.NewExec(dir, log.With("component", "exec"))
 }
@@ -251,7 +259,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	}
 	var wk *worker.Worker
 	if f.role != cluster.RoleServer {
-		drv, err := newDriver(f.driver, filepath.Join(f.dataDir, "ships"), log)
+		drv, err := newDriver(ctx, f.driver, filepath.Join(f.dataDir, "ships"), log)
 		if err != nil {
 			ln.Close()
 			node.Shutdown()
