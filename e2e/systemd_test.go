@@ -218,6 +218,8 @@ func TestSystemdDriver(t *testing.T) {
 		})
 	}
 
+	checkUsage(t, n, coreMHz)
+
 	// Killed by hand: systemd restarts it (Restart=on-failure); the ship
 	// stays the same.
 	victim := ships[0]
@@ -413,4 +415,89 @@ func TestSystemdMultiNode(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// checkUsage runs a standalone CPU burner ship (unit armada-burn-<n>.service)
+// limited to 200 MHz and checks the figures the worker reports for it and
+// its node: on the ship and the node records and in /metrics.
+func checkUsage(t *testing.T, n *Node, coreMHz float64) {
+	t.Helper()
+	putJSON(t, n, "/v1/blueprints/burn", map[string]any{
+		"name": "burn", "unit": "[Service]\nExecStart=/bin/sh -c 'while :; do :; done'\n",
+		"resources": map[string]int64{"cpu_mhz": 200, "memory_mb": 32},
+	})
+	r, err := writeAPI(n, http.MethodPost, "/v1/ships", []byte(`{"blueprint":"burn"}`), 20*time.Second)
+	if err != nil {
+		t.Fatalf("POST /v1/ships: %v", err)
+	}
+	var burn shipRec
+	if err := json.Unmarshal(r.Body, &burn); err != nil || burn.ID == "" {
+		t.Fatalf("POST /v1/ships: %v %s", err, r.Body)
+	}
+	if !strings.HasPrefix(worker.UnitName(burn.ID), "armada-burn-") {
+		t.Fatalf("standalone ship %s: unit %s", burn.ID, worker.UnitName(burn.ID))
+	}
+	type usage struct {
+		CPUMHz   int64 `json:"cpu_mhz"`
+		MemoryMB int64 `json:"memory_mb"`
+		At       int64 `json:"at"`
+	}
+	var su usage
+	took := waitFor(t, 20*time.Second, func() error {
+		r, err := n.Get("/v1/ships/" + burn.ID)
+		if err != nil {
+			return err
+		}
+		var s struct {
+			State string `json:"state"`
+			Usage *usage `json:"usage"`
+		}
+		if err := json.Unmarshal(r.Body, &s); err != nil {
+			return err
+		}
+		if s.State != "ready" || s.Usage == nil || s.Usage.CPUMHz == 0 {
+			return fmt.Errorf("ship %s: %s", burn.ID, r.Body)
+		}
+		su = *s.Usage
+		return nil
+	})
+	t.Logf("burner %s: usage %+v, %s after it was created; its quota is %d%% of a %.0f MHz core", burn.ID, su, took.Round(time.Millisecond), worker.CPUQuota(200, coreMHz), coreMHz)
+	// CPUQuota= holds it to about 200 MHz (scheduling noise aside).
+	if su.CPUMHz > 300 {
+		t.Errorf("burner uses %d MHz; its CPUQuota= should hold it near 200", su.CPUMHz)
+	}
+	rec, err := n.Get("/v1/nodes/" + n.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var node struct {
+		Usage *usage `json:"usage"`
+	}
+	if err := json.Unmarshal(rec.Body, &node); err != nil || node.Usage == nil || node.Usage.MemoryMB <= 0 || node.Usage.CPUMHz <= 0 {
+		t.Errorf("node %s usage: %v %s", n.Name, err, rec.Body)
+	}
+	m, err := n.Get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"armada_ship_cpu_usage_mhz", "armada_ship_memory_bytes", "armada_ship_cpu_seconds_total"} {
+		line := fmt.Sprintf("%s{ship=%q} ", name, burn.ID)
+		i := strings.Index(string(m.Body), line)
+		if i < 0 {
+			t.Errorf("/metrics has no %s", line)
+			continue
+		}
+		v, _, _ := strings.Cut(string(m.Body[i+len(line):]), "\n")
+		if f, err := strconv.ParseFloat(v, 64); err != nil || f <= 0 {
+			t.Errorf("/metrics: %s%s, want a positive figure", line, v)
+		}
+	}
+	for _, name := range []string{"armada_node_capacity_cpu_mhz ", "armada_node_memory_used_bytes ", "armada_node_cpu_usage_mhz "} {
+		if !strings.Contains(string(m.Body), "\n"+name) {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	if r, err := writeAPI(n, http.MethodDelete, "/v1/ships/"+burn.ID, nil, 20*time.Second); err != nil {
+		t.Fatalf("DELETE /v1/ships/%s: %v %v", burn.ID, r, err)
+	}
 }

@@ -91,6 +91,7 @@ func sampleCommands() []Command {
 			Failure: []EtcdOp{{Kind: EtcdOpRange, Key: []byte("a"), RangeEnd: []byte("b"), Limit: math.MaxInt64, KeysOnly: true, CountOnly: true,
 				SortOrder: EtcdSortDescend, SortTarget: EtcdSortValue, MinMod: 1, MaxMod: -1, MinCreate: 2, MaxCreate: math.MinInt64}},
 			Node: "n", Addr: "a"},
+		&UsageReport{Node: "n1", CPUMHz: 250, MemoryMB: 1 << 40, Ships: []ShipUsage{{Ship: "arena-a", CPUMHz: 0, MemoryMB: 12}, {Ship: "", CPUMHz: -1}}, Now: 19},
 	}
 }
 

@@ -44,6 +44,7 @@ const (
 	CmdNodeReport     CmdType = 29
 	CmdRedisExec      CmdType = 30
 	CmdEtcdTxn        CmdType = 31
+	CmdUsageReport    CmdType = 32
 )
 
 // Command is one replicated state change. Only this package defines
@@ -93,6 +94,7 @@ var commandTable = [256]func() Command{
 	CmdNodeReport:     func() Command { return new(NodeReport) },
 	CmdRedisExec:      func() Command { return new(RedisExec) },
 	CmdEtcdTxn:        func() Command { return new(EtcdTxn) },
+	CmdUsageReport:    func() Command { return new(UsageReport) },
 }
 
 // Encode returns the log entry for c: its type byte and its body.

@@ -77,6 +77,7 @@ func allCmdTables() map[string][]cmdCase {
 		"NodeReport":     nodeReportCases(),
 		"RedisExec":      redisExecCases(),
 		"EtcdTxn":        etcdTxnCases(),
+		"UsageReport":    usageReportCases(),
 	}
 }
 

@@ -51,6 +51,7 @@ type Worker struct {
 
 	mu       sync.Mutex
 	stopping map[string]bool // stops in flight
+	usage    *usageSample    // the last usage sample (Meter drivers)
 	kick     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -88,8 +89,21 @@ func (w *Worker) Run(ctx context.Context) {
 	defer tick.Stop()
 	var since uint64
 	var lastPorts []int
-	lastReport := time.Time{}
+	lastReport, lastUsage := time.Time{}, time.Time{}
+	meter, _ := w.cfg.Driver.(Meter)
 	for {
+		if meter != nil && time.Since(lastUsage) >= UsageInterval {
+			// The first sample is only a baseline: the first rates follow
+			// a second later.
+			first := lastUsage.IsZero()
+			lastUsage = time.Now()
+			if first {
+				lastUsage = lastUsage.Add(time.Second - UsageInterval)
+			}
+			if err := w.reportUsage(ctx, meter); err != nil && ctx.Err() == nil {
+				w.log.Debug("report usage", "err", err)
+			}
+		}
 		if time.Since(lastReport) >= 5*time.Second {
 			w.pruneLogs()
 			if ports, err := w.reportHost(ctx, lastPorts); err == nil {

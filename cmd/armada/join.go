@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/armada-orchestrator/armada/adapters/etcd"
@@ -132,6 +133,21 @@ func newDriver(ctx context.Context, name, dir string, log *slog.Logger) (worker.
 		return d, nil
 	}
 	return worker.NewExec(dir, log.With("component", "exec"))
+}
+
+// collectors is several Prometheus collectors as one.
+type collectors []prometheus.Collector
+
+func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
+	}
+}
+
+func (cs collectors) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
+	}
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -282,6 +298,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 		Logger: log.With("component", "http"), SpoolDir: f.dataDir}
 	if wk != nil {
 		opts.Logs = wk
+		opts.Collector = collectors{node.Collector(), wk}
 	}
 	api := web.New(node, opts)
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
