@@ -14,7 +14,7 @@ func usageReportCases() []cmdCase {
 			setup: world,
 			cmd: &UsageReport{Node: "n1", CPUMHz: 900, MemoryMB: 2048, Now: 40, Ships: []ShipUsage{
 				{Ship: g7, CPUMHz: 5, MemoryMB: 10},
-				{Ship: g9, CPUMHz: 1, MemoryMB: 1},      // on n2: skipped
+				{Ship: g9, CPUMHz: 1, MemoryMB: 1},     // on n2: skipped
 				{Ship: "nope", CPUMHz: 1, MemoryMB: 1}, // unknown: skipped
 			}},
 			check: func(t *testing.T, h *harness, r *Result) {
