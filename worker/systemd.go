@@ -867,8 +867,9 @@ type batcher struct {
 }
 
 type batch struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	callers int
 }
 
 func (b *batcher) do(ctx context.Context) error {
@@ -878,6 +879,7 @@ func (b *batcher) do(ctx context.Context) error {
 		g = &batch{done: make(chan struct{})}
 		b.next = g
 	}
+	g.callers++
 	if !b.running {
 		b.running = true
 		go b.loop()
