@@ -184,6 +184,13 @@ func run(ctx context.Context, cfg config) error {
 	if err := runFleetParts(ctx, cfg, parts, bin, dir, rep); err != nil {
 		return err
 	}
+	if parts["systemd"] {
+		res, err := runSystemd(ctx, bin)
+		rep.systemd = &res
+		if err != nil {
+			return fmt.Errorf("systemd figures: %w", err)
+		}
+	}
 	rep.took = time.Since(rep.started)
 	if err := os.WriteFile(cfg.out, []byte(rep.markdown()), 0o644); err != nil {
 		return fmt.Errorf("write report: %w", err)

@@ -46,6 +46,8 @@ type report struct {
 	plan  *planResult  // nil: not run
 	sched *schedResult // nil: not run
 	ships *shipsResult // nil: not run
+
+	systemd *systemdResult // nil: not run
 }
 
 // addLoad runs one write row and records it.
@@ -72,6 +74,7 @@ func (r *report) markdown() string {
 		r.writeFailover(&b)
 	}
 	r.writeFleets(&b)
+	r.writeSystemd(&b)
 	if r.kv {
 		r.writeRSS(&b)
 		r.writeNotes(&b)

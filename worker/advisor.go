@@ -257,12 +257,42 @@ func (w *Worker) reportUsage(ctx context.Context, m Meter) error {
 	if s.report == nil {
 		return nil
 	}
-	r, err := w.ap.Apply(ctx, s.report)
+	send := changedUsage(s.report, w.sent, s.capacity)
+	if send == nil {
+		return nil
+	}
+	r, err := w.ap.Apply(ctx, send)
 	if err == nil && r.Err != nil {
 		err = r.Err
 	}
 	if err != nil {
 		return fmt.Errorf("report usage: %w", err)
 	}
+	w.sent = s.report
 	return nil
+}
+
+// changedUsage is the part of report worth logging against what was last
+// sent: the ships whose figures changed (or are new), with the node's
+// figures; nil when no ship changed and the node moved by less than 1% of
+// its capacity.
+func changedUsage(report, sent *fsm.UsageReport, capacity fsm.Resources) *fsm.UsageReport {
+	if sent == nil {
+		return report
+	}
+	last := make(map[string]fsm.ShipUsage, len(sent.Ships))
+	for _, su := range sent.Ships {
+		last[su.Ship] = su
+	}
+	out := &fsm.UsageReport{Node: report.Node, CPUMHz: report.CPUMHz, MemoryMB: report.MemoryMB}
+	for _, su := range report.Ships {
+		if p, ok := last[su.Ship]; !ok || p != su {
+			out.Ships = append(out.Ships, su)
+		}
+	}
+	moved := func(a, b, of int64) bool { return (a-b)*100 > of || (b-a)*100 > of }
+	if len(out.Ships) == 0 && !moved(report.CPUMHz, sent.CPUMHz, capacity.CPUMHz) && !moved(report.MemoryMB, sent.MemoryMB, capacity.MemoryMB) {
+		return nil
+	}
+	return out
 }

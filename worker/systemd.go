@@ -15,13 +15,16 @@
 //   - StandardOutput=/StandardError= appended to <LogDir>/<id>.log when
 //     journald does not run; where it runs the output goes to the journal.
 //
-// Daemon reloads are batched: the starts and stops that need one while a
-// reload runs share the next. Start and stop go through systemd jobs whose
-// results are checked.
+// A unit systemd has not loaded yet is loaded from disk by its start job,
+// so a new ship needs no daemon-reload; a unit rewritten while loaded does,
+// and those reloads are batched: the starts that need one while a reload
+// runs share the next. Starts and stops go through systemd jobs whose
+// results are checked; Start returns once the files are written and the
+// ship shows as starting until its job has ended.
 //
 // State comes from systemd: the driver subscribes to its unit property
 // signals, so a unit that crashes or is stopped by hand is seen at once,
-// and sweeps its units with ListUnitsByPatterns every second in case a
+// and sweeps its units with ListUnitsByPatterns every 2 seconds in case a
 // signal was missed. Units outlive the worker: New adopts every unit that
 // carries armada's drop-in, the reconciler then keeps those still placed
 // here and stops the others. Units without the drop-in are never touched.
@@ -64,7 +67,7 @@ const (
 	unitPrefix  = "armada-"
 	unitSuffix  = ".service"
 	dropInName  = "armada.conf"
-	sdSweep     = time.Second
+	sdSweep     = 2 * time.Second
 	sdJobResult = "done"
 )
 
@@ -89,8 +92,10 @@ type Systemd struct {
 	log     *slog.Logger
 	changed chan struct{}
 	reload  batcher
+	bg      context.Context // ends with Close: start jobs in flight
 	stop    context.CancelFunc
 	done    chan struct{}
+	jobs    sync.WaitGroup
 
 	mu     sync.Mutex
 	ships  map[string]*unitShip
@@ -105,7 +110,8 @@ type unitShip struct {
 	active   string // ActiveState/SubState last seen
 	sub      string
 	cgroup   string
-	busy     bool // a start or stop is in flight: it sets st itself
+	busy     bool          // a start or stop is in flight: it sets st itself
+	op       chan struct{} // closed when that start or stop ends
 	stopping bool
 }
 
@@ -187,9 +193,8 @@ func NewSystemd(ctx context.Context, cfg SystemdConfig) (*Systemd, error) {
 		conn.Close()
 		return nil, fmt.Errorf("systemd driver: %w", err)
 	}
-	wctx, cancel := context.WithCancel(context.Background())
-	d.stop = cancel
-	go d.watch(wctx, props, errs)
+	d.bg, d.stop = context.WithCancel(context.Background())
+	go d.watch(d.bg, props, errs)
 	d.log.Info("systemd driver ready", "via", via, "units", cfg.UnitDir, "journal", *cfg.Journal, "adopted", len(d.List()))
 	return d, nil
 }
@@ -268,9 +273,14 @@ func (d *Systemd) notify() {
 }
 
 // Start implements Driver: it writes the unit, its drop-in and its
-// environment file, reloads systemd (batched) and starts the unit through
-// a job whose result it checks. On failure the ship is recorded as exited
-// and failed, as in the exec driver.
+// environment file and returns; the unit is then started through a job
+// whose result is checked, while the ship shows as starting. A unit
+// systemd has not loaded yet (a new ship) is loaded from disk by its start
+// (systemd retries a unit it did not find once its unit directories
+// changed), so only a unit that is rewritten while loaded (an exited ship
+// started afresh) needs a daemon-reload; those reloads are batched. A unit
+// that cannot be written, or whose start job fails, leaves the ship exited
+// and failed with the reason, as in the exec driver.
 func (d *Systemd) Start(ctx context.Context, s *Spec) error {
 	if s == nil || !validUnitID(s.ID) {
 		return errors.New("start: bad ship id")
@@ -289,43 +299,65 @@ func (d *Systemd) Start(ctx context.Context, s *Spec) error {
 		d.mu.Unlock()
 		return nil
 	}
+	loaded := sh != nil
 	if sh == nil {
 		sh = &unitShip{id: s.ID, unit: UnitName(s.ID)}
 		d.ships[s.ID] = sh
 	}
-	sh.busy, sh.stopping = true, false
+	sh.busy, sh.stopping, sh.op = true, false, make(chan struct{})
 	sh.st = Status{ID: s.ID, State: ProcStarting}
+	d.jobs.Add(1)
 	d.mu.Unlock()
 	d.notify()
 
-	err := d.start(ctx, sh, s)
-	d.mu.Lock()
-	sh.busy = false
+	err := d.prepare(sh, s)
 	if err != nil {
-		sh.st = Status{ID: s.ID, State: ProcExited, Failed: true, Reason: "start failed: " + err.Error()}
-	}
-	d.mu.Unlock()
-	d.notify()
-	if err != nil {
-		d.log.Warn("systemd: ship failed to start", "ship", s.ID, "unit", sh.unit, "err", err)
+		d.finishStart(sh, err)
 		return fmt.Errorf("start %s: %w", s.ID, err)
 	}
+	go func() {
+		ctx, cancel := context.WithTimeout(d.bg, 2*time.Minute)
+		defer cancel()
+		d.finishStart(sh, d.startJob(ctx, sh, loaded))
+	}()
 	return nil
 }
 
-func (d *Systemd) start(ctx context.Context, sh *unitShip, s *Spec) error {
+// prepare checks the unit and writes its files.
+func (d *Systemd) prepare(sh *unitShip, s *Spec) error {
 	if _, err := ParseUnit(s.Unit); err != nil {
 		return err
 	}
-	if err := d.writeUnit(sh.unit, s); err != nil {
-		return err
+	return d.writeUnit(sh.unit, s)
+}
+
+// finishStart ends a start: err nil leaves the status the job's end read.
+func (d *Systemd) finishStart(sh *unitShip, err error) {
+	d.mu.Lock()
+	sh.busy = false
+	if err != nil {
+		sh.st = Status{ID: sh.id, State: ProcExited, Failed: true, Reason: "start failed: " + err.Error()}
 	}
-	if err := d.reload.do(ctx); err != nil {
-		return fmt.Errorf("daemon-reload: %w", err)
+	close(sh.op)
+	d.mu.Unlock()
+	d.jobs.Done()
+	d.notify()
+	if err != nil {
+		d.log.Warn("systemd: ship failed to start", "ship", sh.id, "unit", sh.unit, "err", err)
 	}
-	// A unit that failed before keeps its failed state and start limit
-	// counter until reset.
-	_ = d.conn.ResetFailedUnitContext(ctx, sh.unit)
+}
+
+// startJob reloads systemd if the unit was loaded before, and starts it
+// through a job whose result it checks.
+func (d *Systemd) startJob(ctx context.Context, sh *unitShip, loaded bool) error {
+	if loaded {
+		if err := d.reload.do(ctx); err != nil {
+			return fmt.Errorf("daemon-reload: %w", err)
+		}
+		// A unit that failed before keeps its failed state and its start
+		// limit counter until reset.
+		_ = d.conn.ResetFailedUnitContext(ctx, sh.unit)
+	}
 	ch := make(chan string, 1)
 	if _, err := d.conn.StartUnitContext(ctx, sh.unit, "replace", ch); err != nil {
 		return fmt.Errorf("start job: %w", err)
@@ -333,7 +365,6 @@ func (d *Systemd) start(ctx context.Context, sh *unitShip, s *Spec) error {
 	select {
 	case r := <-ch:
 		if r != sdJobResult {
-			d.refresh(ctx, sh)
 			return fmt.Errorf("start job %s", r)
 		}
 	case <-ctx.Done():
@@ -427,17 +458,32 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
 // unit's TimeoutStopSec=, done by systemd) whose result is checked, then
 // the unit's files go and systemd forgets the unit.
 func (d *Systemd) Stop(ctx context.Context, id string) error {
-	d.mu.Lock()
-	sh := d.ships[id]
-	if sh == nil {
+	var sh *unitShip
+	for {
+		d.mu.Lock()
+		sh = d.ships[id]
+		if sh == nil {
+			d.mu.Unlock()
+			return nil
+		}
+		if !sh.busy {
+			break
+		}
+		// Let the start (or another stop) in flight end first.
+		op := sh.op
 		d.mu.Unlock()
-		return nil
+		select {
+		case <-op:
+		case <-ctx.Done():
+			return fmt.Errorf("stop %s: %w", id, ctx.Err())
+		}
 	}
-	sh.busy, sh.stopping = true, true
+	sh.busy, sh.stopping, sh.op = true, true, make(chan struct{})
 	d.mu.Unlock()
 	err := d.stopUnit(ctx, sh)
 	d.mu.Lock()
 	sh.busy = false
+	close(sh.op)
 	if err == nil && d.ships[id] == sh {
 		delete(d.ships, id)
 	}
@@ -480,10 +526,9 @@ func (d *Systemd) removeUnit(ctx context.Context, unit string) error {
 	if err := os.Remove(d.dropInDir(unit)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
 	}
+	// A stopped unit without files is unloaded by systemd's garbage
+	// collection once it is not failed: no reload needed.
 	_ = d.conn.ResetFailedUnitContext(ctx, unit)
-	if err := d.reload.do(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("daemon-reload: %w", err))
-	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove unit %s: %w", unit, err)
 	}
@@ -534,6 +579,7 @@ func (d *Systemd) Close() error {
 	d.mu.Unlock()
 	d.stop()
 	<-d.done
+	d.jobs.Wait()
 	d.conn.Close()
 	return nil
 }
@@ -579,7 +625,7 @@ func (d *Systemd) adopt(ctx context.Context) error {
 	return nil
 }
 
-// watch follows systemd's signals and sweeps the units every second.
+// watch follows systemd's signals and sweeps the units every sdSweep.
 func (d *Systemd) watch(ctx context.Context, props <-chan *sdbus.PropertiesUpdate, errs <-chan error) {
 	defer close(d.done)
 	tick := time.NewTicker(sdSweep)
@@ -794,65 +840,101 @@ func (p unitProps) reason() string {
 	return "unit failed: " + p.result
 }
 
-// Usage implements Meter: each running unit's CPUUsageNSec and
-// MemoryCurrent. Where systemd keeps no CPU figure (cgroup v1 without a
-// usable cpuacct), the unit's cgroup v2 cpu.stat is read instead.
+// Usage implements Meter: each running unit's CPU time and memory, read
+// from its cgroup — the files systemd's CPUUsageNSec and MemoryCurrent
+// come from (cgroup v2 cpu.stat and memory.current; on v1 or hybrid
+// hosts cpuacct.usage or the unified cpu.stat, and
+// memory.usage_in_bytes). Where a file is missing the figure is asked of
+// systemd.
 func (d *Systemd) Usage(ctx context.Context) (map[string]Usage, error) {
 	d.mu.Lock()
-	var run []*unitShip
+	type unitCg struct{ id, unit, cg string }
+	var run []unitCg
 	for _, sh := range d.ships {
 		if sh.st.State == ProcRunning {
-			run = append(run, sh)
+			run = append(run, unitCg{sh.id, sh.unit, sh.cgroup})
 		}
-	}
-	cgroups := make(map[*unitShip]string, len(run))
-	for _, sh := range run {
-		cgroups[sh] = sh.cgroup
 	}
 	d.mu.Unlock()
 	out := make(map[string]Usage, len(run))
-	for _, sh := range run {
-		var u Usage
-		if p, err := d.conn.GetServicePropertyContext(ctx, sh.unit, "MemoryCurrent"); err == nil {
-			if v, ok := p.Value.Value().(uint64); ok && v != math.MaxUint64 {
-				u.MemoryBytes = v
-			}
-		} else if ctx.Err() != nil {
-			return nil, fmt.Errorf("read usage: %w", ctx.Err())
+	for _, u := range run {
+		cpu, okCPU := cgroupCPU(u.cg)
+		mem, okMem := cgroupMemory(u.cg)
+		if !okCPU {
+			cpu = d.serviceCounter(ctx, u.unit, "CPUUsageNSec")
 		}
-		if p, err := d.conn.GetServicePropertyContext(ctx, sh.unit, "CPUUsageNSec"); err == nil {
-			if v, ok := p.Value.Value().(uint64); ok && v != math.MaxUint64 {
-				u.CPUNanos = v
-			} else {
-				u.CPUNanos = cgroupCPU(cgroups[sh])
-			}
+		if !okMem {
+			mem = d.serviceCounter(ctx, u.unit, "MemoryCurrent")
 		}
-		out[sh.id] = u
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read usage: %w", err)
+		}
+		out[u.id] = Usage{CPUNanos: cpu, MemoryBytes: mem}
 	}
 	return out, nil
 }
 
-// cgroupCPU reads usage_usec from a cgroup's cgroup v2 cpu.stat (on a
-// hybrid host under /sys/fs/cgroup/unified), in nanoseconds; 0 if unknown.
-func cgroupCPU(cg string) uint64 {
-	if cg == "" {
+// serviceCounter reads a uint64 property of a service; 0 if unset.
+func (d *Systemd) serviceCounter(ctx context.Context, unit, name string) uint64 {
+	p, err := d.conn.GetServicePropertyContext(ctx, unit, name)
+	if err != nil {
 		return 0
 	}
-	for _, root := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-		b, err := os.ReadFile(filepath.Join(root, cg, "cpu.stat"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-				n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-				if err == nil {
-					return n * 1000
-				}
-			}
-		}
+	if v, ok := p.Value.Value().(uint64); ok && v != math.MaxUint64 {
+		return v
 	}
 	return 0
+}
+
+// cgroupRoot is where cgroup hierarchies are mounted.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// cgroupCPU reads a cgroup's CPU time in nanoseconds.
+func cgroupCPU(cg string) (uint64, bool) {
+	if cg == "" {
+		return 0, false
+	}
+	for _, dir := range []string{cgroupRoot, cgroupRoot + "/unified"} {
+		if v, ok := statField(filepath.Join(dir, cg, "cpu.stat"), "usage_usec"); ok {
+			return v * 1000, true
+		}
+	}
+	return readUint(filepath.Join(cgroupRoot, "cpuacct", cg, "cpuacct.usage"))
+}
+
+// cgroupMemory reads a cgroup's memory use in bytes.
+func cgroupMemory(cg string) (uint64, bool) {
+	if cg == "" {
+		return 0, false
+	}
+	if v, ok := readUint(filepath.Join(cgroupRoot, cg, "memory.current")); ok {
+		return v, true
+	}
+	return readUint(filepath.Join(cgroupRoot, "memory", cg, "memory.usage_in_bytes"))
+}
+
+func readUint(path string) (uint64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return v, err == nil
+}
+
+// statField reads "name value" from a flat-keyed cgroup file.
+func statField(path, name string) (uint64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // batcher runs fn for every caller of do, sharing runs: callers that come

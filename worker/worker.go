@@ -50,8 +50,9 @@ type Worker struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	stopping map[string]bool // stops in flight
-	usage    *usageSample    // the last usage sample (Meter drivers)
+	stopping map[string]bool  // stops in flight
+	usage    *usageSample     // the last usage sample (Meter drivers)
+	sent     *fsm.UsageReport // the figures last reported (Run's goroutine only)
 	kick     chan struct{}
 	wg       sync.WaitGroup
 }
