@@ -3,8 +3,10 @@ package worker
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -158,5 +160,42 @@ func TestSampleUsage(t *testing.T) {
 	if len(r.Ships) != 2 || r.Ships[0].Ship != "a" || r.Ships[0].MemoryMB != 64 || r.Ships[0].CPUMHz < 950 || r.Ships[0].CPUMHz > 1000 ||
 		r.Ships[1].Ship != "b" || r.Ships[1].CPUMHz != 0 || r.Ships[1].MemoryMB != 1 {
 		t.Fatalf("ship figures %+v", r.Ships)
+	}
+}
+
+func TestJournalArgs(t *testing.T) {
+	got := journalArgs("armada-web-1.service", 5, true)
+	want := []string{"journalctl", "--no-pager", "--output=cat", "--all", "--lines=5", "_SYSTEMD_UNIT=armada-web-1.service", "--follow"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("journalArgs = %q, want %q", got, want)
+	}
+	if got := journalArgs("u", -1, false); !slices.Contains(got, "--lines=all") || slices.Contains(got, "--follow") {
+		t.Fatalf("journalArgs(all, no follow) = %q", got)
+	}
+}
+
+// TestOpenJournalReader checks the reader around journalctl with a stand-in
+// command: it streams the output, and Close ends a command that would run
+// on.
+func TestOpenJournalReader(t *testing.T) {
+	rc, err := openJournal(context.Background(), []string{"sh", "-c", "echo one; echo two"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	if err != nil || string(b) != "one\ntwo\n" {
+		t.Fatalf("read %q %v", b, err)
+	}
+	rc.Close()
+	rc, err = openJournal(context.Background(), []string{"sleep", "1000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { rc.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the command")
 	}
 }

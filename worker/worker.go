@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -73,6 +74,18 @@ func New(st Store, ap Applier, cfg Config) *Worker {
 
 // LogPath is the file holding a ship's captured output.
 func (w *Worker) LogPath(id string) string { return w.cfg.Driver.LogPath(id) }
+
+// OpenJournal reads a ship's output from the journal when its driver logs
+// there (systemd with journald); ok is false otherwise.
+func (w *Worker) OpenJournal(ctx context.Context, id string, tail int, follow bool) (io.ReadCloser, bool, error) {
+	j, ok := w.cfg.Driver.(interface {
+		OpenJournal(ctx context.Context, id string, tail int, follow bool) (io.ReadCloser, bool, error)
+	})
+	if !ok {
+		return nil, false, nil
+	}
+	return j.OpenJournal(ctx, id, tail, follow)
+}
 
 func (w *Worker) poke() {
 	select {
