@@ -24,7 +24,7 @@
 //
 // State comes from systemd: the driver subscribes to its unit property
 // signals, so a unit that crashes or is stopped by hand is seen at once,
-// and sweeps its units with ListUnitsByPatterns every 2 seconds in case a
+// and sweeps its units with ListUnitsByPatterns every 5 seconds in case a
 // signal was missed. Units outlive the worker: New adopts every unit that
 // carries armada's drop-in, the reconciler then keeps those still placed
 // here and stops the others. Units without the drop-in are never touched.
@@ -67,7 +67,7 @@ const (
 	unitPrefix  = "armada-"
 	unitSuffix  = ".service"
 	dropInName  = "armada.conf"
-	sdSweep     = 2 * time.Second
+	sdSweep     = 5 * time.Second
 	sdJobResult = "done"
 )
 
