@@ -37,8 +37,9 @@ type systemdResult struct {
 	units     int             // active armada units during the idle measurement
 }
 
-// runSystemd boots a systemd sandbox, runs one node of the binary in it
-// with --driver systemd, and measures: placement → unit active for single
+// runSystemd boots a systemd sandbox, runs a worker-only node of the
+// binary in it with --driver systemd (joined to a server node outside,
+// which leads), and measures: placement → unit active for single
 // ships, a 200-ship fleet's start, and the worker's idle CPU and memory
 // while the 200 units run.
 func runSystemd(ctx context.Context, bin string) (res systemdResult, err error) {
@@ -62,6 +63,16 @@ func runSystemd(ctx context.Context, bin string) (res systemdResult, err error) 
 		return res, fmt.Errorf("systemd sandbox: %w", err)
 	}
 	defer sb.Close()
+	// The leader (scheduler, Raft) runs outside, as a server; the
+	// sandbox holds a worker-only node, so its process is the worker.
+	srv, err := startArmada(bin, filepath.Join(dir, "server"), 1, "--role", "server")
+	defer srv.stop()
+	if err != nil {
+		return res, err
+	}
+	if _, err := srv.waitHealthy(ctx, 60*time.Second); err != nil {
+		return res, fmt.Errorf("server node: %w", err)
+	}
 	ports, err := freePorts(3)
 	if err != nil {
 		return res, err
@@ -74,7 +85,7 @@ func runSystemd(ctx context.Context, bin string) (res systemdResult, err error) 
 	defer logf.Close()
 	cmd := sb.Command(context.Background(), bin, "join", "--name", "sd1", "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", loopback(ports[0]), "--gossip-addr", loopback(ports[1]), "--raft-addr", loopback(ports[2]),
-		"--driver", "systemd")
+		"--driver", "systemd", "--role", "worker", srv.nodes[0].gossipAddr)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return res, fmt.Errorf("start armada in the sandbox: %w", err)
@@ -89,9 +100,9 @@ func runSystemd(ctx context.Context, bin string) (res systemdResult, err error) 
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
-	node := &armadaNode{name: "sd1", httpAddr: loopback(ports[0])}
+	node := srv.nodes[0] // the API: the leader
 	api := &shipsAPI{client: &http.Client{Timeout: 10 * time.Second}}
-	if err := waitNodeReady(ctx, api, node); err != nil {
+	if err := waitNodeReady(ctx, api, node, "sd1"); err != nil {
 		return res, err
 	}
 	bp := map[string]any{"name": "sleeper", "unit": "[Service]\nExecStart=/bin/sleep 100000\n",
@@ -146,16 +157,16 @@ func runSystemd(ctx context.Context, bin string) (res systemdResult, err error) 
 	return res, nil
 }
 
-// waitNodeReady waits until the node leads its one-node cluster and has
-// reported its ports range (its worker runs).
-func waitNodeReady(ctx context.Context, api *shipsAPI, n *armadaNode) error {
+// waitNodeReady waits until the worker node name is alive and has
+// reported its ports range (its worker runs), as n sees it.
+func waitNodeReady(ctx context.Context, api *shipsAPI, n *armadaNode, name string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var rec struct {
 			Status     string `json:"status"`
 			PortsRange string `json:"ports_range"`
 		}
-		err := api.do(ctx, n, http.MethodGet, "/v1/nodes/"+n.name, nil, &rec)
+		err := api.do(ctx, n, http.MethodGet, "/v1/nodes/"+name, nil, &rec)
 		if err == nil && rec.Status == "alive" && rec.PortsRange != "" {
 			return nil
 		}
@@ -314,7 +325,7 @@ func (r *report) writeSystemd(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "## systemd driver\n\n")
-	fmt.Fprintf(b, "One node of the real binary with `--driver systemd`, inside a systemd 252 booted as PID 1 of a PID and mount namespace (`internal/sandbox`, as the e2e tests do); ships run `/bin/sleep`. Placement → unit active is the ship's placement (the leader's stamp on the placing write, seen by polling its record every 2 ms) to the unit's `ActiveEnterTimestamp` (same machine clock): the worker writes the unit, its drop-in and its environment file, reloads systemd (batched) and starts the unit through a job.\n\n")
+	fmt.Fprintf(b, "A worker-only node of the real binary (`--role worker --driver systemd`, joined to a `--role server` node outside that leads and schedules) inside a systemd 252 booted as PID 1 of a PID and mount namespace (`internal/sandbox`, as the e2e tests do); ships run `/bin/sleep`. Placement → unit active is the ship's placement (the leader's stamp on the placing write, seen by polling its record every 2 ms) to the unit's `ActiveEnterTimestamp` (same machine clock): the worker writes the unit, its drop-in and its environment file, reloads systemd (batched) and starts the unit through a job.\n\n")
 	if len(s.singles) > 0 {
 		d := slices.Clone(s.singles)
 		slices.Sort(d)
@@ -331,6 +342,6 @@ func (r *report) writeSystemd(b *strings.Builder) {
 			fmt.Fprintf(b, "| systemd (PID 1) CPU over the same time | %.2f%% of a core | — | — |\n", s.systemd*100)
 			fmt.Fprintf(b, "| worker VmRSS after it | %s | — | — |\n", fmtMB(s.idleRSS))
 		}
-		fmt.Fprintf(b, "\nThe idle worker follows its units through systemd's property signals and a `ListUnitsByPatterns` sweep every second, reconciles every second, and every 5 s reads each unit's `MemoryCurrent` and `CPUUsageNSec` and reports them through Raft.\n\n")
+		fmt.Fprintf(b, "\nThe idle worker follows its units through systemd's property signals and a `ListUnitsByPatterns` sweep every 5 s, reconciles every second, and every 5 s reads each unit's CPU and memory from its cgroup and reports the figures that changed through Raft.\n\n")
 	}
 }
