@@ -210,9 +210,9 @@ func TestSystemdDriver(t *testing.T) {
 		}
 		// Logs: no journald in the sandbox, so the captured log.
 		waitFor(t, 10*time.Second, func() error {
-			r, err := n.Get("/v1/ships/" + s.ID + "/logs")
-			if err != nil || r.Status != http.StatusOK || !strings.Contains(string(r.Body), "started "+s.ID) {
-				return fmt.Errorf("logs of %s: %v %v", s.ID, r, err)
+			res := runCLI(t, []string{"ARMADA_ADDR=" + n.BaseURL()}, "ship", "logs", s.ID)
+			if res.Code != 0 || !strings.Contains(res.Stdout, "started "+s.ID) {
+				return fmt.Errorf("armada ship logs %s: %s", s.ID, res)
 			}
 			return nil
 		})
@@ -465,6 +465,13 @@ func checkUsage(t *testing.T, n *Node, coreMHz float64) {
 	// CPUQuota= holds it to about 200 MHz (scheduling noise aside).
 	if su.CPUMHz > 300 {
 		t.Errorf("burner uses %d MHz; its CPUQuota= should hold it near 200", su.CPUMHz)
+	}
+	env := []string{"ARMADA_ADDR=" + n.BaseURL()}
+	if out := mustCLI(t, env, "ship", "show", burn.ID).Stdout; !strings.Contains(out, "usage") || !strings.Contains(out, " MHz, ") {
+		t.Errorf("armada ship show %s has no usage:\n%s", burn.ID, out)
+	}
+	if out := mustCLI(t, env, "node", "show", n.Name).Stdout; !strings.Contains(out, "usage") {
+		t.Errorf("armada node show %s has no usage:\n%s", n.Name, out)
 	}
 	rec, err := n.Get("/v1/nodes/" + n.Name)
 	if err != nil {
