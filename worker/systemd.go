@@ -359,7 +359,17 @@ func (d *Systemd) startJob(ctx context.Context, sh *unitShip, loaded bool) error
 		_ = d.conn.ResetFailedUnitContext(ctx, sh.unit)
 	}
 	ch := make(chan string, 1)
-	if _, err := d.conn.StartUnitContext(ctx, sh.unit, "replace", ch); err != nil {
+	_, err := d.conn.StartUnitContext(ctx, sh.unit, "replace", ch)
+	if err != nil && !loaded {
+		// systemd did not see the new file (an older systemd, or a unit
+		// it had cached as not found): reload, then try once more.
+		d.log.Info("systemd: start refused; reloading", "unit", sh.unit, "err", err)
+		if rerr := d.reload.do(ctx); rerr != nil {
+			return fmt.Errorf("daemon-reload: %w", rerr)
+		}
+		_, err = d.conn.StartUnitContext(ctx, sh.unit, "replace", ch)
+	}
+	if err != nil {
 		return fmt.Errorf("start job: %w", err)
 	}
 	select {
