@@ -7,10 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -122,7 +120,7 @@ func runSystemd(ctx context.Context, bin string) (res systemdResult, err error) 
 		return res, err
 	}
 	slog.Info("systemd: fleet started", "ships", sdUnits, "all ready after", res.batch)
-	worker := childPID(cmd)
+	worker := sandbox.InnerPID(cmd)
 	units, err := activeUnits(ctx, sb)
 	if err != nil {
 		return res, err
@@ -303,20 +301,6 @@ func activeUnits(ctx context.Context, sb *sandbox.Sandbox) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// childPID is the armada process nsenter started in the sandbox.
-func childPID(cmd *exec.Cmd) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	pid, _ := strconv.Atoi(f[0])
-	return pid
 }
 
 func (r *report) writeSystemd(b *strings.Builder) {

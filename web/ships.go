@@ -264,14 +264,7 @@ func (s *Server) shipLogs(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("read logs of ship %s: %w", id, err)
 	}
-	resp := c.Response()
-	h := resp.Header()
-	h.Set(echo.HeaderContentType, "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Armada-Index", strconv.FormatUint(index, 10))
-	h.Set("X-Armada-Node", s.c.Name())
-	resp.WriteHeader(http.StatusOK)
+	resp := s.startLogs(c, index)
 	off, err := copyFrom(resp, f, start)
 	if err != nil {
 		return nil // the client went away; the status is already sent
@@ -447,14 +440,7 @@ func (s *Server) journalLogs(c echo.Context, j ShipJournal, id string, tail int,
 		return ok, err
 	}
 	defer rc.Close()
-	resp := c.Response()
-	h := resp.Header()
-	h.Set(echo.HeaderContentType, "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Armada-Index", strconv.FormatUint(index, 10))
-	h.Set("X-Armada-Node", s.c.Name())
-	resp.WriteHeader(http.StatusOK)
+	resp := s.startLogs(c, index)
 	flush(resp)
 	if follow {
 		// journalctl --follow never ends by itself: stop it with the ship.
@@ -488,4 +474,17 @@ func (s *Server) journalLogs(c echo.Context, j ShipJournal, id string, tail int,
 			return true, nil
 		}
 	}
+}
+
+// startLogs sends the headers of a log answer.
+func (s *Server) startLogs(c echo.Context, index uint64) *echo.Response {
+	resp := c.Response()
+	h := resp.Header()
+	h.Set(echo.HeaderContentType, "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Armada-Index", strconv.FormatUint(index, 10))
+	h.Set("X-Armada-Node", s.c.Name())
+	resp.WriteHeader(http.StatusOK)
+	return resp
 }

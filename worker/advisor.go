@@ -72,21 +72,24 @@ func cpuInfo(path string) (mhz float64, cores int, err error) {
 	return mhz, cores, sc.Err()
 }
 
-func memTotal(path string) (int64, error) {
+func memTotal(path string) (int64, error) { return meminfo(path, "MemTotal") }
+
+// meminfo reads one field of /proc/meminfo, in kB.
+func meminfo(path, field string) (int64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, fmt.Errorf("read memory info: %w", err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("parse MemTotal: %w", err)
+				return 0, fmt.Errorf("parse %s: %w", field, err)
 			}
 			return kb, nil
 		}
 	}
-	return 0, fmt.Errorf("no MemTotal in %s", path)
+	return 0, fmt.Errorf("no %s in %s", field, path)
 }
 
 // UsageInterval is how often a worker whose driver measures its ships
@@ -118,11 +121,11 @@ func sampleUsage(ctx context.Context, m Meter, procDir, node string, coreMHz flo
 	if s.capacity, err = Capacity(procDir); err != nil {
 		return nil, err
 	}
-	avail, err := memAvailable(procDir + "/meminfo")
+	avail, err := meminfo(procDir+"/meminfo", "MemAvailable")
 	if err != nil {
 		return nil, err
 	}
-	s.memUsed = (s.capacity.MemoryMB << 20) - avail
+	s.memUsed = (s.capacity.MemoryMB << 20) - avail<<10
 	if prev == nil {
 		return s, nil
 	}
@@ -168,24 +171,6 @@ func cpuTimes(path string) (busy, total uint64, err error) {
 		}
 	}
 	return busy, total, nil
-}
-
-// memAvailable reads MemAvailable from /proc/meminfo, in bytes.
-func memAvailable(path string) (int64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("read memory info: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("parse MemAvailable: %w", err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no MemAvailable in %s", path)
 }
 
 // Metrics of the resource advisor.

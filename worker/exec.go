@@ -165,10 +165,16 @@ func (e *Exec) RemoveLog(id string) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.ships[id] != nil {
+	return removeLog(id, e.ships[id] != nil, e.LogPath(id))
+}
+
+// removeLog deletes a ship's log file unless the driver still knows the
+// ship.
+func removeLog(id string, known bool, path string) error {
+	if known {
 		return fmt.Errorf("remove log of %s: the ship is still known to the driver", id)
 	}
-	if err := os.Remove(e.LogPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove log: %w", err)
 	}
 	return nil
@@ -607,11 +613,16 @@ func (e *Exec) Stop(ctx context.Context, id string) error {
 // List implements Driver.
 func (e *Exec) List() []Status {
 	e.mu.Lock()
-	out := make([]Status, 0, len(e.ships))
-	for _, sh := range e.ships {
-		out = append(out, sh.st)
+	defer e.mu.Unlock()
+	return statuses(e.ships, func(sh *ship) Status { return sh.st })
+}
+
+// statuses lists the statuses of a driver's ships, by id.
+func statuses[T any](ships map[string]T, st func(T) Status) []Status {
+	out := make([]Status, 0, len(ships))
+	for _, sh := range ships {
+		out = append(out, st(sh))
 	}
-	e.mu.Unlock()
 	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }

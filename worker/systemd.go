@@ -254,15 +254,8 @@ func (d *Systemd) RemoveLog(id string) error {
 		return fmt.Errorf("remove log: bad ship id %q", id)
 	}
 	d.mu.Lock()
-	known := d.ships[id] != nil
-	d.mu.Unlock()
-	if known {
-		return fmt.Errorf("remove log of %s: the ship is still known to the driver", id)
-	}
-	if err := os.Remove(d.LogPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove log: %w", err)
-	}
-	return nil
+	defer d.mu.Unlock()
+	return removeLog(id, d.ships[id] != nil, d.LogPath(id))
 }
 
 func (d *Systemd) notify() {
@@ -548,13 +541,8 @@ func (d *Systemd) removeUnit(ctx context.Context, unit string) error {
 // List implements Driver.
 func (d *Systemd) List() []Status {
 	d.mu.Lock()
-	out := make([]Status, 0, len(d.ships))
-	for _, sh := range d.ships {
-		out = append(out, sh.st)
-	}
-	d.mu.Unlock()
-	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.ID, b.ID) })
-	return out
+	defer d.mu.Unlock()
+	return statuses(d.ships, func(sh *unitShip) Status { return sh.st })
 }
 
 // Forget implements Driver: an exited ship is dropped and its unit's files

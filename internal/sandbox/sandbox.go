@@ -280,12 +280,18 @@ func ownCgroup() string {
 // nsenter process alone would leave that process running; once it is
 // killed, nsenter exits the same way.
 func KillInner(cmd *exec.Cmd) {
-	if cmd.Process == nil {
-		return
-	}
-	if pid := childOf(cmd.Process.Pid); pid > 0 {
+	if pid := InnerPID(cmd); pid > 0 {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// InnerPID is the host PID of the process a Command started inside the
+// sandbox (nsenter's child), 0 if there is none (yet).
+func InnerPID(cmd *exec.Cmd) int {
+	if cmd.Process == nil {
+		return 0
+	}
+	return childOf(cmd.Process.Pid)
 }
 
 // Dir makes a directory for a test that a sandbox sees as the host does:
