@@ -103,7 +103,7 @@ func (w *Worker) Run(ctx context.Context) {
 	defer tick.Stop()
 	var since uint64
 	var lastPorts []int
-	lastReport, lastUsage := time.Time{}, time.Time{}
+	lastReport, lastUsage, lastPrune := time.Time{}, time.Time{}, time.Time{}
 	meter, _ := w.cfg.Driver.(Meter)
 	for {
 		if meter != nil && time.Since(lastUsage) >= UsageInterval {
@@ -118,8 +118,13 @@ func (w *Worker) Run(ctx context.Context) {
 				w.log.Debug("report usage", "err", err)
 			}
 		}
-		if time.Since(lastReport) >= 5*time.Second {
+		if time.Since(lastPrune) >= pruneEvery {
+			// Purged ships' logs: no hurry (a ship is purged 10 minutes
+			// after it ended), and the scan reads every log's ship.
+			lastPrune = time.Now()
 			w.pruneLogs()
+		}
+		if time.Since(lastReport) >= 5*time.Second {
 			if ports, err := w.reportHost(ctx, lastPorts); err == nil {
 				lastPorts, lastReport = ports, time.Now()
 			} else if ctx.Err() == nil {
@@ -168,6 +173,9 @@ func (w *Worker) Run(ctx context.Context) {
 		}
 	}
 }
+
+// pruneEvery is how often the worker deletes the logs of purged ships.
+const pruneEvery = 30 * time.Second
 
 // readIndexer is an Applier that can bring the local state up to date.
 type readIndexer interface {
