@@ -226,6 +226,11 @@ func (c *Cluster) StartNode(name string, seeds ...string) *Node {
 func (n *Node) Args() []string {
 	args := []string{"join", "--name", n.Name, "--data-dir", n.DataDir,
 		"--http-addr", n.HTTPAddr, "--gossip-addr", n.GossipAddr, "--raft-addr", n.RaftAddr}
+	if n.Sandbox == nil && !slices.Contains(n.Extra, "--driver") {
+		// Outside a sandbox ships run as child processes even where systemd
+		// runs (where auto would pick it, on the host's own systemd).
+		args = append(args, "--driver", "exec")
+	}
 	args = append(args, n.Extra...)
 	return append(args, n.Seeds...)
 }

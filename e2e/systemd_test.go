@@ -18,14 +18,14 @@ import (
 )
 
 // sdNode prepares a node that runs inside its own systemd sandbox with
-// --driver systemd; it does not start it.
-func sdNode(t *testing.T, c *Cluster, dir, name string, seeds ...string) *Node {
+// --driver driver; it does not start it.
+func sdNode(t *testing.T, c *Cluster, dir, driver, name string, seeds ...string) *Node {
 	t.Helper()
 	sb := sandbox.Start(t)
 	n := c.NewNode(name, seeds...)
 	n.DataDir = filepath.Join(dir, name+"-data")
 	n.Sandbox, n.Bin = sb, filepath.Join(dir, "armada")
-	n.Extra = append(n.Extra, "--driver", "systemd")
+	n.Extra = append(n.Extra, "--driver", driver)
 	return n
 }
 
@@ -146,7 +146,7 @@ func mainPID(t *testing.T, n *Node, unit string) int {
 // removes the units.
 func TestSystemdDriver(t *testing.T) {
 	c, dir := sdSetup(t)
-	n := sdNode(t, c, dir, "s1")
+	n := sdNode(t, c, dir, "systemd", "s1")
 	n.Start()
 	waitSingleLeader(t, n, 30*time.Second)
 	waitSchedulable(t, n, []*Node{n})
@@ -337,18 +337,25 @@ systemctl start %[1]s`, ghost))
 	}
 }
 
-// TestSystemdMultiNode runs three nodes, each in its own sandbox: a
+// TestSystemdMultiNode runs three nodes, each in its own sandbox (two with
+// --driver auto, which must pick systemd there): a
 // spread fleet gets one unit in each, and when one sandbox dies whole
 // (machine lost) its ship is replaced by a unit in another.
 func TestSystemdMultiNode(t *testing.T) {
 	c, dir := sdSetup(t)
-	n1 := sdNode(t, c, dir, "n1")
+	n1 := sdNode(t, c, dir, "systemd", "n1")
 	n1.Start()
 	waitSingleLeader(t, n1, 30*time.Second)
-	n2 := sdNode(t, c, dir, "n2", n1.GossipAddr)
-	n3 := sdNode(t, c, dir, "n3", n1.GossipAddr)
+	// auto picks systemd where its private socket answers.
+	n2 := sdNode(t, c, dir, "auto", "n2", n1.GossipAddr)
+	n3 := sdNode(t, c, dir, "auto", "n3", n1.GossipAddr)
 	n2.Start()
 	n3.Start()
+	for _, n := range []*Node{n2, n3} {
+		if !strings.Contains(n.Log(), "driver auto: using systemd") {
+			t.Fatalf("%s with --driver auto in a sandbox did not pick systemd:\n%s", n.Name, n.Log())
+		}
+	}
 	nodes := []*Node{n1, n2, n3}
 	waitSchedulable(t, n1, nodes)
 	putJSON(t, n1, "/v1/blueprints/spread", map[string]any{
