@@ -213,6 +213,13 @@ func run(ctx context.Context, cfg config) error {
 			return err
 		}
 	}
+	if parts["systemd"] {
+		res, err := runSystemd(ctx, bin)
+		rep.systemd = &res
+		if err != nil {
+			return fmt.Errorf("systemd figures: %w", err)
+		}
+	}
 	rep.took = time.Since(rep.started)
 	md := rep.markdown()
 	if zb != nil {

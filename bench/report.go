@@ -49,6 +49,8 @@ type report struct {
 	alloc *allocResult // nil: not run
 
 	events *eventsResult // nil: not run
+
+	systemd *systemdResult // nil: not run
 }
 
 // addLoad runs one write row and records it.
@@ -77,6 +79,7 @@ func (r *report) markdown() string {
 	r.writeFleets(&b)
 	r.writeAlloc(&b)
 	r.writeEvents(&b)
+	r.writeSystemd(&b)
 	if r.kv {
 		r.writeRSS(&b)
 		r.writeNotes(&b)

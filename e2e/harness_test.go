@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/armada-orchestrator/armada/internal/sandbox"
 )
 
 // armadaBin is the binary TestMain builds once for the whole package.
@@ -188,6 +190,10 @@ type Node struct {
 	SDKAddr    string
 	Seeds      []string
 	Extra      []string // more flags for `armada join`
+	// Sandbox, when set, runs the node inside that systemd sandbox (through
+	// nsenter) from Bin, a copy of the binary outside /tmp.
+	Sandbox *sandbox.Sandbox
+	Bin     string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -221,6 +227,11 @@ func (c *Cluster) StartNode(name string, seeds ...string) *Node {
 func (n *Node) Args() []string {
 	args := []string{"join", "--name", n.Name, "--data-dir", n.DataDir,
 		"--http-addr", n.HTTPAddr, "--gossip-addr", n.GossipAddr, "--raft-addr", n.RaftAddr, "--sdk-addr", n.SDKAddr}
+	if n.Sandbox == nil && !slices.Contains(n.Extra, "--driver") {
+		// Outside a sandbox ships run as child processes even where systemd
+		// runs (where auto would pick it, on the host's own systemd).
+		args = append(args, "--driver", "exec")
+	}
 	args = append(args, n.Extra...)
 	return append(args, n.Seeds...)
 }
@@ -278,6 +289,9 @@ func (n *Node) launch() {
 	defer f.Close() // the child has its own copy of the descriptor
 	fmt.Fprintf(f, "# %s %s\n", armadaBin, strings.Join(n.Args(), " "))
 	cmd := exec.Command(armadaBin, n.Args()...)
+	if n.Sandbox != nil {
+		cmd = n.Sandbox.Command(context.Background(), n.Bin, n.Args()...)
+	}
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -328,6 +342,9 @@ func (n *Node) Kill() {
 	if cmd == nil {
 		t.Fatalf("kill %s: never started", n.Name)
 	}
+	if n.Sandbox != nil {
+		sandbox.KillInner(cmd)
+	}
 	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatalf("kill %s: %v", n.Name, err)
 	}
@@ -351,6 +368,9 @@ func (n *Node) kill() {
 	n.mu.Unlock()
 	if cmd == nil {
 		return
+	}
+	if n.Sandbox != nil {
+		sandbox.KillInner(cmd)
 	}
 	_ = cmd.Process.Kill()
 	select {

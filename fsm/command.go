@@ -47,6 +47,7 @@ const (
 	CmdShipAllocate   CmdType = 32
 	CmdShipSDK        CmdType = 33
 	CmdDeployUpdate   CmdType = 34
+	CmdUsageReport    CmdType = 35
 
 	// ZooKeeper (fsm/zk.go): 40..49.
 	CmdZKCreateSession CmdType = 40
@@ -105,6 +106,7 @@ var commandTable = [256]func() Command{
 	CmdShipAllocate:   func() Command { return new(ShipAllocate) },
 	CmdShipSDK:        func() Command { return new(ShipSDK) },
 	CmdDeployUpdate:   func() Command { return new(DeployUpdate) },
+	CmdUsageReport:    func() Command { return new(UsageReport) },
 
 	CmdZKCreateSession: func() Command { return new(ZKCreateSession) },
 	CmdZKTouch:         func() Command { return new(ZKTouch) },

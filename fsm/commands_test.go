@@ -80,6 +80,7 @@ func allCmdTables() map[string][]cmdCase {
 		"ShipAllocate":   shipAllocateCases(),
 		"ShipSDK":        shipSDKCases(),
 		"DeployUpdate":   deployUpdateCases(),
+		"UsageReport":    usageReportCases(),
 
 		"ZKCreateSession": zkCreateSessionCases(),
 		"ZKTouch":         zkTouchCases(),

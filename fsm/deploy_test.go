@@ -25,7 +25,6 @@ func (h *harness) deployments(fleet string) []*Deployment {
 	return out
 }
 
-
 func TestFleetPutStartsDeployments(t *testing.T) {
 	h := newHarness(t)
 	for _, c := range deployWorld() {
@@ -100,7 +99,6 @@ func TestDeploymentHistoryIsBounded(t *testing.T) {
 	}
 }
 
-
 func deployUpdateCases() []cmdCase {
 	started := deployWorld(toV2()) // the deployment is id 15 (one id taken by its lock after it)
 	id := uint64(len(started))
@@ -136,7 +134,9 @@ func deployUpdateCases() []cmdCase {
 		},
 		{
 			name: "failed with rollback: the fleet runs the old versions again", setup: started,
-			cmd: up(func(c *DeployUpdate) { c.State, c.Reason, c.Rollback = DeployFailed, "no new ship ready for 1m0s", true }),
+			cmd: up(func(c *DeployUpdate) {
+				c.State, c.Reason, c.Rollback = DeployFailed, "no new ship ready for 1m0s", true
+			}),
 			check: func(t *testing.T, h *harness, r *Result) {
 				d := h.deployments("game")[0]
 				f, _ := h.fleet("game")

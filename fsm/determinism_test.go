@@ -351,6 +351,15 @@ func (g *logGen) shipCommand(n int) Command {
 		}
 		return &NodeDrain{Name: name, Enable: g.rng.IntN(3) == 0, Now: g.now}
 	default:
+		if g.rng.IntN(4) == 0 {
+			u := &UsageReport{Node: g.pick(genNodes), CPUMHz: int64(g.rng.IntN(100)), MemoryMB: int64(g.rng.IntN(100)) - 1, Now: g.now}
+			for _, s := range ships {
+				if g.rng.IntN(2) == 0 {
+					u.Ships = append(u.Ships, ShipUsage{Ship: s.ID, CPUMHz: int64(g.rng.IntN(50)), MemoryMB: int64(g.rng.IntN(50))})
+				}
+			}
+			return u
+		}
 		c := &NodeReport{Name: g.pick(genNodes), PortsRange: "20000-20011", Now: g.now}
 		if _, ok := g.h.node(c.Name); !ok && g.rng.IntN(4) != 0 {
 			return &NodeUpsert{Node: testNode(c.Name, NodeAlive), Now: g.now} // a node joins

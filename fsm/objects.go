@@ -58,6 +58,8 @@ type Node struct {
 	// or left, count as one outage), in Unix milliseconds; 0 while alive.
 	DownSince int64 `json:"down_since,omitempty"`
 	Updated   int64 `json:"updated"`
+	// Usage is what the node uses, as its worker last reported.
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // Port is a named host port a ship needs.

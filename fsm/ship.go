@@ -59,6 +59,9 @@ type Ship struct {
 	// node may still run it (a node cut off, not dead), so it keeps its
 	// resources and ports there.
 	Released bool `json:"released,omitempty"`
+	// Usage is what the ship uses, as its worker last reported (drivers
+	// that measure: systemd).
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // Ended reports whether a ship is over: stopped, failed or lost.

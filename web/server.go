@@ -54,6 +54,14 @@ type ShipLogs interface {
 	LogPath(id string) string
 }
 
+// ShipJournal is a ShipLogs whose ships may log to the journal instead
+// (the systemd driver where journald runs): OpenJournal streams the last
+// tail lines (tail < 0: all) and, with follow, what comes after; ok is
+// false when the ship's output is in LogPath.
+type ShipJournal interface {
+	OpenJournal(ctx context.Context, id string, tail int, follow bool) (rc io.ReadCloser, ok bool, err error)
+}
+
 // Server is the HTTP API of one node.
 type Server struct {
 	c   Cluster

@@ -247,6 +247,11 @@ func (s *Server) shipLogs(c echo.Context) error {
 	if s.logs == nil {
 		return notFound("id", "no logs yet for ship %q: node %s keeps no ship logs", id, s.c.Name())
 	}
+	if j, ok := s.logs.(ShipJournal); ok {
+		if done, err := s.journalLogs(c, j, id, tail, follow, index); done || err != nil {
+			return err
+		}
+	}
 	f, err := os.Open(s.logs.LogPath(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return notFound("id", "no logs yet for ship %q", id)
@@ -259,14 +264,7 @@ func (s *Server) shipLogs(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("read logs of ship %s: %w", id, err)
 	}
-	resp := c.Response()
-	h := resp.Header()
-	h.Set(echo.HeaderContentType, "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Armada-Index", strconv.FormatUint(index, 10))
-	h.Set("X-Armada-Node", s.c.Name())
-	resp.WriteHeader(http.StatusOK)
+	resp := s.startLogs(c, index)
 	off, err := copyFrom(resp, f, start)
 	if err != nil {
 		return nil // the client went away; the status is already sent
@@ -427,4 +425,66 @@ func (s *Server) proxyLogs(c echo.Context, node *fsm.Node) error {
 			return nil // the answer is sent; a cut stream ends it
 		}
 	}
+}
+
+// journalLogs serves a ship's output from the journal, when its driver
+// logs there; done is false when it does not.
+func (s *Server) journalLogs(c echo.Context, j ShipJournal, id string, tail int, follow bool, index uint64) (done bool, err error) {
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	rc, ok, err := j.OpenJournal(ctx, id, tail, follow)
+	if !ok || err != nil {
+		if err != nil {
+			err = fmt.Errorf("read journal of ship %s: %w", id, err)
+		}
+		return ok, err
+	}
+	defer rc.Close()
+	resp := s.startLogs(c, index)
+	flush(resp)
+	if follow {
+		// journalctl --follow never ends by itself: stop it with the ship.
+		go func() {
+			tick := time.NewTicker(logPoll)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				if s.shipEnded(id) {
+					time.Sleep(logPoll) // what it wrote just before it ended
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := rc.Read(buf)
+		if n > 0 {
+			if _, werr := resp.Write(buf[:n]); werr != nil {
+				return true, nil // the client went away
+			}
+			flush(resp)
+		}
+		if err != nil {
+			return true, nil
+		}
+	}
+}
+
+// startLogs sends the headers of a log answer.
+func (s *Server) startLogs(c echo.Context, index uint64) *echo.Response {
+	resp := c.Response()
+	h := resp.Header()
+	h.Set(echo.HeaderContentType, "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Armada-Index", strconv.FormatUint(index, 10))
+	h.Set("X-Armada-Node", s.c.Name())
+	resp.WriteHeader(http.StatusOK)
+	return resp
 }

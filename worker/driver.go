@@ -13,6 +13,9 @@ type Spec struct {
 	// Env is the ship's whole environment: ARMADA_* variables, the
 	// blueprint's env and its decrypted secrets.
 	Env map[string]string
+	// CPUMHz and MemoryMB are the ship's resources; a driver that can
+	// enforce them (systemd: CPUQuota=, MemoryMax=) does. 0: no limit.
+	CPUMHz, MemoryMB int64
 }
 
 // Driver process states.
@@ -67,4 +70,19 @@ type Driver interface {
 	RemoveLog(id string) error
 	// Close stops every ship and releases the driver.
 	Close() error
+}
+
+// Usage is what one ship uses, read from its cgroup.
+type Usage struct {
+	// CPUNanos is the CPU time the ship has used since it started.
+	CPUNanos uint64
+	// MemoryBytes is the memory it uses now.
+	MemoryBytes uint64
+}
+
+// Meter is a driver that can measure its ships (systemd: the units'
+// CPUUsageNSec and MemoryCurrent). It is optional.
+type Meter interface {
+	// Usage reports the running ships' usage, by ship id.
+	Usage(ctx context.Context) (map[string]Usage, error)
 }

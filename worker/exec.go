@@ -146,8 +146,11 @@ func (e *Exec) LogPath(id string) string { return filepath.Join(e.dir, id+".log"
 func (e *Exec) pidPath(id string) string { return filepath.Join(e.dir, id+".pid") }
 
 // Logs implements Driver: the ids of the log files in the driver's dir.
-func (e *Exec) Logs() []string {
-	names, _ := filepath.Glob(filepath.Join(e.dir, "*.log"))
+func (e *Exec) Logs() []string { return listLogs(e.dir) }
+
+// listLogs lists the ship ids of the <id>.log files in dir.
+func listLogs(dir string) []string {
+	names, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	ids := make([]string, 0, len(names))
 	for _, n := range names {
 		ids = append(ids, strings.TrimSuffix(filepath.Base(n), ".log"))
@@ -162,10 +165,16 @@ func (e *Exec) RemoveLog(id string) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.ships[id] != nil {
+	return removeLog(id, e.ships[id] != nil, e.LogPath(id))
+}
+
+// removeLog deletes a ship's log file unless the driver still knows the
+// ship.
+func removeLog(id string, known bool, path string) error {
+	if known {
 		return fmt.Errorf("remove log of %s: the ship is still known to the driver", id)
 	}
-	if err := os.Remove(e.LogPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove log: %w", err)
 	}
 	return nil
@@ -604,11 +613,16 @@ func (e *Exec) Stop(ctx context.Context, id string) error {
 // List implements Driver.
 func (e *Exec) List() []Status {
 	e.mu.Lock()
-	out := make([]Status, 0, len(e.ships))
-	for _, sh := range e.ships {
-		out = append(out, sh.st)
+	defer e.mu.Unlock()
+	return statuses(e.ships, func(sh *ship) Status { return sh.st })
+}
+
+// statuses lists the statuses of a driver's ships, by id.
+func statuses[T any](ships map[string]T, st func(T) Status) []Status {
+	out := make([]Status, 0, len(ships))
+	for _, sh := range ships {
+		out = append(out, st(sh))
 	}
-	e.mu.Unlock()
 	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }

@@ -9,15 +9,24 @@ import (
 	"strings"
 )
 
+// procNetFile is one of /proc/net's socket tables and the socket state
+// that holds a port in it ("" for any).
+type procNetFile struct{ name, listen string }
+
 // ListeningPorts lists the TCP ports listening and the UDP ports bound on
 // this host within [lo, hi], read from procDir/net/{tcp,tcp6,udp,udp6}.
+//
+// On the host's own /proc, TCP is asked of the kernel through netlink
+// (tcpListeningPorts), which is much cheaper, and /proc/net/tcp{,6} are
+// read only if that fails.
 func ListeningPorts(procDir string, lo, hi int) ([]int, error) {
 	seen := map[int]bool{}
 	found := false
-	for _, f := range []struct {
-		name   string
-		listen string // the socket state that holds the port; "" for any
-	}{{"tcp", "0A"}, {"tcp6", "0A"}, {"udp", ""}, {"udp6", ""}} {
+	files := []procNetFile{{"tcp", "0A"}, {"tcp6", "0A"}, {"udp", ""}, {"udp6", ""}}
+	if procDir == "/proc" && tcpListeningPorts(lo, hi, seen) == nil {
+		files, found = files[2:], true
+	}
+	for _, f := range files {
 		file, err := os.Open(procDir + "/net/" + f.name)
 		if err != nil {
 			continue // no IPv6, for one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -58,9 +59,11 @@ type Worker struct {
 	passMu sync.Mutex // one pass at a time (Run and tests both call Reconcile)
 
 	mu       sync.Mutex
-	stopping map[string]bool // stops in flight
-	mine     map[string]bool // the ships on this node at the last pass
-	ships    fsm.ShipCache   // every ship, kept up to date between passes
+	stopping map[string]bool  // stops in flight
+	mine     map[string]bool  // the ships on this node at the last pass
+	ships    fsm.ShipCache    // every ship, kept up to date between passes
+	usage    *usageSample     // the last usage sample (Meter drivers)
+	sent     *fsm.UsageReport // the figures last reported (Run's goroutine only)
 	kick     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -87,6 +90,18 @@ func New(st Store, ap Applier, cfg Config) *Worker {
 // LogPath is the file holding a ship's captured output.
 func (w *Worker) LogPath(id string) string { return w.cfg.Driver.LogPath(id) }
 
+// OpenJournal reads a ship's output from the journal when its driver logs
+// there (systemd with journald); ok is false otherwise.
+func (w *Worker) OpenJournal(ctx context.Context, id string, tail int, follow bool) (io.ReadCloser, bool, error) {
+	j, ok := w.cfg.Driver.(interface {
+		OpenJournal(ctx context.Context, id string, tail int, follow bool) (io.ReadCloser, bool, error)
+	})
+	if !ok {
+		return nil, false, nil
+	}
+	return j.OpenJournal(ctx, id, tail, follow)
+}
+
 func (w *Worker) poke() {
 	select {
 	case w.kick <- struct{}{}:
@@ -99,14 +114,33 @@ func (w *Worker) poke() {
 func (w *Worker) Run(ctx context.Context) {
 	defer w.wg.Wait()
 	defer w.health.close()
+	w.catchUp(ctx)
 	tick := time.NewTicker(w.cfg.Interval)
 	defer tick.Stop()
 	var since uint64
 	var lastPorts []int
-	lastReport := time.Time{}
+	lastReport, lastUsage, lastPrune := time.Time{}, time.Time{}, time.Time{}
+	meter, _ := w.cfg.Driver.(Meter)
 	for {
-		if time.Since(lastReport) >= 5*time.Second {
+		if meter != nil && time.Since(lastUsage) >= UsageInterval {
+			// The first sample is only a baseline: the first rates follow
+			// a second later.
+			first := lastUsage.IsZero()
+			lastUsage = time.Now()
+			if first {
+				lastUsage = lastUsage.Add(time.Second - UsageInterval)
+			}
+			if err := w.reportUsage(ctx, meter); err != nil && ctx.Err() == nil {
+				w.log.Debug("report usage", "err", err)
+			}
+		}
+		if time.Since(lastPrune) >= pruneEvery {
+			// Purged ships' logs: no hurry (a ship is purged 10 minutes
+			// after it ended), and the scan reads every log's ship.
+			lastPrune = time.Now()
 			w.pruneLogs()
+		}
+		if time.Since(lastReport) >= 5*time.Second {
 			if ports, err := w.reportHost(ctx, lastPorts); err == nil {
 				lastPorts, lastReport = ports, time.Now()
 			} else if ctx.Err() == nil {
@@ -186,6 +220,37 @@ func (w *Worker) concerns(changes []fsm.Change) bool {
 		}
 	}
 	return false
+}
+
+// pruneEvery is how often the worker deletes the logs of purged ships.
+const pruneEvery = 30 * time.Second
+
+// readIndexer is an Applier that can bring the local state up to date.
+type readIndexer interface {
+	ReadIndex(ctx context.Context) (uint64, error)
+}
+
+// catchUp waits, when the driver already runs ships (units adopted from an
+// earlier run), until the local state holds every committed write: a state
+// still being replayed would not place them here yet, and the first pass
+// would stop them.
+func (w *Worker) catchUp(ctx context.Context) {
+	ri, ok := w.ap.(readIndexer)
+	if !ok || len(w.cfg.Driver.List()) == 0 {
+		return
+	}
+	for ctx.Err() == nil {
+		idx, err := ri.ReadIndex(ctx)
+		if err == nil {
+			w.log.Info("state caught up; reconciling adopted ships", "index", idx, "ships", len(w.cfg.Driver.List()))
+			return
+		}
+		w.log.Info("waiting for the cluster before touching adopted ships", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(w.cfg.Interval):
+		}
+	}
 }
 
 // reportHost tells the cluster this node's port range and the ports in it
@@ -462,7 +527,7 @@ func (w *Worker) spec(v *fsm.View, s *fsm.Ship) (*Spec, error) {
 	for name, port := range s.Ports {
 		env["ARMADA_PORT_"+strings.ToUpper(name)] = fmt.Sprint(port)
 	}
-	return &Spec{ID: s.ID, Fleet: s.Fleet, Unit: bp.Unit, Env: env}, nil
+	return &Spec{ID: s.ID, Fleet: s.Fleet, Unit: bp.Unit, Env: env, CPUMHz: s.Resources.CPUMHz, MemoryMB: s.Resources.MemoryMB}, nil
 }
 
 // stopAsync stops a ship without holding up the pass; the pass after it

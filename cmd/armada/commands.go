@@ -114,6 +114,7 @@ func newNode(cf *clientFlags) *cobra.Command {
 					{"capacity", fmt.Sprintf("%d MHz, %d MB", n.Capacity.CPUMHz, n.Capacity.MemoryMB)},
 					{"allocated", fmt.Sprintf("%d MHz (%s), %d MB (%s)", n.Allocated.CPUMHz, percent(n.Allocated.CPUMHz, n.Capacity.CPUMHz),
 						n.Allocated.MemoryMB, percent(n.Allocated.MemoryMB, n.Capacity.MemoryMB))},
+					{"usage", usageString(n.Usage)},
 					{"ships", strconv.Itoa(n.Ships)}, {"ports", ports}, {"version", n.Version},
 				})
 				fmt.Println()

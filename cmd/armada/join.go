@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/armada-orchestrator/armada/adapters/etcd"
@@ -125,16 +126,39 @@ func (f *joinFlags) check() error {
 	return nil
 }
 
-// newDriver picks the ship driver. The systemd driver is not in this
-// build yet: auto uses exec, and asking for systemd is an error.
-func newDriver(name, dir string, log *slog.Logger) (worker.Driver, error) {
-	switch name {
-	case "systemd":
-		return nil, errors.New("--driver systemd: not in this build yet; use exec")
-	case "auto":
-		log.Info("driver auto: using exec (the systemd driver is not in this build yet)")
+// newDriver picks the ship driver: auto is systemd when systemd's private
+// socket answers, exec otherwise.
+func newDriver(ctx context.Context, name, dir string, log *slog.Logger) (worker.Driver, error) {
+	if name == "auto" {
+		name = "exec"
+		if worker.SystemdAvailable() {
+			name = "systemd"
+		}
+		log.Info("driver auto: using "+name, "systemd_socket", worker.SystemdSocket)
+	}
+	if name == "systemd" {
+		d, err := worker.NewSystemd(ctx, worker.SystemdConfig{LogDir: dir, Logger: log.With("component", "systemd")})
+		if err != nil {
+			return nil, fmt.Errorf("--driver systemd: %w", err)
+		}
+		return d, nil
 	}
 	return worker.NewExec(dir, log.With("component", "exec"))
+}
+
+// collectors is several Prometheus collectors as one.
+type collectors []prometheus.Collector
+
+func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
+	}
+}
+
+func (cs collectors) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
+	}
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -289,7 +313,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 	}
 	var wk *worker.Worker
 	if f.role != cluster.RoleServer {
-		drv, err := newDriver(f.driver, filepath.Join(f.dataDir, "ships"), log)
+		drv, err := newDriver(ctx, f.driver, filepath.Join(f.dataDir, "ships"), log)
 		if err != nil {
 			ln.Close()
 			node.Shutdown()
@@ -322,6 +346,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 		Logger: log.With("component", "http"), SpoolDir: f.dataDir}
 	if wk != nil {
 		opts.Logs = wk
+		opts.Collector = collectors{node.Collector(), wk}
 	}
 	api := web.New(node, opts)
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}

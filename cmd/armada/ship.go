@@ -74,9 +74,18 @@ func showShip(s *fsm.Ship) {
 		{"node", dash(s.Node)}, {"state", s.State}, {"desired", s.Desired},
 		{"ports", dash(portsString(s.Ports))}, {"address", dash(s.Address)}, {"labels", dash(labelsString(s.Labels))},
 		{"resources", fmt.Sprintf("%d MHz, %d MB", s.Resources.CPUMHz, s.Resources.MemoryMB)},
+		{"usage", usageString(s.Usage)},
 		{"reason", dash(s.Reason)}, {"created", ago(s.Created)}, {"updated", ago(s.Updated)},
 	}
 	table([]string{"FIELD", "VALUE"}, rows)
+}
+
+// usageString is a measured usage, "-" when none was reported.
+func usageString(u *fsm.Usage) string {
+	if u == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d MHz, %d MB (%s)", u.CPUMHz, u.MemoryMB, ago(u.At))
 }
 
 func newShip(cf *clientFlags) *cobra.Command {
