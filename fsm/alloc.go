@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // ShipReserved is a ready ship set aside by its own SDK call for a while:
@@ -34,7 +35,7 @@ type AllocRequest struct {
 }
 
 // MaxAllocBatch bounds the requests of one ShipAllocate.
-const MaxAllocBatch = 4096
+const MaxAllocBatch = 1024
 
 // ShipAllocate marks one ready ship per request allocated. Requests that
 // arrive together are applied as one entry; each gets its own answer in
@@ -89,10 +90,17 @@ type allocPool struct {
 	ready     map[string][]string
 	allocated map[string]int
 	nodes     []string // nodes with ready ships, sorted
+	// ships holds the ships decoded so far in this entry, and missed the
+	// selectors that matched nothing (the pool only shrinks, so they never
+	// will in this entry): a selector that matches no ship costs one pass
+	// over the fleet per entry, not one per request.
+	ships  map[string]*Ship
+	missed map[string]bool
 }
 
 func (t *txn) allocPool(fleet string) *allocPool {
-	p := &allocPool{ready: map[string][]string{}, allocated: map[string]int{}}
+	p := &allocPool{ready: map[string][]string{}, allocated: map[string]int{}, ships: map[string]*Ship{}, missed: map[string]bool{}}
+	usable := map[string]bool{}
 	c := t.b(bFleetShips).Cursor()
 	prefix := append([]byte(fleet), 0)
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -107,7 +115,17 @@ func (t *txn) allocPool(fleet string) *allocPool {
 		}
 		switch string(state) {
 		case ShipReady:
-			p.ready[string(node)] = append(p.ready[string(node)], string(k[len(prefix):]))
+			ok, seen := usable[string(node)]
+			if !seen {
+				// Never a ship on a node that drains or is not alive:
+				// it would hold the drain up, or not answer players.
+				n, found := t.node(string(node))
+				ok = found && n.Status == NodeAlive && !n.Drain
+				usable[string(node)] = ok
+			}
+			if ok {
+				p.ready[string(node)] = append(p.ready[string(node)], string(k[len(prefix):]))
+			}
 		case ShipAllocated:
 			p.allocated[string(node)]++
 		}
@@ -165,16 +183,25 @@ func (c *ShipAllocate) apply(t *txn) *Result {
 			pool = t.allocPool(r.Fleet)
 			pools[r.Fleet] = pool
 		}
+		sel := selectorKey(r.Selector)
 		var picked *Ship
-		_, ok := pool.pick(r.Strategy, func(id string) bool {
-			s, ok := t.ship(id)
-			if !ok || s.State != ShipReady || s.Desired != DesireRun || !matchLabels(s.Labels, r.Selector) {
-				return false
-			}
-			picked = s
-			return true
-		})
+		ok := false
+		if !pool.missed[sel] {
+			_, ok = pool.pick(r.Strategy, func(id string) bool {
+				s, found := pool.ships[id]
+				if !found {
+					s, found = t.ship(id)
+					pool.ships[id] = s
+				}
+				if !found || s == nil || s.State != ShipReady || s.Desired != DesireRun || !matchLabels(s.Labels, r.Selector) {
+					return false
+				}
+				picked = s
+				return true
+			})
+		}
 		if !ok {
+			pool.missed[sel] = true
 			why := fmt.Sprintf("fleet %q has no ready ship", r.Fleet)
 			if len(r.Selector) > 0 {
 				why = fmt.Sprintf("fleet %q has no ready ship matching the selector", r.Fleet)
@@ -183,15 +210,33 @@ func (c *ShipAllocate) apply(t *txn) *Result {
 			continue
 		}
 		old := *picked
-		picked.State, picked.Reason = ShipAllocated, ""
+		labels := picked.Labels
 		if len(r.Labels) > 0 {
-			picked.Labels = withLabels(picked.Labels, r.Labels)
+			labels = withLabels(picked.Labels, r.Labels)
+			if len(labels) > maxMapLen {
+				// The ship stays ready; this entry does not offer it again.
+				res.Batch[i] = fail(errf(ErrInvalid, "metadata.labels", "the ship would have more than %d labels", maxMapLen))
+				continue
+			}
 		}
+		picked.State, picked.Reason, picked.Labels = ShipAllocated, "", labels
 		t.putShip(&old, picked)
 		res.Batch[i] = &Result{Ships: []*Ship{picked}, Count: 1}
 		res.Count++
 	}
 	return res
+}
+
+// selectorKey is a selector as a map key: its pairs in key order.
+func selectorKey(sel map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(sel)) {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(sel[k])
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 func matchLabels(labels, selector map[string]string) bool {
@@ -275,7 +320,9 @@ func (c *ShipSDK) apply(t *txn) *Result {
 	case SDKAllocate:
 		switch s.State {
 		case ShipAllocated:
-			return &Result{Ships: []*Ship{s}}
+			// Allocated already (by /v1/allocate, or an earlier call): a
+			// ship's own matchmaker must know it lost the race.
+			return fail(errf(ErrConflict, "ship", "ship %q is allocated already", c.Ship))
 		case ShipReady, ShipReserved:
 		default:
 			return fail(errf(ErrConflict, "ship", "ship %q is %s, not ready", c.Ship, s.State))
@@ -303,6 +350,9 @@ func (c *ShipSDK) apply(t *txn) *Result {
 		}
 		if s.Labels[c.Key] == c.Value && (c.Value != "" || !hasKey(s.Labels, c.Key)) {
 			return &Result{Ships: []*Ship{s}}
+		}
+		if !hasKey(s.Labels, c.Key) && c.Value != "" && len(s.Labels) >= maxMapLen {
+			return fail(errf(ErrInvalid, "labels", "a ship has at most %d labels", maxMapLen))
 		}
 		s.Labels = withLabels(s.Labels, nil)
 		if c.Value == "" {

@@ -104,6 +104,26 @@ func shipAllocateCases() []cmdCase {
 			},
 		},
 		{
+			name:  "ships on draining or dead nodes are not allocated",
+			setup: readyWorld(&NodeDrain{Name: "n1", Enable: true, Now: 30}, upsert("n2", NodeSuspect, 31)),
+			cmd:   allocCmd(game),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireErr(t, r.Batch[0], ErrConflict, "fleet")
+			},
+		},
+		{
+			name:  "a selector that matches nothing fails every request of the entry",
+			setup: readyWorld(),
+			cmd:   allocCmd(AllocRequest{Fleet: "game", Selector: map[string]string{"map": "none"}}, AllocRequest{Fleet: "game", Selector: map[string]string{"map": "none"}}, game),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireErr(t, r.Batch[0], ErrConflict, "fleet")
+				requireErr(t, r.Batch[1], ErrConflict, "fleet")
+				if r.Batch[2].Err != nil || r.Count != 1 {
+					t.Fatalf("the selector-less request: %s", jsonString(r.Batch[2]))
+				}
+			},
+		},
+		{
 			name:  "starting, reserved and stopping ships are not allocated",
 			setup: readyWorld(report("n1", g7, ShipStarting), &ShipSDK{Ship: g9, Node: "n1", Op: SDKReserve, Seconds: 5, Now: 30}, stop(StopUser, gb)),
 			cmd:   allocCmd(game),
@@ -130,9 +150,8 @@ func shipSDKCases() []cmdCase {
 				if s := h.ship(g7); s.State != ShipAllocated {
 					t.Fatalf("ship %s", jsonString(s))
 				}
-				// Again: nothing changes.
-				h.ok(sdk(SDKAllocate, nil))
-				h.requireChanges(h.idx)
+				// Again: the ship must learn it is taken.
+				h.reject(sdk(SDKAllocate, nil), ErrConflict, "ship")
 			},
 		},
 		{

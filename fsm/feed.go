@@ -42,16 +42,20 @@ type feed struct {
 	index  uint64
 	notify chan struct{}
 	closed bool
+	resets uint64 // Restores counted (a state restored may go back in index)
 }
 
 func newFeed(size int) *feed {
 	return &feed{ring: make([]Change, size), notify: make(chan struct{})}
 }
 
+// reset empties the feed for a state now at index (opened, or restored
+// from a snapshot, which may take the index back) and counts the resets.
 func (f *feed) reset(index uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.start, f.n, f.floor, f.index = 0, 0, index, index
+	f.resets++
 	f.wake()
 }
 
@@ -102,10 +106,10 @@ func (f *feed) publish(index uint64, changes []Change) {
 	f.wake()
 }
 
-func (f *feed) published() uint64 {
+func (f *feed) published() (index, resets uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.index
+	return f.index, f.resets
 }
 
 func (f *feed) since(since uint64) ([]Change, <-chan struct{}, error) {

@@ -7,7 +7,7 @@ import (
 
 // Feed is the change feed of a State, as a ShipCache reads it.
 type Feed interface {
-	Published() uint64
+	Published() (index, restores uint64)
 	Changes(since uint64) ([]Change, <-chan struct{}, error)
 }
 
@@ -17,19 +17,26 @@ type Feed interface {
 // scheduler, a worker) does not decode them all again. The ships it
 // returns are shared between reads: callers must not change them.
 type ShipCache struct {
-	base  uint64 // every change up to base is in ships
-	ships map[string]*Ship
-	order []*Ship // ships by id, nil when it must be rebuilt
+	base     uint64 // every change up to base is in ships
+	restores uint64 // the state's restores when the ships were read
+	ships    map[string]*Ship
+	order    []*Ship // ships by id, nil when it must be rebuilt
 }
+
+// Base is the index up to which the last read took every change into
+// account: a reader that waits for changes must wait for those after it
+// (not after its view's index, which may be newer), or it would miss the
+// ships changed in between.
+func (c *ShipCache) Base() uint64 { return c.base }
 
 // Prepare reads the feed; call it before opening the view, and call the
 // function it returns with that view to get every ship, by id. The feed's published index is
 // read first: the view then has at least every entry up to it, and a
 // change published later is named again by the next plan's feed read.
 func (c *ShipCache) Prepare(st Feed) func(v *View) []*Ship {
-	pub := st.Published()
+	pub, restores := st.Published()
 	var changed []string
-	full := c.ships == nil
+	full := c.ships == nil || restores != c.restores
 	if !full {
 		changes, _, err := st.Changes(c.base)
 		if err != nil { // compacted (or closed): read everything
@@ -42,7 +49,7 @@ func (c *ShipCache) Prepare(st Feed) func(v *View) []*Ship {
 		}
 	}
 	return func(v *View) []*Ship {
-		c.base = pub
+		c.base, c.restores = pub, restores
 		if full {
 			all := v.Ships(ShipFilter{})
 			c.ships = make(map[string]*Ship, len(all))

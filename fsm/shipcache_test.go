@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"testing"
 )
 
@@ -50,4 +51,27 @@ func TestShipCache(t *testing.T) {
 	h.ok(&ShipSDK{Ship: g7, Node: "n1", Op: SDKLabel, Key: "b", Value: "2", Now: 71})
 	h.ok(&ShipSDK{Ship: g9, Node: "n1", Op: SDKLabel, Key: "c", Value: "3", Now: 72})
 	requireSameShips(t, h, c)
+}
+
+// Restoring an older snapshot takes the state's index back: a cache
+// built after it must not keep the ships the snapshot does not have.
+func TestShipCacheAfterRestoringAnOlderSnapshot(t *testing.T) {
+	h := newHarness(t)
+	for _, cmd := range readyWorld() {
+		h.ok(cmd)
+	}
+	snap := snapshotBytes(t, h.s)
+	c := &ShipCache{}
+	h.ok(&FleetScale{Name: "game", Replicas: 4, Now: 61})
+	h.ok(&ShipCreate{Fleet: "game", Blueprint: "web", Version: 1, Count: 1, Now: 62})
+	if got := len(h.cached(c)); got != 4 {
+		t.Fatalf("%d ships cached before the restore, want 4", got)
+	}
+	if err := h.s.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	requireSameShips(t, h, c)
+	if got := len(h.cached(c)); got != 3 {
+		t.Fatalf("%d ships cached after the restore, want 3", got)
+	}
 }

@@ -295,8 +295,10 @@ func (s *State) WaitIndex(ctx context.Context, n uint64) error {
 
 // Published is the index up to which every change is in the feed
 // (Changes): entries are applied first and published just after, so it
-// may lag Index for a moment.
-func (s *State) Published() uint64 { return s.feed.published() }
+// may lag Index for a moment. Restores counts the times the state was
+// replaced by a snapshot (which may take its index back): a reader that
+// keeps state between reads must start over when it changes.
+func (s *State) Published() (index, restores uint64) { return s.feed.published() }
 
 // Changes returns the changes after index since that are still in the
 // feed, and a channel that is closed when more arrive. It fails with

@@ -13,8 +13,9 @@ import (
 type Store interface {
 	View(fn func(v *fsm.View) error) error
 	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
-	// Published is the index up to which every change is in Changes.
-	Published() uint64
+	// Published is the index up to which every change is in Changes,
+	// and how many times the state was restored from a snapshot.
+	Published() (index, restores uint64)
 }
 
 // Applier commits commands through Raft.
@@ -70,6 +71,7 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 	for {
 		planStart := time.Now()
 		plan, index, err := makePlan(st, &cfg, cache)
+		index = min(index, cache.Base())
 		// Plans read every ship: under a stream of changes (allocations,
 		// reports) they are spaced so that planning takes at most about a
 		// fifth of a core. A plan's own commands usually take longer than

@@ -163,7 +163,7 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 		if f.Buffer != nil {
 			occupied := 0
 			for _, s := range byFleet[f.Name] {
-				if s.Occupied() {
+				if s.Occupied() && !lost[s.Node] {
 					occupied++
 				}
 			}
@@ -252,7 +252,7 @@ func reconcileFleets(in *Input, nodes map[string]*fsm.Node, lost map[string]bool
 	// Ships whose fleet is gone are stopped by the fleet's deletion; ships
 	// without a fleet simply stop when their node drains.
 	for _, s := range byFleet[""] {
-		if n, ok := nodes[s.Node]; ok && n.Drain {
+		if n, ok := nodes[s.Node]; ok && n.Drain && !s.Occupied() {
 			drain.Ships = append(drain.Ships, s.ID)
 			p.why("stop %s: node %s is draining", s.ID, s.Node)
 		}

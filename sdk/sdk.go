@@ -3,8 +3,9 @@
 // itself allocated or reserved, set labels, shut down, and watch its own
 // record.
 //
-// The worker hands every ship its endpoint in ARMADA_SDK_ADDR and its id
-// in ARMADA_SHIP_ID; FromEnv reads both:
+// The worker hands every ship its endpoint in ARMADA_SDK_ADDR, its id in
+// ARMADA_SHIP_ID and the token that proves it in ARMADA_SDK_TOKEN;
+// FromEnv reads them:
 //
 //	s, err := sdk.FromEnv()
 //	...
@@ -12,7 +13,8 @@
 //	err = s.Ready(ctx)
 //
 // Other languages call the same endpoints with any HTTP client (see the
-// README): every request names the ship in the X-Armada-Ship header.
+// README): every request names the ship in the X-Armada-Ship header and
+// carries its token in X-Armada-Token.
 package sdk
 
 import (
@@ -59,16 +61,17 @@ func (e *Error) Error() string { return fmt.Sprintf("sdk: %s (%d %s)", e.Message
 
 // Client talks to the SDK endpoint for one ship.
 type Client struct {
-	addr string // http://host:port
-	ship string
-	hc   *http.Client
+	addr  string // http://host:port
+	ship  string
+	token string
+	hc    *http.Client
 }
 
-// New makes a client for ship id at addr (ARMADA_SDK_ADDR: a URL, or
-// host:port).
-func New(addr, id string) (*Client, error) {
-	if addr == "" || id == "" {
-		return nil, errors.New("sdk: the SDK address and the ship id are required")
+// New makes a client for ship id, proving itself with token, at addr
+// (ARMADA_SDK_ADDR: a URL, or host:port).
+func New(addr, id, token string) (*Client, error) {
+	if addr == "" || id == "" || token == "" {
+		return nil, errors.New("sdk: the SDK address, the ship id and its token are required")
 	}
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
@@ -76,12 +79,18 @@ func New(addr, id string) (*Client, error) {
 	if _, err := url.Parse(addr); err != nil {
 		return nil, fmt.Errorf("sdk: address: %w", err)
 	}
-	return &Client{addr: strings.TrimSuffix(addr, "/"), ship: id, hc: &http.Client{}}, nil
+	return &Client{addr: strings.TrimSuffix(addr, "/"), ship: id, token: token, hc: &http.Client{}}, nil
 }
 
-// FromEnv makes the client from ARMADA_SDK_ADDR and ARMADA_SHIP_ID.
+// FromEnv makes the client from ARMADA_SDK_ADDR, ARMADA_SHIP_ID and
+// ARMADA_SDK_TOKEN.
 func FromEnv() (*Client, error) {
-	return New(os.Getenv("ARMADA_SDK_ADDR"), os.Getenv("ARMADA_SHIP_ID"))
+	return New(os.Getenv("ARMADA_SDK_ADDR"), os.Getenv("ARMADA_SHIP_ID"), os.Getenv("ARMADA_SDK_TOKEN"))
+}
+
+func (c *Client) auth(req *http.Request) {
+	req.Header.Set("X-Armada-Ship", c.ship)
+	req.Header.Set("X-Armada-Token", c.token)
 }
 
 // Addr is the SDK endpoint's URL.
@@ -95,7 +104,7 @@ func (c *Client) do(ctx context.Context, method, path, body string) (*Ship, erro
 	if err != nil {
 		return nil, fmt.Errorf("sdk: %w", err)
 	}
-	req.Header.Set("X-Armada-Ship", c.ship)
+	c.auth(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("sdk: %w", err)
@@ -185,7 +194,7 @@ func (c *Client) Watch(ctx context.Context, fn func(*Ship) bool) error {
 	if err != nil {
 		return fmt.Errorf("sdk: %w", err)
 	}
-	req.Header.Set("X-Armada-Ship", c.ship)
+	c.auth(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("sdk: watch: %w", err)

@@ -80,15 +80,17 @@ func (c *checker) verdict(s *fsm.Ship, h *fsm.Health, run int) (string, string) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.probes[s.ID]
-	if p != nil && p.run != run {
+	restarted := p != nil && p.run != run
+	if restarted {
 		p.cancel() // a new run of the process: start over
 		p = nil
 	}
 	if p == nil {
-		// A ship already up (seen by a worker before a restart of this
-		// one) stays up until its check fails.
+		// A ship already up that this worker sees for the first time (it
+		// restarted) stays up until its check fails; a new run of the
+		// ship's process must pass again.
 		now := c.now()
-		p = &probe{run: run, spec: *h, beat: now, start: now, done: make(chan struct{}), passed: s.Up(),
+		p = &probe{run: run, spec: *h, beat: now, start: now, done: make(chan struct{}), passed: s.Up() && !restarted,
 			grace: max(c.grace, 2*time.Duration(h.Failures)*time.Duration(h.Interval))}
 		if _, ok := c.early[s.ID]; ok && h.Type == "sdk" {
 			p.passed = true

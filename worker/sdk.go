@@ -1,6 +1,9 @@
 package worker
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +17,12 @@ import (
 )
 
 // SDK is the endpoint ships call on their own node (ARMADA_SDK_ADDR,
-// loopback only). A ship names itself with the X-Armada-Ship header or
-// ?ship=, and can only act on itself while it is placed on this node:
+// loopback only). A ship names itself with the X-Armada-Ship header and
+// proves it with X-Armada-Token (its ARMADA_SDK_TOKEN, an HMAC of its id
+// under the cluster's key, so no other process on the host can act as
+// it, and no web page either: a custom header needs a CORS preflight
+// this endpoint never grants). It can only act on itself, and only while
+// it is placed on this node:
 //
 //	POST /ready                 ready to serve (health type sdk)
 //	POST /health                heartbeat (health type sdk)
@@ -72,18 +79,28 @@ func writeErr(rw http.ResponseWriter, err error) {
 	writeJSON(rw, se.status, map[string]any{"error": se.body})
 }
 
-// caller finds the calling ship and checks that it is placed here.
+// SDKToken is the secret a ship proves its identity with on the SDK
+// endpoint: HMAC-SHA256 of its id under the cluster's key.
+func SDKToken(key []byte, ship string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("armada-sdk-token\x00" + ship))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// caller finds the calling ship, checks its token and that it is placed
+// here.
 func (w *Worker) caller(r *http.Request) (*fsm.Ship, error) {
-	id := r.Header.Get("X-Armada-Ship")
+	id, token := r.Header.Get("X-Armada-Ship"), r.Header.Get("X-Armada-Token")
 	if id == "" {
-		id = r.URL.Query().Get("ship")
-	}
-	if id == "" {
-		return nil, sdkFail(http.StatusBadRequest, fsm.ErrInvalid, "ship", "name the ship: X-Armada-Ship header or ?ship= (its ARMADA_SHIP_ID)")
+		return nil, sdkFail(http.StatusBadRequest, fsm.ErrInvalid, "ship", "name the ship in the X-Armada-Ship header (its ARMADA_SHIP_ID)")
 	}
 	var s *fsm.Ship
 	var ok bool
-	w.st.View(func(v *fsm.View) error { s, ok = v.Ship(id); return nil })
+	var key []byte
+	w.st.View(func(v *fsm.View) error { s, ok = v.Ship(id); key = v.SecretKey(); return nil })
+	if len(key) == 0 || !hmac.Equal([]byte(token), []byte(SDKToken(key, id))) {
+		return nil, sdkFail(http.StatusUnauthorized, "unauthorized", "token", "the X-Armada-Token header must be the ship's ARMADA_SDK_TOKEN")
+	}
 	if !ok {
 		return nil, sdkFail(http.StatusNotFound, fsm.ErrNotFound, "ship", "ship %q not found", id)
 	}

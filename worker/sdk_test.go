@@ -142,7 +142,9 @@ func sdkWorld(t *testing.T, failures int) (*harness, Driver, *Worker, *sdk.Clien
 	w = h.worker(nil, d, func(c *Config) { c.SDKAddr = srv.URL })
 	h.run(w)
 	id := h.place("arena", "game", "n1", 20000)
-	c, err := sdk.New(srv.URL, id)
+	var key []byte
+	h.view(func(v *fsm.View) { key = v.SecretKey() })
+	c, err := sdk.New(srv.URL, id, SDKToken(key, id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,8 +157,8 @@ func TestSDKReadyHeartbeatAndMissedHeartbeats(t *testing.T) {
 	t.Parallel()
 	h, d, _, c, id := sdkWorld(t, 5)
 	ctx := context.Background()
-	if env := h.procEnv(d, id); env["ARMADA_SDK_ADDR"] == "" {
-		t.Fatalf("ship env has no ARMADA_SDK_ADDR: %v", env)
+	if env := h.procEnv(d, id); env["ARMADA_SDK_ADDR"] == "" || len(env["ARMADA_SDK_TOKEN"]) != 32 {
+		t.Fatalf("ship env has no ARMADA_SDK_ADDR or ARMADA_SDK_TOKEN: %v", env)
 	}
 	h.waitReason(id, fsm.ShipStarting, "waiting for the ship to call /ready")
 	beat, stopBeat := context.WithCancel(ctx)
@@ -251,15 +253,30 @@ func TestSDKCalls(t *testing.T) {
 		t.Fatalf("after a pass: %+v", s)
 	}
 
-	// Another ship's id, or a ship of another node, is refused.
-	other, _ := sdk.New(strings.TrimPrefix(c.Addr(), "http://"), "nope")
-	if _, err := other.Ship(ctx); !errors.As(err, &e) || e.Status != http.StatusNotFound {
-		t.Fatalf("unknown ship: %v", err)
-	}
+	// Another ship's id without its token, an unknown ship, or a ship of
+	// another node, is refused.
+	var key []byte
+	h.view(func(v *fsm.View) { key = v.SecretKey() })
 	h.ok(&fsm.NodeUpsert{Node: nodeSpec("n2", fsm.NodeAlive)})
 	h.ok(&fsm.NodeReport{Name: "n2", PortsRange: testRange})
 	elsewhere := h.place("", "game", "n2", 20001)
-	far, _ := sdk.New(c.Addr(), elsewhere)
+	impostor, _ := sdk.New(c.Addr(), elsewhere, SDKToken(key, id)) // the token of another ship
+	if _, err := impostor.Ship(ctx); !errors.As(err, &e) || e.Status != http.StatusUnauthorized || e.Field != "token" {
+		t.Fatalf("a ship with another's token: %v", err)
+	}
+	other, _ := sdk.New(strings.TrimPrefix(c.Addr(), "http://"), "nope", SDKToken(key, "nope"))
+	if _, err := other.Ship(ctx); !errors.As(err, &e) || e.Status != http.StatusNotFound {
+		t.Fatalf("unknown ship: %v", err)
+	}
+	resp, err := http.Post(c.Addr()+"/shutdown?ship="+id, "", nil) // a web page's form post
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a call without headers answered %d", resp.StatusCode)
+	}
+	far, _ := sdk.New(c.Addr(), elsewhere, SDKToken(key, elsewhere))
 	if _, err := far.Allocate(ctx); !errors.As(err, &e) || e.Status != http.StatusForbidden {
 		t.Fatalf("ship of n2: %v", err)
 	}

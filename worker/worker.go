@@ -19,8 +19,9 @@ import (
 type Store interface {
 	View(fn func(v *fsm.View) error) error
 	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
-	// Published is the index up to which every change is in Changes.
-	Published() uint64
+	// Published is the index up to which every change is in Changes,
+	// and how many times the state was restored from a snapshot.
+	Published() (index, restores uint64)
 }
 
 // Applier commits commands through Raft.
@@ -149,6 +150,9 @@ func (w *Worker) Run(ctx context.Context) {
 		}
 		passStart := time.Now()
 		index, err := w.Reconcile(ctx)
+		w.passMu.Lock()
+		index = min(index, w.ships.Base())
+		w.passMu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("reconcile", "err", err)
 		}
@@ -523,6 +527,7 @@ func (w *Worker) spec(v *fsm.View, s *fsm.Ship) (*Spec, error) {
 	env["ARMADA_ADDRESS"] = s.Address
 	if w.cfg.SDKAddr != "" {
 		env["ARMADA_SDK_ADDR"] = w.cfg.SDKAddr
+		env["ARMADA_SDK_TOKEN"] = SDKToken(v.SecretKey(), s.ID)
 	}
 	for name, port := range s.Ports {
 		env["ARMADA_PORT_"+strings.ToUpper(name)] = fmt.Sprint(port)

@@ -71,17 +71,27 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { defer wg.Done(); c.Heartbeat(ctx, cfg.Heartbeat) }()
 		go func() {
 			defer wg.Done()
-			err := c.Watch(ctx, func(sh *sdk.Ship) bool {
-				s.mu.Lock()
-				if sh.State != s.state {
-					s.log.Info("ship state", "state", sh.State, "labels", sh.Labels)
+			// Watch its record for as long as it runs: a watch cut (the
+			// node's armada restarting) is taken up again.
+			for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(2*wait, 5*time.Second) {
+				err := c.Watch(ctx, func(sh *sdk.Ship) bool {
+					wait = 100 * time.Millisecond
+					s.mu.Lock()
+					if sh.State != s.state {
+						s.log.Info("ship state", "state", sh.State, "labels", sh.Labels)
+					}
+					s.state = sh.State
+					s.mu.Unlock()
+					return true
+				})
+				if ctx.Err() != nil {
+					return
 				}
-				s.state = sh.State
-				s.mu.Unlock()
-				return true
-			})
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn("watch", "err", err)
+				s.log.Warn("watch ended; again soon", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(wait):
+				}
 			}
 		}()
 		if err := c.Ready(ctx); err != nil {
