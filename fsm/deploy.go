@@ -257,6 +257,11 @@ func (v *View) Deployments(fleet string) []*Deployment {
 	return deployments(v.tx.Bucket(bDeployments).Cursor(), fleet, 0)
 }
 
+// Deployment is one of a fleet's deployments.
+func (v *View) Deployment(fleet string, id uint64) (*Deployment, bool) {
+	return getJSON[Deployment](v.tx.Bucket(bDeployments), deployKey(fleet, id))
+}
+
 // RunningDeployment is the fleet's running deployment, if any.
 func (v *View) RunningDeployment(fleet string) (*Deployment, bool) {
 	list := deployments(v.tx.Bucket(bDeployments).Cursor(), fleet, 1)

@@ -63,7 +63,14 @@ func eventTopics() map[string]eventReader {
 			return fleetSummary(v, f), true
 		},
 		"ship":       func(v *fsm.View, key string) (any, bool) { return v.Ship(key) },
-		"deployment": nil, // published by key until deployments can be read
+		"deployment": func(v *fsm.View, key string) (any, bool) { // key: fleet/id
+			fleet, id, ok := strings.Cut(key, "/")
+			n, err := strconv.ParseUint(id, 10, 64)
+			if !ok || err != nil {
+				return nil, false
+			}
+			return v.Deployment(fleet, n)
+		},
 	}
 }
 

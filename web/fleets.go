@@ -190,6 +190,18 @@ func (s *Server) getFleet(c echo.Context) error {
 	})
 }
 
+// listDeployments is a fleet's deployments, newest first: the running one
+// with its progress, then the history.
+func (s *Server) listDeployments(c echo.Context) error {
+	name := c.Param("name")
+	return s.read(c, func(v *fsm.View) error {
+		if _, ok := v.Fleet(name); !ok {
+			return notFound("name", "fleet %q not found", name)
+		}
+		return c.JSON(http.StatusOK, orEmpty(v.Deployments(name)))
+	})
+}
+
 // scaleFleet sets a fleet's replicas: {"replicas": N}.
 func (s *Server) scaleFleet(c echo.Context) error {
 	name := c.Param("name")

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/armada-orchestrator/armada/fsm"
 )
@@ -414,4 +415,26 @@ func TestFleetJSONShape(t *testing.T) {
 	if want := `[{"blueprint":"arena","version":1,"weight":90,"desired":9,"ships":0,"ready":0},{"blueprint":"arena","version":2,"weight":10,"desired":1,"ships":0,"ready":0}]`; string(st["versions"]) != want {
 		t.Errorf("status.versions = %s, want %s", st["versions"], want)
 	}
+}
+
+func TestFleetDeployments(t *testing.T) {
+	t.Parallel()
+	tc := newCluster(t)
+	tc.putArenas()
+	tc.doJSON(http.MethodPut, "/v1/fleets/arena-eu", []byte("replicas: 2\nversions: [{blueprint: arena, version: 1}]\n"), http.StatusOK, nil)
+	var list []fsm.Deployment
+	tc.doJSON(http.MethodGet, "/v1/fleets/arena-eu/deployments", nil, http.StatusOK, &list)
+	if len(list) != 0 {
+		t.Fatalf("a new fleet has deployments: %+v", list)
+	}
+	tc.doJSON(http.MethodPut, "/v1/fleets/arena-eu", []byte("replicas: 2\nversions: [{blueprint: arena, version: 2}]\nupdate: {max_parallel: 1, auto_rollback: true, deadline: 30s}\n"), http.StatusOK, nil)
+	tc.doJSON(http.MethodGet, "/v1/fleets/arena-eu/deployments", nil, http.StatusOK, &list)
+	if len(list) != 1 || list[0].State != fsm.DeployRunning || list[0].To[0].Version != 2 || list[0].From[0].Version != 1 ||
+		list[0].MaxParallel != 1 || !list[0].AutoRollback || list[0].Deadline != fsm.Duration(30*time.Second) {
+		t.Fatalf("deployments %+v", list)
+	}
+	resp, body := tc.do(http.MethodGet, "/v1/fleets/nope/deployments", nil)
+	checkError(t, "unknown fleet", resp, body, http.StatusNotFound, "not_found", "name")
+	resp, body = tc.do(http.MethodPut, "/v1/fleets/arena-eu", []byte("replicas: 2\nversions: [{blueprint: arena, version: 1}]\nupdate: {deadline: 10ms}\n"))
+	checkError(t, "bad deadline", resp, body, http.StatusUnprocessableEntity, "invalid", "update.deadline")
 }

@@ -128,6 +128,7 @@ func New(c Cluster, opts Options) *Server {
 	e.GET("/v1/fleets/:name", s.getFleet)
 	e.DELETE("/v1/fleets/:name", s.deleteFleet)
 	e.POST("/v1/fleets/:name/scale", s.scaleFleet)
+	e.GET("/v1/fleets/:name/deployments", s.listDeployments)
 	e.GET("/v1/ships", s.listShips)
 	e.POST("/v1/ships", s.createShip)
 	e.GET("/v1/ships/:id", s.getShip)

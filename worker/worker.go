@@ -36,6 +36,9 @@ type Config struct {
 	Driver     Driver
 	// SDKAddr is the local SDK endpoint handed to ships as ARMADA_SDK_ADDR.
 	SDKAddr string
+	// Balancer is told about the ships of fleets with update.drain_lb;
+	// default: none.
+	Balancer Balancer
 	// HealthGrace is how long a ship with a health check may take to pass
 	// it first; default 30s, and never less than 2 × failures × interval.
 	HealthGrace time.Duration
@@ -59,20 +62,25 @@ type Worker struct {
 	health *checker
 	passMu sync.Mutex // one pass at a time (Run and tests both call Reconcile)
 
-	mu       sync.Mutex
-	stopping map[string]bool  // stops in flight
-	mine     map[string]bool  // the ships on this node at the last pass
-	ships    fsm.ShipCache    // every ship, kept up to date between passes
-	usage    *usageSample     // the last usage sample (Meter drivers)
-	sent     *fsm.UsageReport // the figures last reported (Run's goroutine only)
-	kick     chan struct{}
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	stopping  map[string]bool    // stops in flight
+	lb        map[string]lbState // ships in (or going into) the load balancer
+	lbTargets map[string]Target  // the registered ships' targets
+	mine      map[string]bool    // the ships on this node at the last pass
+	ships     fsm.ShipCache      // every ship, kept up to date between passes
+	usage     *usageSample       // the last usage sample (Meter drivers)
+	sent      *fsm.UsageReport   // the figures last reported (Run's goroutine only)
+	kick      chan struct{}
+	wg        sync.WaitGroup
 }
 
 // New makes a worker; Run starts it.
 func New(st Store, ap Applier, cfg Config) *Worker {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
+	}
+	if cfg.Balancer == nil {
+		cfg.Balancer = noBalancer{}
 	}
 	if cfg.HealthGrace <= 0 {
 		cfg.HealthGrace = 30 * time.Second
@@ -83,7 +91,8 @@ func New(st Store, ap Applier, cfg Config) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Worker{cfg: cfg, st: st, ap: ap, log: cfg.Logger, stopping: map[string]bool{}, kick: make(chan struct{}, 1)}
+	w := &Worker{cfg: cfg, st: st, ap: ap, log: cfg.Logger, stopping: map[string]bool{},
+		lb: map[string]lbState{}, lbTargets: map[string]Target{}, kick: make(chan struct{}, 1)}
 	w.health = newChecker(w.poke, cfg.HealthGrace)
 	return w
 }
@@ -303,11 +312,12 @@ func (w *Worker) reportHost(ctx context.Context, last []int) ([]int, error) {
 
 // action is one thing a pass decided, with its reason.
 type action struct {
-	ship   *fsm.Ship
-	spec   *Spec
-	report *fsm.Report
-	stop   bool
-	forget bool
+	ship     *fsm.Ship
+	spec     *Spec
+	report   *fsm.Report
+	stop     bool
+	forget   bool
+	register *Target // into the load balancer
 	// checked: the ship has a health check, so running is not yet ready.
 	checked bool
 	why     string
@@ -330,13 +340,13 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 	err := w.st.View(func(v *fsm.View) error {
 		index = v.Index()
 		mine := map[string]bool{}
-		checks := healthSpecs(v)
+		checks, targets := healthSpecs(v), lbTargets(v)
 		for _, s := range ships(v) {
 			if s.Node != w.cfg.Node {
 				continue
 			}
 			mine[s.ID] = true
-			if a, ok := w.decide(v, s, procs[s.ID], procs[s.ID].ID != "", checks(s)); ok {
+			if a, ok := w.decide(v, s, procs[s.ID], procs[s.ID].ID != "", checks(s), targets(s)); ok {
 				acts = append(acts, a)
 			}
 		}
@@ -380,6 +390,11 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 				}
 			}
 			reports = append(reports, fsm.Report{Ship: a.ship.ID, State: st})
+		case a.register != nil:
+			w.registerAsync(ctx, *a.register)
+			if a.report != nil {
+				reports = append(reports, *a.report)
+			}
 		case a.stop:
 			w.stopAsync(ctx, a.ship, a.why)
 		case a.report != nil:
@@ -404,8 +419,8 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 
 // decide compares one ship of this node with its process. known says
 // whether the driver has the ship at all.
-func (w *Worker) decide(v *fsm.View, s *fsm.Ship, p Status, known bool, check *fsm.Health) (action, bool) {
-	a := action{ship: s, checked: check != nil && check.Type != "none"}
+func (w *Worker) decide(v *fsm.View, s *fsm.Ship, p Status, known bool, check *fsm.Health, lb *Target) (action, bool) {
+	a := action{ship: s, checked: (check != nil && check.Type != "none") || lb != nil}
 	report := func(state, reason, why string) (action, bool) {
 		if s.State == state && s.Reason == reason && s.Item == 0 {
 			return a, false
@@ -481,6 +496,22 @@ func (w *Worker) decide(v *fsm.View, s *fsm.Ship, p Status, known bool, check *f
 		case verdict == healthWaiting:
 			return report(fsm.ShipStarting, why, "process is running, not healthy yet")
 		}
+		if lb != nil {
+			w.mu.Lock()
+			st := w.lb[s.ID]
+			w.mu.Unlock()
+			switch {
+			case st == 0:
+				// Healthy: into the load balancer first, ready after.
+				a.register, a.why = lb, "healthy; registering with the load balancer"
+				if s.State != fsm.ShipReady {
+					a.report = &fsm.Report{Ship: s.ID, State: fsm.ShipStarting, Reason: "registering with the load balancer"}
+				}
+				return a, true
+			case st == lbRegistering && s.State != fsm.ShipReady:
+				return report(fsm.ShipStarting, "registering with the load balancer", "waiting for the load balancer")
+			}
+		}
 		return report(fsm.ShipReady, "", "process is running and healthy")
 	}
 }
@@ -550,6 +581,7 @@ func (w *Worker) stopAsync(ctx context.Context, s *fsm.Ship, why string) {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
+		w.deregister(context.WithoutCancel(ctx), id) // drained before it stops
 		if err := w.cfg.Driver.Stop(context.WithoutCancel(ctx), id); err != nil {
 			w.log.Warn("stop ship failed", "ship", id, "err", err)
 		}

@@ -118,7 +118,7 @@ func newFleet(cf *clientFlags) *cobra.Command {
 		},
 	}
 
-	cmd.AddCommand(apply, list, show, &cobra.Command{
+	cmd.AddCommand(apply, list, show, newRollout(cf), &cobra.Command{
 		Use:   "scale NAME N",
 		Short: "Set a fleet's replicas",
 		Args:  cobra.ExactArgs(2),
