@@ -246,16 +246,11 @@ func runEtcdAPIReference(ctx context.Context, cfg config, dir string, value []by
 	}
 	slog.Info("starting a 3-member etcd cluster for the client figure", "dir", dir)
 	c, err := startEtcd(etcdBin, dir, 3)
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			c.logTails()
-		}
-		c.stop()
-	}()
-	if err != nil {
-		return res, err
+	defer stopAfter(ctx, &err, c.logTails, c.stop)
+	var leader *etcdMember
+	if err == nil {
+		leader, err = c.waitLeader(ctx, 60*time.Second)
 	}
-	leader, err := c.waitLeader(ctx, 60*time.Second)
 	if err != nil {
 		return res, err
 	}
@@ -287,20 +282,19 @@ func runEtcdAPI(ctx context.Context, cfg config, bin, dir string, value []byte) 
 	if err != nil {
 		return nil, err
 	}
-	if ok {
-		ref, err := runEtcdAPIReference(ctx, cfg, filepath.Join(dir, "etcd-api"), value)
-		if err != nil {
-			return nil, fmt.Errorf("etcd client reference: %w", err)
-		}
-		ab.reference = &ref
-	} else {
-		slog.Warn("etcd is not installed: the etcd client figure will have no reference", "etcd", cfg.etcd)
+	return ab.run(ok, cfg.etcd, func() (loadResult, error) {
+		return runEtcdAPIReference(ctx, cfg, filepath.Join(dir, "etcd-api"), value)
+	}, func() (loadResult, error) {
+		return runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, "armada-etcd"), "--etcd-addr", etcdServing,
+			"all 3 nodes' etcd adapters", etcdAPIWorkers, etcdAPILoad, value)
+	})
+}
+
+// stopAfter stops what a run started, printing its logs' tails first when
+// the run failed (and was not cancelled).
+func stopAfter(ctx context.Context, err *error, logTails, stop func()) {
+	if *err != nil && ctx.Err() == nil {
+		logTails()
 	}
-	res, err := runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, "armada-etcd"), "--etcd-addr", etcdServing,
-		"all 3 nodes' etcd adapters", etcdAPIWorkers, etcdAPILoad, value)
-	if err != nil {
-		return nil, err
-	}
-	ab.armada = res
-	return ab, nil
+	stop()
 }

@@ -98,20 +98,11 @@ func runRedis(ctx context.Context, cfg config, bin, dir string, value []byte) (*
 			"replicated to a quorum; redis-server's is a memory write, so there is no target: the ratio is reported.",
 			redisClients, len(value)),
 	}
-	if _, err := exec.LookPath("redis-server"); err == nil {
-		ref, err := runRedisReference(ctx, cfg, filepath.Join(dir, "redis-server"), value)
-		if err != nil {
-			return nil, fmt.Errorf("redis reference: %w", err)
-		}
-		ab.reference = &ref
-	} else {
-		slog.Warn("redis-server is not installed: the Redis figure will have no reference")
-	}
-	res, err := runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, "armada-redis"), "--redis-addr", redisServing,
-		"all 3 nodes' Redis adapters", redisClients, redisLoad, value)
-	if err != nil {
-		return nil, err
-	}
-	ab.armada = res
-	return ab, nil
+	_, err := exec.LookPath("redis-server")
+	return ab.run(err == nil, "redis-server in $PATH", func() (loadResult, error) {
+		return runRedisReference(ctx, cfg, filepath.Join(dir, "redis-server"), value)
+	}, func() (loadResult, error) {
+		return runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, "armada-redis"), "--redis-addr", redisServing,
+			"all 3 nodes' Redis adapters", redisClients, redisLoad, value)
+	})
 }

@@ -239,16 +239,11 @@ func runAdapterArmada(ctx context.Context, cfg config, bin, dir, flag string, se
 	writers int, load adapterLoad, value []byte) (res loadResult, err error) {
 	slog.Info("starting a 3-node Armada cluster with an adapter", "flag", flag, "dir", dir)
 	c, err := startArmada(bin, dir, 3, flag, "127.0.0.1:0")
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			c.logTails()
-		}
-		c.stop()
-	}()
-	if err != nil {
-		return res, err
+	defer stopAfter(ctx, &err, c.logTails, c.stop)
+	var leader *armadaNode
+	if err == nil {
+		leader, err = c.waitHealthy(ctx, 60*time.Second)
 	}
-	leader, err := c.waitHealthy(ctx, 60*time.Second)
 	if err != nil {
 		return res, fmt.Errorf("armada cluster: %w", err)
 	}
@@ -290,21 +285,31 @@ func runZK(ctx context.Context, cfg config, bin, dir string, value []byte) (*zkB
 			"(Debian package, `forceSync` on) and the ZooKeeper adapter (`--zk-addr`) of a 3-node Armada, in the same run.",
 			zkClients, len(value)),
 	}
-	if _, err := os.Stat(zkJar); err == nil {
-		ref, err := runZKReference(ctx, cfg, filepath.Join(dir, "zookeeper"), value)
+	_, err := os.Stat(zkJar)
+	return zb.run(err == nil, "jar "+zkJar, func() (loadResult, error) {
+		return runZKReference(ctx, cfg, filepath.Join(dir, "zookeeper"), value)
+	}, func() (loadResult, error) {
+		return runZKArmada(ctx, cfg, bin, filepath.Join(dir, "armada-zk"), value)
+	})
+}
+
+// run measures the reference when it is installed, then Armada's adapter.
+func (ab *adapterBench) run(installed bool, what string, reference, armada func() (loadResult, error)) (*adapterBench, error) {
+	if installed {
+		ref, err := reference()
 		if err != nil {
-			return nil, fmt.Errorf("zookeeper reference: %w", err)
+			return nil, fmt.Errorf("%s reference: %w", ab.refName, err)
 		}
-		zb.reference = &ref
+		ab.reference = &ref
 	} else {
-		slog.Warn("ZooKeeper is not installed: the ZooKeeper figure will have no reference", "jar", zkJar)
+		slog.Warn("the reference is not installed: its figure will have none", "reference", ab.refName, "looked for", what)
 	}
-	res, err := runZKArmada(ctx, cfg, bin, filepath.Join(dir, "armada-zk"), value)
+	res, err := armada()
 	if err != nil {
 		return nil, err
 	}
-	zb.armada = res
-	return zb, nil
+	ab.armada = res
+	return ab, nil
 }
 
 // markdown is the part's section of the report.
