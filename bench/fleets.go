@@ -13,7 +13,7 @@ import (
 )
 
 // The parts of a run -only can pick.
-var allParts = []string{"kv", "plan", "sched", "ships", "alloc", "events", "zk", "systemd"}
+var allParts = []string{"kv", "plan", "sched", "ships", "alloc", "events", "zk", "etcdapi", "redis", "systemd"}
 
 // parseParts reads -only: "" is every part.
 func parseParts(only string) (map[string]bool, error) {

@@ -220,10 +220,28 @@ func run(ctx context.Context, cfg config) error {
 			return fmt.Errorf("systemd figures: %w", err)
 		}
 	}
+	var more []*adapterBench
+	if parts["etcdapi"] {
+		ab, err := runEtcdAPI(ctx, cfg, bin, filepath.Join(dir, "etcdapi"), value)
+		if err != nil {
+			return err
+		}
+		more = append(more, ab)
+	}
+	if parts["redis"] {
+		ab, err := runRedis(ctx, cfg, bin, filepath.Join(dir, "redis"), value)
+		if err != nil {
+			return err
+		}
+		more = append(more, ab)
+	}
 	rep.took = time.Since(rep.started)
 	md := rep.markdown()
 	if zb != nil {
 		md += zb.markdown()
+	}
+	for _, ab := range more {
+		md += ab.markdown()
 	}
 	if err := os.WriteFile(cfg.out, []byte(md), 0o644); err != nil {
 		return fmt.Errorf("write report: %w", err)

@@ -32,11 +32,17 @@ const zkClients = 64
 // zkJar is the Debian package's jar; its absence skips the reference.
 const zkJar = "/usr/share/java/zookeeper.jar"
 
-// zkBench is what the ZooKeeper part measured.
-type zkBench struct {
-	reference *loadResult // nil when ZooKeeper is not installed
-	armada    loadResult
+// adapterBench is what one protocol adapter's part measured: the adapter
+// of a 3-node Armada against the reference server, in the same run.
+type adapterBench struct {
+	title, about string      // the section's title and how it was measured
+	refName      string      // the reference, by name
+	target       float64     // Armada / reference to reach; 0: the ratio is only reported
+	reference    *loadResult // nil when the reference is not installed
+	armada       loadResult
 }
+
+type zkBench = adapterBench
 
 type zkLogger struct{}
 
@@ -222,20 +228,22 @@ func runZKReference(ctx context.Context, cfg config, dir string, value []byte) (
 
 var zkServing = regexp.MustCompile(`msg="serving zookeeper" .*addr=(\S+)`)
 
-// runZKArmada measures the ZooKeeper adapter of a 3-node Armada.
-func runZKArmada(ctx context.Context, cfg config, bin, dir string, value []byte) (res loadResult, err error) {
-	slog.Info("starting a 3-node Armada cluster with the ZooKeeper adapter", "dir", dir)
-	c, err := startArmada(bin, dir, 3, "--zk-addr", "127.0.0.1:0")
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			c.logTails()
-		}
-		c.stop()
-	}()
-	if err != nil {
-		return res, err
+// adapterLoad makes the put function of a row over the adapters at addrs,
+// and the function that closes its clients.
+type adapterLoad func(addrs []string, value []byte) (putFunc, func(), error)
+
+// runAdapterArmada measures one protocol adapter of a 3-node Armada of the
+// real binary, started with flag (e.g. --zk-addr); serving matches the
+// line each node logs with the adapter's address.
+func runAdapterArmada(ctx context.Context, cfg config, bin, dir, flag string, serving *regexp.Regexp, target string,
+	writers int, load adapterLoad, value []byte) (res loadResult, err error) {
+	slog.Info("starting a 3-node Armada cluster with an adapter", "flag", flag, "dir", dir)
+	c, err := startArmada(bin, dir, 3, flag, "127.0.0.1:0")
+	defer stopAfter(ctx, &err, c.logTails, c.stop)
+	var leader *armadaNode
+	if err == nil {
+		leader, err = c.waitHealthy(ctx, 60*time.Second)
 	}
-	leader, err := c.waitHealthy(ctx, 60*time.Second)
 	if err != nil {
 		return res, fmt.Errorf("armada cluster: %w", err)
 	}
@@ -245,63 +253,91 @@ func runZKArmada(ctx context.Context, cfg config, bin, dir string, value []byte)
 		if err != nil {
 			return res, err
 		}
-		m := zkServing.FindSubmatch(b)
+		m := serving.FindSubmatch(b)
 		if m == nil {
-			return res, fmt.Errorf("%s does not serve ZooKeeper", n.name)
+			return res, fmt.Errorf("%s does not serve the adapter of %s", n.name, flag)
 		}
 		addrs = append(addrs, string(m[1]))
 	}
-	put, closeAll, err := zkLoad(addrs, value)
+	put, closeAll, err := load(addrs, value)
 	if err != nil {
 		return res, err
 	}
 	defer closeAll()
-	return runLoad(ctx, loadSpec{system: "Armada", target: "all 3 nodes' ZooKeeper adapters", writers: zkClients, put: put,
+	return runLoad(ctx, loadSpec{system: "Armada", target: target, writers: writers, put: put,
 		procs: c.watch(leader)}, cfg.warmup, cfg.duration)
+}
+
+// runZKArmada measures the ZooKeeper adapter of a 3-node Armada.
+func runZKArmada(ctx context.Context, cfg config, bin, dir string, value []byte) (loadResult, error) {
+	return runAdapterArmada(ctx, cfg, bin, dir, "--zk-addr", zkServing, "all 3 nodes' ZooKeeper adapters", zkClients,
+		zkLoad, value)
 }
 
 // runZK runs the ZooKeeper part: the reference when installed, then Armada.
 func runZK(ctx context.Context, cfg config, bin, dir string, value []byte) (*zkBench, error) {
-	zb := &zkBench{}
-	if _, err := os.Stat(zkJar); err == nil {
-		ref, err := runZKReference(ctx, cfg, filepath.Join(dir, "zookeeper"), value)
-		if err != nil {
-			return nil, fmt.Errorf("zookeeper reference: %w", err)
-		}
-		zb.reference = &ref
-	} else {
-		slog.Warn("ZooKeeper is not installed: the ZooKeeper figure will have no reference", "jar", zkJar)
+	zb := &adapterBench{
+		title:   "ZooKeeper writes",
+		refName: "ZooKeeper",
+		target:  zkTargetRatio,
+		about: fmt.Sprintf("%d go-zookeeper clients, one session each, spread evenly over the 3 servers, each setting its own znode "+
+			"to a %d-byte value as fast as the answers come back (`Set`, version -1): a 3-member ZooKeeper 3.8 ensemble "+
+			"(Debian package, `forceSync` on) and the ZooKeeper adapter (`--zk-addr`) of a 3-node Armada, in the same run.",
+			zkClients, len(value)),
 	}
-	res, err := runZKArmada(ctx, cfg, bin, filepath.Join(dir, "armada-zk"), value)
+	_, err := os.Stat(zkJar)
+	return zb.run(err == nil, "jar "+zkJar, func() (loadResult, error) {
+		return runZKReference(ctx, cfg, filepath.Join(dir, "zookeeper"), value)
+	}, func() (loadResult, error) {
+		return runZKArmada(ctx, cfg, bin, filepath.Join(dir, "armada-zk"), value)
+	})
+}
+
+// run measures the reference when it is installed, then Armada's adapter.
+func (ab *adapterBench) run(installed bool, what string, reference, armada func() (loadResult, error)) (*adapterBench, error) {
+	if installed {
+		ref, err := reference()
+		if err != nil {
+			return nil, fmt.Errorf("%s reference: %w", ab.refName, err)
+		}
+		ab.reference = &ref
+	} else {
+		slog.Warn("the reference is not installed: its figure will have none", "reference", ab.refName, "looked for", what)
+	}
+	res, err := armada()
 	if err != nil {
 		return nil, err
 	}
-	zb.armada = res
-	return zb, nil
+	ab.armada = res
+	return ab, nil
 }
 
-// markdown is the report's ZooKeeper section.
-func (zb *zkBench) markdown() string {
+// markdown is the part's section of the report.
+func (ab *adapterBench) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## ZooKeeper writes\n\n")
-	fmt.Fprintf(&b, "%d go-zookeeper clients, one session each, spread evenly over the 3 servers, each setting its own znode "+
-		"to a %d-byte value as fast as the answers come back (`Set`, version -1): a 3-member ZooKeeper 3.8 ensemble "+
-		"(Debian package, `forceSync` on) and the ZooKeeper adapter (`--zk-addr`) of a 3-node Armada, in the same run.\n\n",
-		zkClients, len(benchValue()))
+	fmt.Fprintf(&b, "\n## %s\n\n%s\n\n", ab.title, ab.about)
 	fmt.Fprintf(&b, "| System | Writes/s | p50 | p99 | Max | Errors |\n|---|--:|--:|--:|--:|--:|\n")
-	rows := []loadResult{zb.armada}
-	if zb.reference != nil {
-		rows = append([]loadResult{*zb.reference}, rows...)
+	rows := []loadResult{ab.armada}
+	if ab.reference != nil {
+		rows = append([]loadResult{*ab.reference}, rows...)
 	}
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", r.system, fmtRate(r.rate()), fmtMs(r.p50), fmtMs(r.p99), fmtMs(r.maxLatency), r.errors)
 	}
-	if zb.reference == nil || zb.reference.rate() == 0 {
-		fmt.Fprintf(&b, "\nZooKeeper was not installed, so there is no reference (target: ≥ %.0f× ZooKeeper).\n", zkTargetRatio)
+	if ab.reference == nil || ab.reference.rate() == 0 {
+		fmt.Fprintf(&b, "\n%s was not installed, so there is no reference", ab.refName)
+		if ab.target > 0 {
+			fmt.Fprintf(&b, " (target: ≥ %.0f× %s)", ab.target, ab.refName)
+		}
+		b.WriteString(".\n")
 		return b.String()
 	}
-	ratio := zb.armada.rate() / zb.reference.rate()
-	fmt.Fprintf(&b, "\nArmada / ZooKeeper: **%.1f×** (target ≥ %.0f×): %s.\n", ratio, zkTargetRatio,
-		judge(ratio >= zkTargetRatio, ""))
+	ratio := ab.armada.rate() / ab.reference.rate()
+	if ab.target == 0 {
+		fmt.Fprintf(&b, "\nArmada / %s: **%.2f×** (no target: reported).\n", ab.refName, ratio)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "\nArmada / %s: **%.1f×** (target ≥ %.0f×): %s.\n", ab.refName, ratio, ab.target,
+		judge(ratio >= ab.target, ""))
 	return b.String()
 }

@@ -19,27 +19,7 @@ import (
 // node, reads everything back and keeps writing. redis-cli talks to the
 // real binary too.
 func TestRedisClientSurvivesKilledNode(t *testing.T) {
-	c := NewCluster(t)
-	redisAddr := map[string]string{}
-	start := func(name string, seeds ...string) *Node {
-		n := c.NewNode(name, seeds...)
-		redisAddr[name] = freeAddr(t)
-		n.Extra = append(n.Extra, "--redis-addr", redisAddr[name])
-		n.Start()
-		return n
-	}
-	n1 := start("n1")
-	waitSingleLeader(t, n1, 30*time.Second)
-	nodes := []*Node{n1, start("n2", n1.GossipAddr), start("n3", n1.GossipAddr)}
-	want := map[string]string{"n1": "alive/voter", "n2": "alive/voter", "n3": "alive/voter"}
-	var leader string
-	waitFor(t, 60*time.Second, func() error {
-		var err error
-		if leader, err = agreedLeader(nodes...); err != nil {
-			return err
-		}
-		return checkMembers(nodes, leader, want)
-	})
+	nodes, redisAddr, leader := startAdapterCluster(t, "--redis-addr")
 	var fol *Node
 	var addrs []string
 	for _, n := range nodes {

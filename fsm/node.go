@@ -43,6 +43,12 @@ func (c *NodeRemove) apply(t *txn) *Result {
 	t.flushNodes()
 	t.del(bNodes, []byte(c.Name))
 	t.changed("node", c.Name, "delete")
+	// Its Redis adapter's address goes too: PUBLISH fans out to the
+	// recorded addresses.
+	if t.b(bRedisNodes).Get([]byte(c.Name)) != nil {
+		t.del(bRedisNodes, []byte(c.Name))
+		t.changed("redis_node", c.Name, "delete")
+	}
 	return &Result{Deleted: 1}
 }
 

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -141,6 +142,9 @@ func (c *RedisExec) apply(t *txn) *Result {
 		}
 	}
 	db := &redisDB{tx: t.tx, t: t, now: c.Now}
+	if c.Now > getI64(t.b(bMeta).Get(kRedisClock)) {
+		t.put(bMeta, kRedisClock, u64(uint64(c.Now)))
+	}
 	out := make([]RedisReply, len(c.Cmds))
 	size := 0
 	for i, argv := range c.Cmds {
@@ -298,6 +302,9 @@ var redisCmds = map[string]redisCmd{
 	// for PUBLISH to reach the other nodes. The adapter sends it for
 	// itself and never accepts it from a client.
 	"armada.node": {3, true, cmdArmadaNode},
+	// armada.pop ID BLPOP|BRPOP KEY... TIMEOUT is the adapter's blocking
+	// pop, made safe to retry: see cmdArmadaPop.
+	"armada.pop": {-5, true, cmdArmadaPop},
 }
 
 func lookupRedis(name []byte) (redisCmd, bool) {
@@ -409,6 +416,8 @@ func redisKeys(argv [][]byte) [][]byte {
 		return out
 	case "blpop", "brpop":
 		return argv[1 : len(argv)-1]
+	case "armada.pop":
+		return argv[3 : len(argv)-1]
 	}
 	return argv[1:2]
 }
@@ -1541,6 +1550,69 @@ func cmdArmadaNode(db *redisDB, a [][]byte) RedisReply {
 	}
 	db.t.changed("redis_node", string(a[1]), op)
 	return rOK
+}
+
+// kRedisClock holds the latest leader time (Unix ms) stamped on a
+// RedisExec: local reads decide TTLs from it (see RedisClock).
+var kRedisClock = []byte("redis_clock")
+
+func getI64(b []byte) int64 { return int64(getU64(b)) }
+
+// RedisClock is the leader's time stamped on the last RedisExec applied
+// here (Unix ms), 0 before the first. Adapters extrapolate from it with
+// their monotonic clock instead of trusting the node's wall clock.
+func (v *View) RedisClock() int64 { return getI64(v.tx.Bucket(bMeta).Get(kRedisClock)) }
+
+// Retried pops. The adapter names each blocking pop with an ID: 8 bytes
+// of the (leader's) time in Unix ms, big-endian, and 8 random bytes. A pop
+// that took an element records the answer under its ID, so that the same
+// command applied again (the adapter retries when a leader change leaves
+// the outcome unknown) answers the same element instead of taking
+// another. Records older than PopRetention by the entry's stamped time
+// are dropped when later pops apply.
+var kRedisPopPrefix = []byte("redis_pop/")
+
+// PopRetention is how long a pop's answer can be asked for again.
+const PopRetention = 2 * 60 * 1000
+
+// PopIDLen is the length of a pop's ID.
+const PopIDLen = 16
+
+func cmdArmadaPop(db *redisDB, a [][]byte) RedisReply {
+	id := a[1]
+	pop := a[2:]
+	name := strings.ToLower(string(pop[0]))
+	if len(id) != PopIDLen || name != "blpop" && name != "brpop" {
+		return rErr("ERR armada: bad pop")
+	}
+	key := append(append([]byte{}, kRedisPopPrefix...), id...)
+	meta := db.tx.Bucket(bMeta)
+	if rec := meta.Get(key); rec != nil {
+		d := decoder{b: rec}
+		k, v := d.bytes(), d.bytes()
+		// rec lives in the database's pages: copy what the reply keeps.
+		return rArr([]RedisReply{rBulk(bytes.Clone(k)), rBulk(bytes.Clone(v))})
+	}
+	// Forget the answers no retry can ask for any more.
+	var old [][]byte
+	cur := meta.Cursor()
+	for k, _ := cur.Seek(kRedisPopPrefix); k != nil && bytes.HasPrefix(k, kRedisPopPrefix) && len(k) == len(kRedisPopPrefix)+PopIDLen; k, _ = cur.Next() {
+		if int64(binary.BigEndian.Uint64(k[len(kRedisPopPrefix):])) >= db.now-PopRetention {
+			break
+		}
+		old = append(old, append([]byte{}, k...))
+	}
+	for _, k := range old {
+		db.t.del(bMeta, k)
+	}
+	r := cmdBpop(db, pop)
+	if r.Kind == RedisArray {
+		var e encoder
+		e.bytes(r.Arr[0].Str)
+		e.bytes(r.Arr[1].Str)
+		db.t.put(bMeta, key, e.b)
+	}
+	return r
 }
 
 // RedisNodes returns the Redis adapter address of every node that runs

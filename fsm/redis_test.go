@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
@@ -361,4 +362,78 @@ func TestRedisBadListValueIsRefusedBySnapshotsAndReadsAsAbsent(t *testing.T) {
 	}
 	r := h.ok(rx(1000, "LPOP l", "RPOP l 2", "LLEN l"))
 	requireReplies(t, r, "nil", "*nil", ":0")
+}
+
+// A removed node's Redis adapter address goes with it, so that PUBLISH no
+// longer fans out to it.
+func TestNodeRemoveForgetsItsRedisAddress(t *testing.T) {
+	h := newHarness(t)
+	h.ok(&NodeUpsert{Node: Node{Name: "n1", Status: NodeAlive}, Now: 1})
+	h.ok(&NodeUpsert{Node: Node{Name: "n2", Status: NodeAlive}, Now: 1})
+	h.ok(rx(1, "armada.node n1 10.0.0.1:6379", "armada.node n2 10.0.0.2:6379"))
+	idx := h.ok(&NodeRemove{Name: "n1"}).Index
+	var nodes map[string]string
+	h.view(func(v *View) { nodes = v.RedisNodes() })
+	if fmt.Sprint(nodes) != "map[n2:10.0.0.2:6379]" {
+		t.Fatalf("redis nodes after removing n1: %v", nodes)
+	}
+	found := false
+	for _, c := range h.changesAt(idx) {
+		found = found || c.Topic == "redis_node" && c.Key == "n1" && c.Op == "delete"
+	}
+	if !found {
+		t.Errorf("no redis_node delete change: %+v", h.changesAt(idx))
+	}
+}
+
+// RedisClock is the latest leader time stamped on a RedisExec; it never
+// goes back.
+func TestRedisClockFollowsStampedTime(t *testing.T) {
+	h := newHarness(t)
+	clock := func() (ms int64) {
+		h.view(func(v *View) { ms = v.RedisClock() })
+		return ms
+	}
+	if c := clock(); c != 0 {
+		t.Fatalf("clock before any entry = %d", c)
+	}
+	h.ok(rx(5000, "SET a 1"))
+	h.ok(rx(4000, "GET a")) // a leader with a slower clock
+	if c := clock(); c != 5000 {
+		t.Fatalf("clock = %d, want 5000", c)
+	}
+	h.ok(rx(7000, "GET a"))
+	if c := clock(); c != 7000 {
+		t.Fatalf("clock = %d, want 7000", c)
+	}
+}
+
+// ARMADA.POP applied again with the same ID answers the element the first
+// one took and takes no other; old answers are dropped after
+// PopRetention.
+func TestArmadaPopIsIdempotent(t *testing.T) {
+	h := newHarness(t)
+	h.ok(rx(1000, "RPUSH q x y z"))
+	id := func(ms int64, n byte) string {
+		b := make([]byte, PopIDLen)
+		binary.BigEndian.PutUint64(b, uint64(ms))
+		b[15] = n
+		return string(b)
+	}
+	pop := func(now int64, id string) *RedisExec {
+		return &RedisExec{Now: now, Cmds: [][][]byte{{[]byte("armada.pop"), []byte(id), []byte("BLPOP"), []byte("q"), []byte("0")}}}
+	}
+	requireReplies(t, h.ok(pop(1000, id(1000, 1))), `["q" "x"]`)
+	requireReplies(t, h.ok(pop(1001, id(1000, 1))), `["q" "x"]`)
+	requireReplies(t, h.ok(rx(1002, "LRANGE q 0 -1")), `["y" "z"]`)
+	requireReplies(t, h.ok(pop(1003, id(1003, 2))), `["q" "y"]`)
+	// Long after, a new pop drops both records: the first ID pops anew.
+	later := int64(1003 + PopRetention + 1)
+	requireReplies(t, h.ok(pop(later, id(later, 3))), `["q" "z"]`)
+	requireReplies(t, h.ok(pop(later, id(1000, 1))), `*nil`)
+	h.ok(rx(later, "RPUSH q w"))
+	requireReplies(t, h.ok(pop(later, id(1000, 1))), `["q" "w"]`)
+	// A bad ID changes nothing.
+	requireReplies(t, h.ok(pop(later, "short")), `-ERR armada: bad pop`)
+	checkInvariants(t, h.s)
 }

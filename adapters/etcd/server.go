@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -81,6 +82,10 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// clusterID is the header's cluster ID once the cluster has one: it
+	// never changes after, and a write's header needs nothing else from
+	// the state.
+	clusterID atomic.Uint64
 }
 
 // New makes a server; Start runs it.
@@ -211,15 +216,23 @@ func (s *Server) header(v *fsm.View) *pb.ResponseHeader {
 	}
 }
 
-// writeHeader is the header of a write applied at index.
+// writeHeader is the header of a write applied at index. It opens no view
+// once the cluster ID is known: a view commits the state's open write
+// transaction, which applied entries otherwise share.
 func (s *Server) writeHeader(index uint64) *pb.ResponseHeader {
-	var hdr *pb.ResponseHeader
-	s.st.View(func(v *fsm.View) error {
-		hdr = s.header(v)
-		return nil
-	})
-	hdr.Revision = int64(index)
-	return hdr
+	id := s.clusterID.Load()
+	if id == 0 {
+		s.st.View(func(v *fsm.View) error {
+			if cid := v.ClusterID(); cid != "" {
+				id = memberID("cluster/" + cid)
+				s.clusterID.Store(id)
+			} else {
+				id = memberID("cluster/")
+			}
+			return nil
+		})
+	}
+	return &pb.ResponseHeader{ClusterId: id, MemberId: memberID(s.cfg.Node), Revision: int64(index), RaftTerm: s.raft.Term()}
 }
 
 // view runs fn on the local state, after the read index when linearizable.

@@ -15,23 +15,118 @@ import (
 // Pub/sub is not replicated (Redis does not persist it either). PUBLISH
 // delivers to this node's subscribers and sends ARMADA.PUBLISH to every
 // other alive node's adapter (their addresses are in the replicated state,
-// recorded by each adapter at start), which delivers to its own; the reply
-// is the total number of receivers, as one Redis would count them. A node
-// that cannot be reached within a second misses the message.
+// recorded by each adapter at start, dropped when the node is removed),
+// which delivers to its own; the reply is the total number of receivers,
+// as one Redis would count them. A node that cannot be reached within a
+// second misses the message. ARMADA.PUBLISH carries a token derived from
+// the cluster's secret key: without it, it is an unknown command.
+//
+// Delivery never waits for a subscriber: messages go into its output
+// queue, written by its own goroutine, and a subscriber with more than
+// Config.PubSubLimit bytes waiting is disconnected, as Redis does past
+// client-output-buffer-limit pubsub.
 
-// subscriber is a connection in subscribe mode.
+// subscriber is a connection in subscribe mode. Everything it is sent
+// goes through its output queue, drained by its own writer goroutine, so
+// that a PUBLISH never waits for a slow reader: a subscriber whose queue
+// holds more than the limit is disconnected, as Redis does past its
+// client-output-buffer-limit for pubsub clients.
 type subscriber struct {
 	mu    sync.Mutex // serialises writes to dc
 	dc    redcon.DetachedConn
 	chans map[string]bool // guarded by hub.mu
 	pats  map[string]bool
+
+	qmu    sync.Mutex
+	idle   *sync.Cond // signalled when the queue empties or the subscriber dies
+	q      [][]byte
+	qbytes int // queued and being written
+	limit  int
+	dead   bool
+	wake   chan struct{}
 }
 
-func (sub *subscriber) send(fn func(w redcon.Conn)) {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	fn(sub.dc)
-	_ = sub.dc.Flush()
+func newSubscriber(dc redcon.DetachedConn, limit int) *subscriber {
+	sub := &subscriber{dc: dc, chans: map[string]bool{}, pats: map[string]bool{}, limit: limit, wake: make(chan struct{}, 1)}
+	sub.idle = sync.NewCond(&sub.qmu)
+	return sub
+}
+
+// enqueue queues one encoded reply without blocking. A subscriber that
+// would hold more than its limit is cut off: its connection is closed.
+func (sub *subscriber) enqueue(b []byte) {
+	sub.qmu.Lock()
+	if sub.dead {
+		sub.qmu.Unlock()
+		return
+	}
+	if sub.qbytes+len(b) > sub.limit {
+		sub.dead = true
+		sub.q = nil
+		sub.idle.Broadcast()
+		sub.qmu.Unlock()
+		// The writer may be blocked on the socket: close it underneath.
+		_ = sub.dc.NetConn().Close()
+		return
+	}
+	sub.q = append(sub.q, b)
+	sub.qbytes += len(b)
+	sub.qmu.Unlock()
+	select {
+	case sub.wake <- struct{}{}:
+	default:
+	}
+}
+
+// send queues a reply built by fn.
+func (sub *subscriber) send(fn func(b []byte) []byte) { sub.enqueue(fn(nil)) }
+
+// writeLoop writes the queue to the connection until done is closed or
+// the connection fails.
+func (sub *subscriber) writeLoop(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-sub.wake:
+		}
+		sub.qmu.Lock()
+		batch := sub.q
+		sub.q = nil
+		sub.qmu.Unlock()
+		n := 0
+		sub.mu.Lock()
+		for _, b := range batch {
+			sub.dc.WriteRaw(b)
+			n += len(b)
+		}
+		err := sub.dc.Flush()
+		sub.mu.Unlock()
+		sub.qmu.Lock()
+		sub.qbytes -= n
+		if err != nil {
+			sub.dead = true
+		}
+		if sub.qbytes == 0 || sub.dead {
+			sub.idle.Broadcast()
+		}
+		sub.qmu.Unlock()
+		if err != nil {
+			_ = sub.dc.NetConn().Close()
+			return
+		}
+	}
+}
+
+// drain waits until everything queued is written (or the subscriber is
+// dead) and reports whether it is still alive.
+func (sub *subscriber) drain() bool {
+	sub.qmu.Lock()
+	defer sub.qmu.Unlock()
+	for sub.qbytes > 0 && !sub.dead {
+		sub.idle.Wait()
+	}
+	return !sub.dead
 }
 
 // hub holds this node's subscriptions.
@@ -87,7 +182,7 @@ func (h *hub) closeAll() {
 	h.subs = nil
 	h.mu.Unlock()
 	for sub := range subs {
-		sub.dc.Close()
+		_ = sub.dc.NetConn().Close()
 	}
 }
 
@@ -111,13 +206,16 @@ func (h *hub) add(sub *subscriber, pattern bool, names [][]byte) {
 		index[name][sub] = true
 		total := len(sub.chans) + len(sub.pats)
 		h.mu.Unlock()
-		sub.send(func(w redcon.Conn) {
-			w.WriteArray(3)
-			w.WriteBulkString(kind)
-			w.WriteBulkString(name)
-			w.WriteInt(total)
-		})
+		sub.send(func(b []byte) []byte { return appendCount(b, kind, name, total) })
 	}
+}
+
+// appendCount encodes a (un)subscribe answer.
+func appendCount(b []byte, kind, name string, total int) []byte {
+	b = redcon.AppendArray(b, 3)
+	b = redcon.AppendBulkString(b, kind)
+	b = redcon.AppendBulkString(b, name)
+	return redcon.AppendInt(b, int64(total))
 }
 
 // remove unsubscribes from the named channels or patterns, or from all of
@@ -144,11 +242,12 @@ func (h *hub) remove(sub *subscriber, pattern bool, names [][]byte) {
 	}
 	h.mu.Unlock()
 	if len(list) == 0 {
-		sub.send(func(w redcon.Conn) {
-			w.WriteArray(3)
-			w.WriteBulkString(kind)
-			w.WriteNull()
-			w.WriteInt(h.total(sub))
+		total := h.total(sub)
+		sub.send(func(b []byte) []byte {
+			b = redcon.AppendArray(b, 3)
+			b = redcon.AppendBulkString(b, kind)
+			b = redcon.AppendNull(b)
+			return redcon.AppendInt(b, int64(total))
 		})
 		return
 	}
@@ -161,12 +260,7 @@ func (h *hub) remove(sub *subscriber, pattern bool, names [][]byte) {
 		}
 		total := len(sub.chans) + len(sub.pats)
 		h.mu.Unlock()
-		sub.send(func(w redcon.Conn) {
-			w.WriteArray(3)
-			w.WriteBulkString(kind)
-			w.WriteBulkString(name)
-			w.WriteInt(total)
-		})
+		sub.send(func(b []byte) []byte { return appendCount(b, kind, name, total) })
 	}
 }
 
@@ -197,42 +291,61 @@ func (h *hub) publish(channel string, msg []byte) int {
 		}
 	}
 	h.mu.RUnlock()
+	var plain []byte // the same bytes for every channel subscriber
 	for _, t := range targets {
-		t.sub.send(func(w redcon.Conn) {
-			if t.pattern != "" {
-				w.WriteArray(4)
-				w.WriteBulkString("pmessage")
-				w.WriteBulkString(t.pattern)
-			} else {
-				w.WriteArray(3)
-				w.WriteBulkString("message")
+		if t.pattern == "" {
+			if plain == nil {
+				plain = redcon.AppendArray(nil, 3)
+				plain = redcon.AppendBulkString(plain, "message")
+				plain = redcon.AppendBulkString(plain, channel)
+				plain = redcon.AppendBulk(plain, msg)
 			}
-			w.WriteBulkString(channel)
-			w.WriteBulk(msg)
-		})
+			t.sub.enqueue(plain)
+			continue
+		}
+		b := redcon.AppendArray(nil, 4)
+		b = redcon.AppendBulkString(b, "pmessage")
+		b = redcon.AppendBulkString(b, t.pattern)
+		b = redcon.AppendBulkString(b, channel)
+		t.sub.enqueue(redcon.AppendBulk(b, msg))
 	}
 	return len(targets)
 }
 
 // subscribe turns a connection into a subscriber: it leaves redcon's loop
-// and is served by its own goroutine from then on.
+// and is served by its own goroutine (and its writer) from then on.
 func (s *Server) subscribe(w redcon.Conn, c *client, first [][]byte, rest [][][]byte) {
 	cmds := [][][]byte{copyArgv(first)}
 	for _, argv := range rest {
 		cmds = append(cmds, copyArgv(argv))
 	}
-	sub := &subscriber{dc: w.Detach(), chans: map[string]bool{}, pats: map[string]bool{}}
+	sub := newSubscriber(w.Detach(), s.cfg.PubSubLimit)
 	if !s.hub.register(sub) {
 		sub.dc.Close()
 		return
 	}
-	s.wg.Add(1)
+	done := make(chan struct{})
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		defer sub.dc.Close()
-		defer s.hub.drop(sub)
+		sub.writeLoop(done)
+	}()
+	go func() {
+		defer s.wg.Done()
+		quit := false
+		defer func() {
+			s.hub.drop(sub)
+			if quit {
+				sub.drain() // QUIT's +OK goes out first
+			}
+			close(done)
+			_ = sub.dc.NetConn().Close()
+			sub.mu.Lock()
+			sub.dc.Close()
+			sub.mu.Unlock()
+		}()
 		for _, argv := range cmds {
-			if !s.subCommand(sub, c, argv) {
+			if quit = !s.subCommand(sub, c, argv); quit {
 				return
 			}
 		}
@@ -241,11 +354,15 @@ func (s *Server) subscribe(w redcon.Conn, c *client, first [][]byte, rest [][][]
 			if err != nil {
 				return
 			}
-			if !s.subCommand(sub, c, copyArgv(cmd.Args)) {
+			if quit = !s.subCommand(sub, c, copyArgv(cmd.Args)); quit {
 				return
 			}
 		}
 	}()
+}
+
+func appendError(msg string) func(b []byte) []byte {
+	return func(b []byte) []byte { return redcon.AppendError(b, msg) }
 }
 
 // subCommand runs one command of a subscriber connection; false ends it.
@@ -257,7 +374,7 @@ func (s *Server) subCommand(sub *subscriber, c *client, argv [][]byte) bool {
 	switch name {
 	case "subscribe", "psubscribe":
 		if len(argv) < 2 {
-			sub.send(func(w redcon.Conn) { w.WriteError(fsm.RedisErrArity(name)) })
+			sub.send(appendError(fsm.RedisErrArity(name)))
 			return true
 		}
 		s.hub.add(sub, name == "psubscribe", argv[1:])
@@ -266,43 +383,46 @@ func (s *Server) subCommand(sub *subscriber, c *client, argv [][]byte) bool {
 		s.hub.remove(sub, name == "punsubscribe", argv[1:])
 		return true
 	case "quit":
-		sub.send(func(w redcon.Conn) { w.WriteString("OK") })
+		sub.send(redcon.AppendOK)
 		return false
 	case "ping":
 		if s.hub.total(sub) > 0 {
 			if len(argv) > 2 {
-				sub.send(func(w redcon.Conn) { w.WriteError(fsm.RedisErrArity("ping")) })
+				sub.send(appendError(fsm.RedisErrArity("ping")))
 				return true
 			}
 			msg := []byte{}
 			if len(argv) == 2 {
 				msg = argv[1]
 			}
-			sub.send(func(w redcon.Conn) {
-				w.WriteArray(2)
-				w.WriteBulkString("pong")
-				w.WriteBulk(msg)
+			sub.send(func(b []byte) []byte {
+				b = redcon.AppendArray(b, 2)
+				b = redcon.AppendBulkString(b, "pong")
+				return redcon.AppendBulk(b, msg)
 			})
 			return true
 		}
 	}
 	if s.hub.total(sub) > 0 && name != "reset" {
-		sub.send(func(w redcon.Conn) {
-			w.WriteError("ERR Can't execute '" + name + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
-		})
+		sub.send(appendError("ERR Can't execute '" + name + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
 		return true
 	}
 	if name == "reset" {
 		s.hub.drop(sub)
 		s.hub.register(sub)
 	}
-	// Subscribed to nothing: a normal connection again.
-	closed := false
-	sub.send(func(w redcon.Conn) {
-		s.process(w, c, [][][]byte{argv}, sub)
-		closed = name == "quit"
-	})
-	return !closed
+	// Subscribed to nothing: a normal connection again, answered directly
+	// once what is queued has gone out.
+	if !sub.drain() {
+		return false
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	s.process(sub.dc, c, [][][]byte{argv}, sub)
+	if err := sub.dc.Flush(); err != nil {
+		return false
+	}
+	return name != "quit"
 }
 
 // peers sends PUBLISH to the other nodes' adapters.
@@ -345,7 +465,9 @@ func (p *peers) targets() []string {
 			if name == p.s.cfg.Node {
 				continue
 			}
-			if n, ok := v.Node(name); ok && n.Status != fsm.NodeAlive {
+			// A node that is gone (removed, or never known) or not alive
+			// is skipped.
+			if n, ok := v.Node(name); !ok || n.Status != fsm.NodeAlive {
 				continue
 			}
 			out = append(out, addr)
@@ -357,7 +479,8 @@ func (p *peers) targets() []string {
 
 func (p *peers) publish(channel string, msg []byte) int {
 	addrs := p.targets()
-	if len(addrs) == 0 {
+	token := p.s.peerToken()
+	if len(addrs) == 0 || token == "" {
 		return 0
 	}
 	ctx, cancel := context.WithTimeout(p.s.ctx, 2*time.Second)
@@ -369,7 +492,7 @@ func (p *peers) publish(channel string, msg []byte) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := p.client(addr).Do(ctx, "armada.publish", channel, msg).Int64()
+			n, err := p.client(addr).Do(ctx, "armada.publish", token, channel, msg).Int64()
 			if err != nil {
 				p.s.log.Debug("publish to peer", "addr", addr, "err", err)
 				return

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -55,8 +54,14 @@ type Config struct {
 	AdvertiseHost string
 	// WriteTimeout bounds one write through Raft (default 10s).
 	WriteTimeout time.Duration
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// PubSubLimit is how many bytes of messages a subscriber may have
+	// waiting to be written before it is disconnected (default 32 MiB,
+	// Redis' client-output-buffer-limit pubsub hard limit).
+	PubSubLimit int
+	Logger      *slog.Logger
+	// Now is the clock local TTL decisions extrapolate with from the
+	// leader's last stamped time (default time.Now); only its rate matters.
+	Now func() time.Time
 }
 
 // Server is a Redis protocol server over the replicated state.
@@ -74,6 +79,8 @@ type Server struct {
 	hub    *hub
 	peers  *peers
 	wg     sync.WaitGroup
+	clock  leaderClock
+	token  atomic.Pointer[string] // ARMADA.PUBLISH's token, once the cluster key is known
 }
 
 // New makes a server; Start runs it.
@@ -86,6 +93,9 @@ func New(st Store, ap Applier, cfg Config) *Server {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.PubSubLimit <= 0 {
+		cfg.PubSubLimit = 32 << 20
 	}
 	return &Server{st: st, ap: ap, cfg: cfg, log: cfg.Logger, hub: newHub()}
 }
@@ -340,7 +350,7 @@ func errReply(msg string) fsm.RedisReply {
 func (s *Server) read(cmds [][][]byte) []fsm.RedisReply {
 	var out []fsm.RedisReply
 	err := s.st.View(func(v *fsm.View) error {
-		out = v.RedisRead(cmds, s.cfg.Now().UnixMilli())
+		out = v.RedisRead(cmds, s.now(v))
 		return nil
 	})
 	if err != nil {
@@ -404,8 +414,11 @@ func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscribe
 	}
 	name := strings.ToLower(string(argv[0]))
 	if isInternal(argv[0]) {
-		if name == "armada.publish" && len(argv) == 3 {
-			w.WriteInt(s.hub.publish(string(argv[1]), argv[2]))
+		// Another node's fan-out: ARMADA.PUBLISH TOKEN CHANNEL MESSAGE,
+		// accepted only with the cluster's token. To anyone else it does
+		// not exist.
+		if name == "armada.publish" && len(argv) == 4 && !c.multi && s.peerAuthorised(argv[1]) {
+			w.WriteInt(s.hub.publish(string(argv[2]), argv[3]))
 			return outNext
 		}
 		c.dirty = c.dirty || c.multi
@@ -416,7 +429,13 @@ func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscribe
 		switch name {
 		case "exec", "discard", "multi", "quit", "reset", "watch":
 		default:
-			if r := fsm.RedisCheck(argv); r != nil {
+			// As Redis: everything else is queued once it passes the
+			// checks Redis makes before queueing (known command, arity).
+			r := fsm.RedisCheck(argv)
+			if adapterCmd(name) {
+				r = adapterCheck(name, argv)
+			}
+			if r != nil {
 				c.dirty = true
 				writeReply(w, *r)
 				return outNext
@@ -425,6 +444,14 @@ func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscribe
 			w.WriteString("QUEUED")
 			return outNext
 		}
+	}
+	if adapterCmd(name) {
+		if r := adapterCheck(name, argv); r != nil {
+			writeReply(w, *r)
+		} else {
+			writeReply(w, s.adapterRun(c, name, argv))
+		}
+		return outNext
 	}
 	switch name {
 	case "quit":
@@ -449,7 +476,7 @@ func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscribe
 			w.WriteError("EXECABORT Transaction discarded because of previous errors.")
 			return outNext
 		}
-		replies := s.run(queued)
+		replies := s.exec(c, queued)
 		w.WriteArray(len(replies))
 		for _, r := range replies {
 			writeReply(w, r)
@@ -470,42 +497,9 @@ func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscribe
 	case "reset":
 		c.multi, c.dirty, c.queued, c.name = false, false, nil, ""
 		w.WriteString("RESET")
-	case "auth":
-		switch len(argv) {
-		case 2:
-			w.WriteError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-		case 3:
-			w.WriteError("WRONGPASS invalid username-password pair or user is disabled.")
-		default:
-			w.WriteError(fsm.RedisErrArity("auth"))
-		}
-	case "select":
-		if len(argv) != 2 {
-			w.WriteError(fsm.RedisErrArity("select"))
-			return outNext
-		}
-		n, err := strconv.ParseInt(string(argv[1]), 10, 64)
-		switch {
-		case err != nil:
-			w.WriteError("ERR value is not an integer or out of range")
-		case n != 0:
-			w.WriteError("ERR DB index is out of range")
-		default:
-			w.WriteString("OK")
-		}
-	case "client":
-		s.client(w, c, argv)
 	case "hello":
 		// Unsupported, so that RESP3 clients fall back to RESP2.
 		w.WriteError(fsm.RedisErrUnknown(argv))
-	case "info":
-		w.WriteBulkString(s.info())
-	case "publish":
-		if len(argv) != 3 {
-			w.WriteError(fsm.RedisErrArity("publish"))
-			return outNext
-		}
-		w.WriteInt(s.publish(string(argv[1]), argv[2]))
 	case "subscribe", "psubscribe":
 		if len(argv) < 2 {
 			w.WriteError(fsm.RedisErrArity(name))
@@ -541,7 +535,7 @@ func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscribe
 			writeReply(w, *r)
 			return outNext
 		}
-		writeReply(w, s.blockingPop(w, argv))
+		s.blockingPop(w, argv)
 	default:
 		if r := fsm.RedisCheck(argv); r != nil {
 			writeReply(w, *r)
@@ -563,37 +557,118 @@ func copyArgv(argv [][]byte) [][]byte {
 	return out
 }
 
-func (s *Server) client(w redcon.Conn, c *client, argv [][]byte) {
-	if len(argv) < 2 {
-		w.WriteError(fsm.RedisErrArity("client"))
-		return
+// adapterCmd reports whether the adapter itself runs a command (outside
+// the state machine) that MULTI queues like any other.
+func adapterCmd(name string) bool {
+	switch name {
+	case "auth", "select", "client", "info", "publish":
+		return true
+	}
+	return false
+}
+
+// adapterCheck returns the error Redis gives an adapter command before
+// running (or queueing) it: arity, CLIENT's unknown subcommands.
+func adapterCheck(name string, argv [][]byte) *fsm.RedisReply {
+	bad := false
+	switch name {
+	case "auth", "client":
+		bad = len(argv) < 2
+	case "select":
+		bad = len(argv) != 2
+	case "publish":
+		bad = len(argv) != 3
+	}
+	if bad {
+		r := errReply(fsm.RedisErrArity(name))
+		return &r
+	}
+	if name != "client" {
+		return nil
 	}
 	sub := strings.ToLower(string(argv[1]))
-	switch {
-	case sub == "setname" && len(argv) == 3:
+	want := map[string]int{"setname": 3, "getname": 2, "id": 2, "setinfo": 4}
+	n, ok := want[sub]
+	if !ok {
+		r := errReply(fmt.Sprintf("ERR unknown subcommand '%.128s'. Try CLIENT HELP.", argv[1]))
+		return &r
+	}
+	if len(argv) != n {
+		r := errReply(fmt.Sprintf("ERR wrong number of arguments for 'client|%s' command", sub))
+		return &r
+	}
+	return nil
+}
+
+// adapterRun runs an adapter command that passed adapterCheck.
+func (s *Server) adapterRun(c *client, name string, argv [][]byte) fsm.RedisReply {
+	switch name {
+	case "auth":
+		if len(argv) == 2 {
+			return errReply("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		}
+		if len(argv) == 3 {
+			return errReply("WRONGPASS invalid username-password pair or user is disabled.")
+		}
+		return errReply("ERR syntax error")
+	case "select":
+		n, err := strconv.ParseInt(string(argv[1]), 10, 64)
+		switch {
+		case err != nil:
+			return errReply("ERR value is not an integer or out of range")
+		case n != 0:
+			return errReply("ERR DB index is out of range")
+		}
+		return fsm.RedisReply{Kind: fsm.RedisStatus, Str: []byte("OK")}
+	case "info":
+		return fsm.RedisReply{Kind: fsm.RedisBulk, Str: []byte(s.info())}
+	case "publish":
+		return fsm.RedisReply{Kind: fsm.RedisInt, Int: int64(s.publish(string(argv[1]), argv[2]))}
+	}
+	switch strings.ToLower(string(argv[1])) {
+	case "setname":
 		for _, b := range argv[2] {
 			if b <= ' ' || b > '~' {
-				w.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
-				return
+				return errReply("ERR Client names cannot contain spaces, newlines or special characters.")
 			}
 		}
 		c.name = string(argv[2])
-		w.WriteString("OK")
-	case sub == "getname" && len(argv) == 2:
+		return fsm.RedisReply{Kind: fsm.RedisStatus, Str: []byte("OK")}
+	case "getname":
 		if c.name == "" {
-			w.WriteNull()
-		} else {
-			w.WriteBulkString(c.name)
+			return fsm.RedisReply{Kind: fsm.RedisNil}
 		}
-	case sub == "id" && len(argv) == 2:
-		w.WriteInt64(c.id)
-	case sub == "setinfo" && len(argv) == 4:
-		w.WriteString("OK")
-	case sub == "setname" || sub == "getname" || sub == "id" || sub == "setinfo":
-		w.WriteError(fmt.Sprintf("ERR wrong number of arguments for 'client|%s' command", sub))
-	default:
-		w.WriteError(fmt.Sprintf("ERR unknown subcommand '%.128s'. Try CLIENT HELP.", argv[1]))
+		return fsm.RedisReply{Kind: fsm.RedisBulk, Str: []byte(c.name)}
+	case "id":
+		return fsm.RedisReply{Kind: fsm.RedisInt, Int: c.id}
 	}
+	return fsm.RedisReply{Kind: fsm.RedisStatus, Str: []byte("OK")} // setinfo
+}
+
+// exec runs a transaction's queued commands: the state machine's as one
+// entry, then the adapter's in their order (they touch no keys, so this is
+// the order Redis' clients can observe), each reply in its place.
+func (s *Server) exec(c *client, queued [][][]byte) []fsm.RedisReply {
+	out := make([]fsm.RedisReply, len(queued))
+	var data [][][]byte
+	var at []int
+	for i, argv := range queued {
+		if !adapterCmd(strings.ToLower(string(argv[0]))) {
+			data = append(data, argv)
+			at = append(at, i)
+		}
+	}
+	if len(data) > 0 {
+		for k, r := range s.run(data) {
+			out[at[k]] = r
+		}
+	}
+	for i, argv := range queued {
+		if name := strings.ToLower(string(argv[0])); adapterCmd(name) {
+			out[i] = s.adapterRun(c, name, argv)
+		}
+	}
+	return out
 }
 
 func (s *Server) info() string {
@@ -607,69 +682,6 @@ func (s *Server) info() string {
 	b.WriteString("\r\n\r\n# Replication\r\nrole:master\r\n\r\n# Keyspace\r\n")
 	b.WriteString("armada_index:" + strconv.FormatUint(s.st.Index(), 10) + "\r\n")
 	return b.String()
-}
-
-// blockingPop waits until one of the keys holds a list, then pops through
-// Raft; a pop that finds the list already emptied by another client waits
-// again. Raft orders the pops, so no two clients get the same element.
-func (s *Server) blockingPop(w redcon.Conn, argv [][]byte) fsm.RedisReply {
-	argv = copyArgv(argv)
-	timeout, e := fsm.ParseRedisTimeout(argv[len(argv)-1])
-	if e != nil {
-		return *e
-	}
-	keys := make([]string, 0, len(argv)-2)
-	for _, k := range argv[1 : len(argv)-1] {
-		keys = append(keys, string(k))
-	}
-	ctx := s.ctx
-	if timeout > int64(math.MaxInt64/time.Millisecond) {
-		timeout = 0 // longer than a Duration holds: as good as forever
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout)*time.Millisecond)
-		defer cancel()
-	}
-	// The pop itself never blocks: its timeout argument is replaced.
-	pop := append(append([][]byte{}, argv[:len(argv)-1]...), []byte("0"))
-	for {
-		since := s.st.Index()
-		has := false
-		s.st.View(func(v *fsm.View) error {
-			has = v.RedisHasList(keys, s.cfg.Now().UnixMilli())
-			return nil
-		})
-		if has && connGone(w) {
-			// Never pop for a client that has left: the element would be lost.
-			return fsm.RedisReply{Kind: fsm.RedisNilArray}
-		}
-		if has {
-			r := s.write([][][]byte{pop})[0]
-			if r.Kind != fsm.RedisNilArray {
-				return r
-			}
-		}
-		changes, ch, err := s.st.Changes(since)
-		if err == nil && len(changes) > 0 {
-			continue
-		}
-		if err != nil && !errors.Is(err, fsm.ErrCompacted) {
-			return errReply("ERR armada: " + err.Error())
-		}
-		if errors.Is(err, fsm.ErrCompacted) {
-			continue
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fsm.RedisReply{Kind: fsm.RedisNilArray}
-		case <-time.After(time.Second):
-			if connGone(w) {
-				return fsm.RedisReply{Kind: fsm.RedisNilArray}
-			}
-		}
-	}
 }
 
 // connGone reports whether the client has closed its end of a connection,
