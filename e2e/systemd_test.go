@@ -515,3 +515,81 @@ func checkUsage(t *testing.T, n *Node, coreMHz float64) {
 		t.Fatalf("DELETE /v1/ships/%s: %v %v", burn.ID, r, err)
 	}
 }
+
+// TestSystemdDeployment: two nodes, each in its own systemd sandbox. A
+// deployment from version 1 to 2 with max_parallel 1 never has fewer than
+// replicas - 1 ready ships and ends with only version-2 units active; a
+// version whose ExecStart exits at once is rolled back, and the version-2
+// units keep running (same MainPIDs) throughout.
+func TestSystemdDeployment(t *testing.T) {
+	c, dir := sdSetup(t)
+	n1 := sdNode(t, c, dir, "systemd", "n1")
+	n1.Start()
+	waitSingleLeader(t, n1, 30*time.Second)
+	n2 := sdNode(t, c, dir, "systemd", "n2", n1.GossipAddr)
+	n2.Start()
+	nodes := []*Node{n1, n2}
+	waitSchedulable(t, n1, nodes)
+	env := []string{"ARMADA_ADDR=" + n1.BaseURL()}
+	for _, unit := range []string{"[Service]\nExecStart=/bin/sleep 100000\n", "[Service]\nExecStart=/bin/sleep 99999\n", "[Service]\nExecStart=/bin/false\n"} {
+		putJSON(t, n1, "/v1/blueprints/svc", map[string]any{"name": "svc", "unit": unit, "resources": map[string]int64{"cpu_mhz": 10, "memory_mb": 16}})
+	}
+	putFleetJSON(t, n1, "svc", `{"replicas": 4, "versions": [{"blueprint": "svc", "version": 1}]}`)
+	readyShips(t, n1, "svc", 4)
+
+	w := watchFewestReady(n1, "svc")
+	putFleetJSON(t, n1, "svc", `{"replicas": 4, "versions": [{"blueprint": "svc", "version": 2}], "update": {"max_parallel": 1}}`)
+	res := runCLIWithin(t, 90*time.Second, env, "fleet", "rollout", "svc")
+	fewest, polls := w.end()
+	if res.Code != 0 || !strings.Contains(res.Stdout, "succeeded") {
+		t.Fatalf("rollout to version 2:\n%s", res)
+	}
+	if fewest < 3 {
+		t.Fatalf("during the deployment only %d ships were ready (replicas 4, max_parallel 1; %d polls)", fewest, polls)
+	}
+	ships := readyShips(t, n1, "svc", 4)
+	pids := map[string]int{}
+	waitFor(t, 20*time.Second, func() error {
+		total := 0
+		for _, n := range nodes {
+			units, err := armadaUnits(n)
+			if err != nil {
+				return err
+			}
+			for u, st := range units {
+				if st == "active" {
+					total++
+				} else {
+					return fmt.Errorf("%s: unit %s is %s", n.Name, u, st)
+				}
+			}
+		}
+		if total != 4 {
+			return fmt.Errorf("%d armada units active, want the 4 of version 2", total)
+		}
+		return nil
+	})
+	for _, s := range ships {
+		if s.Version != 2 {
+			t.Fatalf("ship %s runs version %d after the deployment", s.ID, s.Version)
+		}
+		pids[s.ID] = mainPID(t, byName(nodes, s.Node), worker.UnitName(s.ID))
+	}
+	t.Logf("deployment 1 → 2 under systemd: at least %d of 4 ready in %d polls", fewest, polls)
+
+	w = watchFewestReady(n1, "svc")
+	putFleetJSON(t, n1, "svc", `{"replicas": 4, "versions": [{"blueprint": "svc", "version": 3}], "update": {"max_parallel": 1, "auto_rollback": true, "deadline": "3s"}}`)
+	res = runCLIWithin(t, 90*time.Second, env, "fleet", "rollout", "svc")
+	fewest, _ = w.end()
+	if res.Code == 0 || !strings.Contains(res.Stdout, "rolled back") {
+		t.Fatalf("rollout to the failing version 3 should fail and roll back:\n%s", res)
+	}
+	if fewest < 4 {
+		t.Fatalf("while version 3 failed only %d ships were ready, want the 4 of version 2", fewest)
+	}
+	for _, s := range readyShips(t, n1, "svc", 4) {
+		if got := mainPID(t, byName(nodes, s.Node), worker.UnitName(s.ID)); s.Version != 2 || got != pids[s.ID] {
+			t.Fatalf("after the rollback ship %s (version %d) has MainPID %d, was %d", s.ID, s.Version, got, pids[s.ID])
+		}
+	}
+}
