@@ -42,7 +42,9 @@ type Config struct {
 	// HealthGrace is how long a ship with a health check may take to pass
 	// it first; default 30s, and never less than 2 × failures × interval.
 	HealthGrace time.Duration
-	// Interval is the periodic sweep; default 1s.
+	// Interval is the periodic sweep; default 5s. Passes run on every
+	// change that concerns the node and every driver event: the sweep
+	// only catches what no event announced, and reports host ports.
 	Interval time.Duration
 	// ProcDir is where host ports are read from; default /proc.
 	ProcDir string
@@ -77,7 +79,7 @@ type Worker struct {
 // New makes a worker; Run starts it.
 func New(st Store, ap Applier, cfg Config) *Worker {
 	if cfg.Interval <= 0 {
-		cfg.Interval = time.Second
+		cfg.Interval = 5 * time.Second
 	}
 	if cfg.Balancer == nil {
 		cfg.Balancer = noBalancer{}
@@ -261,7 +263,7 @@ func (w *Worker) catchUp(ctx context.Context) {
 		w.log.Info("waiting for the cluster before touching adopted ships", "err", err)
 		select {
 		case <-ctx.Done():
-		case <-time.After(w.cfg.Interval):
+		case <-time.After(time.Second):
 		}
 	}
 }
