@@ -132,8 +132,8 @@ func deployments(c cursor, fleet string, limit int) []*Deployment {
 	prefix := append([]byte(fleet), 0)
 	end := append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 	var out []*Deployment
-	k, v := c.Seek(end)
-	if k == nil {
+	var k, v []byte
+	if k, _ = c.Seek(end); k == nil {
 		k, v = c.Last()
 	} else {
 		k, v = c.Prev()

@@ -62,7 +62,7 @@ func eventTopics() map[string]eventReader {
 			}
 			return fleetSummary(v, f), true
 		},
-		"ship":       func(v *fsm.View, key string) (any, bool) { return v.Ship(key) },
+		"ship": func(v *fsm.View, key string) (any, bool) { return v.Ship(key) },
 		"deployment": func(v *fsm.View, key string) (any, bool) { // key: fleet/id
 			fleet, id, ok := strings.Cut(key, "/")
 			n, err := strconv.ParseUint(id, 10, 64)
