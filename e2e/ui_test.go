@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -235,6 +236,17 @@ func TestUI(t *testing.T) {
 	p.until(10*time.Second, `(() => { const d = document.querySelector('#diff'); return d.textContent.includes("v2") && d.querySelector('td.add') && d.querySelector('td.del') ? "" :
 		"no diff of v1 and v2: " + document.querySelector('#bp-ok').textContent + document.querySelector('.field-error').textContent; })()`)
 	p.screenshot("blueprint")
+
+	// The fleet moves to version 2: its page shows the deployment live, and
+	// its history once it succeeded. (The allocated ship of version 1 stays,
+	// counted in the 7 replicas.)
+	if r, err := writeAPI(byName(nodes, leader), http.MethodPut, "/v1/fleets/arena-eu",
+		[]byte(`{"replicas": 7, "versions": [{"blueprint": "arena", "version": 2}], "placement": {"strategy": "spread"}, "update": {"max_parallel": 2}}`), 20*time.Second); err != nil {
+		t.Fatalf("move the fleet to version 2: %v %v", r, err)
+	}
+	p.goTo("#/fleets/arena-eu")
+	p.until(30*time.Second, `(() => { const r = document.querySelector('#deploy-history tbody tr'); return r && r.textContent.includes("succeeded") && r.textContent.includes("arena v1 → arena v2") && r.textContent.includes("6/6") ? "" : "deployments: " + document.querySelector('#deployments').textContent; })()`)
+	p.screenshot("fleet-deployment")
 
 	// The cluster page with its topology: 6 ready ships and the allocated
 	// one as cells.

@@ -224,7 +224,8 @@ function progress(c, desired) {
 }
 
 function versionsText(f) {
-  return (f.versions || []).map(v => `<span class="chip">${esc(v.blueprint)} v${v.version || "latest"} · ${v.weight ?? 100}%</span>`).join("");
+  const sum = (f.versions || []).reduce((a, v) => a + (v.weight || 0), 0) || 1;
+  return (f.versions || []).map(v => `<span class="chip">${esc(v.blueprint)} v${v.version || "latest"} · ${Math.round(100 * (v.weight || 0) / sum)}%</span>`).join("");
 }
 
 // ---- YAML: emit specs for editing, and find a field's line ----
@@ -501,17 +502,21 @@ const pages = {
     const renderDeployments = () => {
       const el = $("#deployments");
       if (!el) return;
-      const list = Array.isArray(deployments) ? deployments : (deployments && deployments.deployments) || [];
-      if (!list.length) { el.innerHTML = `<p class="muted">No deployments.</p>`; return; }
-      const keys = [...new Set(list.flatMap(d => Object.keys(d)))].filter(k => typeof list[0][k] !== "object" || list[0][k] === null).slice(0, 8);
-      const cur = list.find(d => /run|progress|active|pending/i.test(d.state || d.status || "")) || null;
+      const list = Array.isArray(deployments) ? deployments : [];
+      if (!list.length) { el.innerHTML = `<p class="muted">No deployments: changing the fleet's versions or weights starts one.</p>`; return; }
+      const vs = l => (l || []).map(v => `${esc(v.blueprint)} v${v.version}${l.length > 1 ? ` (${v.weight})` : ""}`).join(", ");
+      const cur = list.find(d => d.state === "running");
       let html = "";
       if (cur) {
-        const done = cur.done ?? cur.ready ?? cur.updated ?? 0, total = cur.total ?? cur.desired ?? cur.replicas ?? 0;
-        html += `<p>Current deployment ${badge(cur.state || cur.status)} ${total ? `<span class="mono">${done} / ${total}</span>` : ""}</p>` +
-          (total ? `<div class="bar ok" style="max-width:420px"><i style="width:${Math.min(100, 100 * done / total)}%"></i></div>` : "");
+        const pct = cur.total ? Math.min(100, 100 * cur.updated / cur.total) : 0;
+        html += `<p id="deploy-current">Deployment ${cur.id} ${badge(cur.state)} <span class="mono">${cur.updated} / ${cur.total} updated, ${cur.old} old</span>
+          · ${vs(cur.from)} → ${vs(cur.to)} · max ${cur.max_parallel} at a time</p>
+          <div class="bar ok" style="max-width:420px" role="progressbar" aria-valuenow="${cur.updated}" aria-valuemax="${cur.total}"><i style="width:${pct}%"></i></div>`;
       }
-      html += `<table><thead><tr>${keys.map(k => `<th>${esc(k)}</th>`).join("")}</tr></thead><tbody>${list.map(d => `<tr>${keys.map(k => `<td>${/time|started|finished|created|updated/.test(k) && typeof d[k] === "number" ? ago(d[k]) + " ago" : esc(d[k])}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
+      html += `<table id="deploy-history"><thead><tr><th>#</th><th>State</th><th>From → to</th><th class="num">Updated</th><th>Started</th><th>Reason</th></tr></thead><tbody>` +
+        list.map(d => `<tr data-deployment="${d.id}"><td class="mono">${d.id}</td><td>${badge(d.state)}${d.rolled_back ? ` <span class="badge s-failed">rolled back</span>` : ""}</td>
+          <td>${vs(d.from)} → ${vs(d.to)}</td><td class="num">${d.updated}/${d.total}</td><td>${ago(d.started)} ago</td><td>${esc(d.reason || "")}</td></tr>`).join("") +
+        `</tbody></table>`;
       el.innerHTML = html;
     };
     return {
@@ -568,9 +573,11 @@ const pages = {
         if (t.has("fleet") && !ed.touched) { ed.value = fleetYAML(f); }
         if (t.has("fleet") && document.activeElement !== $("#scale-n")) $("#scale-n").value = f.replicas;
         const c = fleetCounts(f);
+        const wsum = (f.versions || []).reduce((a, v) => a + (v.weight || 0), 0) || 1;
+        const share = w => `${Math.round(100 * (w || 0) / wsum)}%`;
         const vrows = (f.status?.versions || f.versions || []).map(v => {
           const live = c.versions.get(`${v.blueprint}@${v.version}`) || { ships: 0, ready: 0 };
-          return `<tr><td><a href="#/blueprints/${encodeURIComponent(v.blueprint)}">${esc(v.blueprint)}</a> v${v.version}</td><td class="num">${v.weight ?? 0}%</td>
+          return `<tr><td><a href="#/blueprints/${encodeURIComponent(v.blueprint)}">${esc(v.blueprint)}</a> v${v.version}</td><td class="num">${share(v.weight)}</td>
             <td class="num">${v.desired ?? "—"}</td><td class="num">${live.ships}</td><td class="num">${live.ready}</td></tr>`;
         }).join("");
         $("#fleet-status").innerHTML = `<div class="cards small"><div class="card"><div class="k">Replicas</div><div class="v">${f.replicas}</div></div>
