@@ -88,6 +88,10 @@ func newGossip(cfg *Config, self meta, logger *slog.Logger) (*gossip, error) {
 	mc.SuspicionMult = 3
 	mc.GossipInterval = 100 * time.Millisecond
 	mc.PushPullInterval = 15 * time.Second
+	// Gossip messages are small: compressing each one (a new LZW writer
+	// every time) cost more CPU on an idle node than anything else but
+	// Raft's heartbeats. Receivers still read compressed messages.
+	mc.EnableCompression = false
 	// A node restarted on a new address may take its name back after this.
 	mc.DeadNodeReclaimTime = 5 * time.Second
 	mc.Delegate = g
