@@ -27,6 +27,10 @@ func (r *rollout) take(budget *int, n int) int {
 	return n
 }
 
+// deployMinReady is how long a new ship must have been up before a
+// deployment counts it (and stops an old ship for it).
+const deployMinReady = time.Second
+
 // planDeployment paces a fleet's running deployment (Flotilla's rolling
 // deploy, with a surge): at most d.MaxParallel ships of the new versions
 // start at a time, and an up ship of an old version stops only while the
@@ -38,9 +42,10 @@ func (r *rollout) take(budget *int, n int) int {
 func planDeployment(in *Input, f *fsm.Fleet, d *fsm.Deployment, want map[verKey]int, have map[verKey][]*fsm.Ship, up map[verKey]int, p *Plan) rollout {
 	inflight, upTotal, total, updated, old := 0, 0, 0, 0, 0
 	done := true
+	stable := map[verKey]int{} // up for at least deployMinReady
 	for k, ships := range have {
-		upTotal += up[k]
 		if want[k] == 0 {
+			upTotal += up[k]
 			for _, s := range ships {
 				if !s.Occupied() {
 					old++
@@ -51,14 +56,25 @@ func planDeployment(in *Input, f *fsm.Fleet, d *fsm.Deployment, want map[verKey]
 		for _, s := range ships {
 			if !s.Up() {
 				inflight++
+				continue
 			}
+			// A new ship counts as up once it has stayed up for a moment:
+			// a version whose process exits at once may be seen running
+			// first, and must not take an old ship's place for that.
+			if at := time.UnixMilli(s.Updated).Add(deployMinReady); in.Now.Before(at) {
+				inflight++
+				p.recheckAt(at)
+				continue
+			}
+			stable[k]++
 		}
+		upTotal += stable[k]
 	}
 	for _, v := range f.Versions {
 		k := verKey{v.Blueprint, v.Version}
 		total += want[k]
-		updated += min(up[k], want[k])
-		if len(have[k]) != want[k] || up[k] < want[k] {
+		updated += min(stable[k], want[k])
+		if len(have[k]) != want[k] || stable[k] < want[k] {
 			done = false
 		}
 	}

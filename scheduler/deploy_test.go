@@ -102,11 +102,11 @@ func TestRollingDeployment(t *testing.T) {
 	c.ok(&fsm.FleetPut{Spec: fsm.Fleet{Name: "web", Replicas: 4, Versions: []fsm.FleetVersion{{Blueprint: "web", Version: 2}},
 		Update: &fsm.Update{MaxParallel: 1}}})
 	for i := 0; ; i++ {
-		if i > 40 {
-			t.Fatalf("no end after 40 steps: %s\n%s", c.dumpShips(), fmt.Sprint(c.deployment()))
+		if i > 100 {
+			t.Fatalf("no end after 100 steps: %s\n%s", c.dumpShips(), fmt.Sprint(c.deployment()))
 		}
 		c.step()
-		c.now = c.now.Add(100 * time.Millisecond)
+		c.now = c.now.Add(300 * time.Millisecond)
 		up, starting := c.counts(2)
 		if total := up[1] + up[2]; total < 4 || starting > 1 {
 			t.Fatalf("step %d: up %v, %d v2 starting: want at least 4 up and at most 1 starting\n%s", i, up, starting, c.dumpShips())
@@ -150,6 +150,18 @@ func TestFailingDeploymentRollsBack(t *testing.T) {
 			}
 			t.Logf("failed after %s: %s", c.now.Sub(start), d.Reason)
 			break
+		}
+		// Version 3's process is seen running for a moment before it
+		// exits: a plan made then must not stop a version-1 ship for it.
+		c.step() // places what the last plan created
+		for _, sh := range c.ships("web") {
+			if sh.Version == 3 && sh.Live() && sh.Node != "" && sh.State != fsm.ShipReady {
+				c.ok(&fsm.ShipReport{Node: sh.Node, Reports: []fsm.Report{{Ship: sh.ID, State: fsm.ShipReady}}})
+			}
+		}
+		c.step()
+		if up, _ := c.counts(3); up[1] != 4 {
+			t.Fatalf("step %d: a version-3 ship up for a moment stopped a version-1 ship: up %v", i, up)
 		}
 		c.reportAll(3)
 		c.now = c.now.Add(250 * time.Millisecond)
