@@ -167,7 +167,11 @@ func (c *ShipAllocate) apply(t *txn) *Result {
 		return fail(errf(ErrInvalid, "requests", "must be 1..%d", MaxAllocBatch))
 	}
 	res := &Result{Batch: make([]*Result, len(c.Requests))}
-	pools := map[string]*allocPool{}
+	if t.pools == nil {
+		t.pools = map[string]*allocPool{}
+	}
+	pools := t.pools
+	t.keepPools = true
 	for i := range c.Requests {
 		r := &c.Requests[i]
 		if e := ValidateAlloc(r); e != nil {

@@ -322,3 +322,47 @@ func TestRetiredShipsCapCreates(t *testing.T) {
 		t.Fatalf("surplus stopped %v", ids)
 	}
 }
+
+// TestAllocateRunsInOneBatchMatchOneByOne: consecutive ShipAllocate
+// entries share their pools within a batch; the state must be the same as
+// when each is applied alone, interleaved with label changes that the
+// pools must not survive.
+func TestAllocateRunsInOneBatchMatchOneByOne(t *testing.T) {
+	setup := readyWorld()
+	dust := AllocRequest{Fleet: "game", Selector: map[string]string{"map": "dust"}}
+	log := []Command{
+		allocCmd(dust), // nothing matches: the pool remembers that
+		&ShipSDK{Ship: gb, Node: "n2", Op: SDKLabel, Key: "map", Value: "dust", Now: 40},
+		allocCmd(dust), // gb matches now
+	}
+	rnd := newRand(3)
+	for i := range 12 {
+		if i%4 == 3 {
+			log = append(log, &ShipSDK{Ship: []string{g7, g9, gb}[rnd.IntN(3)], Node: "n1", Op: SDKLabel, Key: "map", Value: "dust", Now: 40})
+			continue
+		}
+		var reqs []AllocRequest
+		for range 1 + rnd.IntN(2) {
+			r := AllocRequest{Fleet: "game", Strategy: []string{AllocPacked, AllocDistributed}[rnd.IntN(2)]}
+			if rnd.IntN(3) == 0 {
+				r.Selector = map[string]string{"map": "dust"}
+			}
+			reqs = append(reqs, r)
+		}
+		log = append(log, allocCmd(reqs...))
+	}
+	one, all := newHarness(t), newHarness(t)
+	for _, c := range setup {
+		one.ok(c)
+		all.ok(c)
+	}
+	var entries []Entry
+	for i, c := range log {
+		one.apply(c)
+		entries = append(entries, Entry{Index: all.idx + uint64(i) + 1, Data: Encode(c)})
+	}
+	all.s.ApplyBatch(entries)
+	if a, b := dumpState(t, one.s), dumpState(t, all.s); a != b {
+		t.Fatalf("one batch differs from one by one:\n%s", diffLines(a, b))
+	}
+}

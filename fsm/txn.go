@@ -17,6 +17,12 @@ type txn struct {
 	flushed int              // changes already counted towards a commit of the state
 	nodes   map[string]*Node // node cache of the command being applied
 	dirty   map[string]bool  // nodes to write back when it ends
+	// pools are the allocation pools of consecutive ShipAllocate commands
+	// (the entries of a busy allocator come in runs): kept from one to
+	// the next, which changes nothing else, and dropped after any other
+	// command.
+	pools     map[string]*allocPool
+	keepPools bool
 }
 
 func newTxn(tx *bbolt.Tx) *txn { return &txn{tx: tx} }
