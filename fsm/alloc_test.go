@@ -250,21 +250,35 @@ func TestAllocatedShipsSurviveScaleDownAndDrain(t *testing.T) {
 	}
 }
 
+// readyGameFleet makes fleet game of n web ships, all placed and ready,
+// spread over 3 big worker nodes a, b and c (ports from 10000 on), in a
+// few entries.
+func readyGameFleet(h *harness, n int) {
+	h.ok(&BlueprintPut{Spec: *validBlueprint(), Now: 1})
+	for i := range 3 {
+		node := workerNode(string(rune('a'+i)), Resources{CPUMHz: 1 << 30, MemoryMB: 1 << 30})
+		h.ok(node)
+		h.ok(&NodeReport{Name: node.Node.Name, PortsRange: "10000-19999", Now: 1})
+	}
+	h.ok(webFleet(n))
+	ids := h.create("game", 1, n)
+	var places []Place
+	var reports [3][]Report
+	for i, id := range ids {
+		places = append(places, place(id, string(rune('a'+i%3)), 10000+i/3))
+		reports[i%3] = append(reports[i%3], Report{Ship: id, State: ShipReady})
+	}
+	h.ok(&ShipPlace{Places: places, Now: 2})
+	for i := range 3 {
+		h.ok(&ShipReport{Node: string(rune('a' + i)), Reports: reports[i], Now: 3})
+	}
+}
+
 // TestAllocateExactlyOnce: 200 requests in random batches against 150
 // ready ships: exactly 150 succeed, none twice.
 func TestAllocateExactlyOnce(t *testing.T) {
 	h := newHarness(t)
-	h.ok(&BlueprintPut{Spec: *validBlueprint(), Now: 1})
-	for i := range 3 {
-		n := workerNode(string(rune('a'+i)), Resources{CPUMHz: 1 << 20, MemoryMB: 1 << 20})
-		h.ok(n)
-		h.ok(&NodeReport{Name: n.Node.Name, PortsRange: "20000-20099", Now: 1})
-	}
-	h.ok(webFleet(150))
-	ids := h.create("game", 1, 150)
-	for i, id := range ids {
-		h.placeReady(id, string(rune('a'+i%3)), 20000+i/3)
-	}
+	readyGameFleet(h, 150)
 	rnd := newRand(7)
 	seen := map[string]bool{}
 	ok, conflicts := 0, 0

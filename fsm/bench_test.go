@@ -76,24 +76,7 @@ func BenchmarkShipAllocate(b *testing.B) {
 
 func allocBenchState(b *testing.B) *harness {
 	h := newHarness(b)
-	h.ok(&BlueprintPut{Spec: *validBlueprint(), Now: 1})
-	for i := range 3 {
-		n := workerNode(string(rune('a'+i)), Resources{CPUMHz: 1 << 30, MemoryMB: 1 << 30})
-		h.ok(n)
-		h.ok(&NodeReport{Name: n.Node.Name, PortsRange: "10000-19999", Now: 1})
-	}
-	h.ok(webFleet(4000))
-	ids := h.create("game", 1, 4000)
-	var places []Place
-	var reports [3][]Report
-	for i, id := range ids {
-		places = append(places, place(id, string(rune('a'+i%3)), 10000+i/3))
-		reports[i%3] = append(reports[i%3], Report{Ship: id, State: ShipReady})
-	}
-	h.ok(&ShipPlace{Places: places, Now: 2})
-	for i := range 3 {
-		h.ok(&ShipReport{Node: string(rune('a' + i)), Reports: reports[i], Now: 3})
-	}
+	readyGameFleet(h, 4000)
 	half := make([]AllocRequest, 1000)
 	for i := range half {
 		half[i] = AllocRequest{Fleet: "game"}
