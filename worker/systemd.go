@@ -311,7 +311,22 @@ func (d *Systemd) Start(ctx context.Context, s *Spec) error {
 	go func() {
 		ctx, cancel := context.WithTimeout(d.bg, 2*time.Minute)
 		defer cancel()
-		d.finishStart(sh, d.startJob(ctx, sh, loaded))
+		err := d.startJob(ctx, sh, loaded)
+		d.finishStart(sh, err)
+		if err != nil {
+			return
+		}
+		// A process that exits as it starts may end while the start job
+		// is in flight, when the unit's signals are not taken: look again
+		// soon after, instead of leaving it to the next sweep.
+		for _, wait := range []time.Duration{0, 100 * time.Millisecond, 400 * time.Millisecond, time.Second} {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			d.refresh(ctx, sh)
+		}
 	}()
 	return nil
 }
