@@ -1,92 +1,12 @@
 package web
 
 import (
-	"context"
 	"net/http"
-	"sync"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/armada-orchestrator/armada/fsm"
 )
-
-// allocFlights is how many ShipAllocate entries may be in flight at once.
-const allocFlights = 2
-
-// allocator groups allocation requests into ShipAllocate entries. A lone
-// request goes out at once; requests that arrive while entries are in
-// flight wait for the next one, which carries them all. Nothing waits for
-// a batch to fill.
-type allocator struct {
-	apply func(ctx context.Context, c fsm.Command) (*fsm.Result, error)
-
-	mu      sync.Mutex
-	pending []*allocCall
-	flying  int
-}
-
-type allocCall struct {
-	req  fsm.AllocRequest
-	done chan allocAnswer // buffered 1
-}
-
-type allocAnswer struct {
-	res *fsm.Result
-	err error
-}
-
-// allocate queues one request and waits for its answer.
-func (a *allocator) allocate(ctx context.Context, req fsm.AllocRequest) (*fsm.Result, error) {
-	call := &allocCall{req: req, done: make(chan allocAnswer, 1)}
-	a.mu.Lock()
-	a.pending = append(a.pending, call)
-	if a.flying < allocFlights {
-		a.flying++
-		go a.flush()
-	}
-	a.mu.Unlock()
-	select {
-	case ans := <-call.done:
-		return ans.res, ans.err
-	case <-ctx.Done():
-		// The entry may still commit: the ship stays allocated, as an
-		// allocation whose answer was lost would in any system.
-		return nil, ctx.Err()
-	}
-}
-
-// flush sends what is pending, again and again, until nothing is.
-func (a *allocator) flush() {
-	for {
-		a.mu.Lock()
-		n := min(len(a.pending), fsm.MaxAllocBatch)
-		if n == 0 {
-			a.flying--
-			a.mu.Unlock()
-			return
-		}
-		batch := a.pending[:n:n]
-		a.pending = a.pending[n:]
-		a.mu.Unlock()
-
-		c := &fsm.ShipAllocate{Requests: make([]fsm.AllocRequest, n)}
-		for i, call := range batch {
-			c.Requests[i] = call.req
-		}
-		// Not tied to any one caller: the others still want the answer.
-		res, err := a.apply(context.Background(), c)
-		for i, call := range batch {
-			switch {
-			case err != nil:
-				call.done <- allocAnswer{err: err}
-			case res.Err != nil:
-				call.done <- allocAnswer{err: res.Err}
-			default:
-				call.done <- allocAnswer{res: res.Batch[i]}
-			}
-		}
-	}
-}
 
 // allocateShip is POST /v1/allocate: {"fleet": NAME, "selector": {k: v},
 // "strategy": "packed|distributed", "metadata": {"labels": {k: v}}} →
@@ -108,13 +28,19 @@ func (s *Server) allocateShip(c echo.Context) error {
 	if e := fsm.ValidateAlloc(&req); e != nil {
 		return e
 	}
-	res, err := s.alloc.allocate(c.Request().Context(), req)
+	// Requests that arrive together go out in one Raft entry through the
+	// cluster's group commit (no added wait), and the state machine shares
+	// one scan of the fleet between the allocations of an entry.
+	res, err := s.c.Apply(c.Request().Context(), &fsm.ShipAllocate{Requests: []fsm.AllocRequest{req}})
 	if err != nil {
 		return err
 	}
 	if res.Err != nil {
 		return res.Err
 	}
-	sh := res.Ships[0]
+	if r := res.Batch[0]; r.Err != nil {
+		return r.Err
+	}
+	sh := res.Batch[0].Ships[0]
 	return c.JSON(http.StatusOK, map[string]any{"ship": sh, "address": sh.Address, "ports": sh.Ports})
 }

@@ -72,8 +72,7 @@ type Server struct {
 
 	spoolDir string
 	logs     ShipLogs // nil on a node that runs no ships
-	alloc    *allocator
-	streams  streams // open event streams, ended by CloseStreams
+	streams  streams  // open event streams, ended by CloseStreams
 }
 
 // New builds the API for a node.
@@ -81,8 +80,7 @@ func New(c Cluster, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{c: c, e: echo.New(), log: opts.Logger, reg: prometheus.NewRegistry(), spoolDir: opts.SpoolDir, logs: opts.Logs,
-		alloc: &allocator{apply: c.Apply}}
+	s := &Server{c: c, e: echo.New(), log: opts.Logger, reg: prometheus.NewRegistry(), spoolDir: opts.SpoolDir, logs: opts.Logs}
 	s.req = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "armada_http_request_duration_seconds",
 		Help:    "HTTP API requests by route, method and status.",
