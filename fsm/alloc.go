@@ -167,25 +167,22 @@ func (c *ShipAllocate) apply(t *txn) *Result {
 		return fail(errf(ErrInvalid, "requests", "must be 1..%d", MaxAllocBatch))
 	}
 	res := &Result{Batch: make([]*Result, len(c.Requests))}
-	if t.pools == nil {
-		t.pools = map[string]*allocPool{}
-	}
-	pools := t.pools
-	t.keepPools = true
 	for i := range c.Requests {
 		r := &c.Requests[i]
 		if e := ValidateAlloc(r); e != nil {
 			res.Batch[i] = fail(e)
 			continue
 		}
-		if _, ok := getJSON[Fleet](t.b(bFleets), []byte(r.Fleet)); !ok {
-			res.Batch[i] = fail(errf(ErrNotFound, "fleet", "fleet %q not found", r.Fleet))
-			continue
-		}
-		pool := pools[r.Fleet]
+		// A pool is only ever built for a fleet that exists, and a fleet
+		// write drops it.
+		pool := t.pools[r.Fleet]
 		if pool == nil {
+			if t.b(bFleets).Get([]byte(r.Fleet)) == nil {
+				res.Batch[i] = fail(errf(ErrNotFound, "fleet", "fleet %q not found", r.Fleet))
+				continue
+			}
 			pool = t.allocPool(r.Fleet)
-			pools[r.Fleet] = pool
+			t.pools[r.Fleet] = pool
 		}
 		sel := selectorKey(r.Selector)
 		var picked *Ship
@@ -224,7 +221,9 @@ func (c *ShipAllocate) apply(t *txn) *Result {
 			}
 		}
 		picked.State, picked.Reason, picked.Labels = ShipAllocated, "", labels
+		t.allocating = true // the pool has taken the ship out already
 		t.putShip(&old, picked)
+		t.allocating = false
 		res.Batch[i] = &Result{Ships: []*Ship{picked}, Count: 1}
 		res.Count++
 	}

@@ -337,10 +337,10 @@ func TestRetiredShipsCapCreates(t *testing.T) {
 	}
 }
 
-// TestAllocateRunsInOneBatchMatchOneByOne: consecutive ShipAllocate
-// entries share their pools within a batch; the state must be the same as
-// when each is applied alone, interleaved with label changes that the
-// pools must not survive.
+// TestAllocateRunsInOneBatchMatchOneByOne: allocations share the state's
+// pools across entries and batches; the state must be the same as when
+// each entry is applied alone on a state without pools, interleaved with
+// label changes that the pools must not survive.
 func TestAllocateRunsInOneBatchMatchOneByOne(t *testing.T) {
 	setup := readyWorld()
 	dust := AllocRequest{Fleet: "game", Selector: map[string]string{"map": "dust"}}
@@ -372,11 +372,38 @@ func TestAllocateRunsInOneBatchMatchOneByOne(t *testing.T) {
 	}
 	var entries []Entry
 	for i, c := range log {
+		clear(one.s.pools)
 		one.apply(c)
 		entries = append(entries, Entry{Index: all.idx + uint64(i) + 1, Data: Encode(c)})
 	}
 	all.s.ApplyBatch(entries)
 	if a, b := dumpState(t, one.s), dumpState(t, all.s); a != b {
 		t.Fatalf("one batch differs from one by one:\n%s", diffLines(a, b))
+	}
+}
+
+// TestAllocatePoolsFollowNodes: the state keeps a fleet's allocation pool
+// from one entry to the next; a node drained in between (a write of the
+// node alone, no ship changes) must take its ready ships out of it.
+func TestAllocatePoolsFollowNodes(t *testing.T) {
+	h := newHarness(t)
+	for _, c := range readyWorld() {
+		h.ok(c)
+	}
+	// Distributed: the first goes to n1 (name order), building the pool.
+	if got := allocated(h.ok(allocCmd(AllocRequest{Fleet: "game", Strategy: AllocDistributed}))); len(got) != 1 || h.ship(got[0]).Node != "n1" {
+		t.Fatalf("first allocation %v", got)
+	}
+	if len(h.s.pools) == 0 {
+		t.Fatal("no pool kept after an allocation")
+	}
+	h.ok(&NodeDrain{Name: "n1", Enable: true, Now: 41})
+	// Packed would stay on n1, which still has a ready ship; it drains.
+	got := allocated(h.ok(allocCmd(AllocRequest{Fleet: "game"})))
+	if len(got) != 1 {
+		t.Fatalf("allocation after n1 drained took %v, want one ship", got)
+	}
+	if node := h.ship(got[0]).Node; node != "n2" {
+		t.Fatalf("allocation after n1 drained took %s on %s, want the ship on n2", got[0], node)
 	}
 }

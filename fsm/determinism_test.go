@@ -689,6 +689,15 @@ func TestDeterminism(t *testing.T) {
 		resB = append(resB, b.ApplyBatch(g.entries[i:j])...)
 		i = j
 	}
+	// D: one entry at a time with the allocation pools dropped before
+	// each, so every allocation scans the state afresh: pools that outlive
+	// a write they should not survive would pick other ships than this.
+	d := openState(t)
+	var resD []*Result
+	for _, e := range g.entries {
+		clear(d.pools)
+		resD = append(resD, d.ApplyBatch([]Entry{e})...)
+	}
 	// C: restored from a snapshot of A taken half-way, then the rest.
 	half := len(g.entries) / 2
 	mid := openState(t)
@@ -703,7 +712,7 @@ func TestDeterminism(t *testing.T) {
 	}
 
 	want := snapshotBytes(t, g.h.s)
-	for name, s := range map[string]*State{"one by one": a, "batched": b, "restored": c} {
+	for name, s := range map[string]*State{"one by one": a, "batched": b, "restored": c, "without pools": d} {
 		if got := snapshotBytes(t, s); !bytes.Equal(got, want) {
 			t.Errorf("%s: snapshot differs:\n%s", name, diffLines(dumpState(t, g.h.s), dumpState(t, s)))
 		}
@@ -713,6 +722,7 @@ func TestDeterminism(t *testing.T) {
 	}
 	requireEqual(t, "results one by one", resA, g.results)
 	requireEqual(t, "results batched", resB, g.results)
+	requireEqual(t, "results without pools", resD, g.results)
 	requireEqual(t, "results restored", resC, g.results)
 	ca, _, errA := a.Changes(0)
 	cb, _, errB := b.Changes(0)

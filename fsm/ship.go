@@ -106,10 +106,6 @@ func (t *txn) node(name string) (*Node, bool) {
 // flushNodes writes the nodes allocate changed and empties the cache. It
 // runs after every command (and every command of a Batch).
 func (t *txn) flushNodes() {
-	if !t.keepPools {
-		t.pools = nil
-	}
-	t.keepPools = false
 	names := make([]string, 0, len(t.dirty))
 	for name := range t.dirty {
 		names = append(names, name)

@@ -66,6 +66,9 @@ type State struct {
 
 	index atomic.Uint64
 	feed  *feed
+	// pools are allocation's per-fleet pools of ready ships (see txn),
+	// used by the applying goroutine under wmu.
+	pools map[string]*allocPool
 }
 
 // Flush thresholds for the open write transaction.
@@ -103,6 +106,7 @@ func (s *State) flushLocked() {
 func (s *State) discard() {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	clear(s.pools)
 	if s.wtx != nil {
 		_ = s.wtx.Rollback()
 		s.wtx, s.pending, s.pendingEntries, s.pendingChanges = nil, 0, 0, 0
@@ -211,6 +215,10 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 	if err == nil {
 		tx := s.wtx
 		t := newTxn(tx)
+		if s.pools == nil {
+			s.pools = map[string]*allocPool{}
+		}
+		t.pools = s.pools
 		for i, en := range entries {
 			if en.Index <= last {
 				results[i] = &Result{Index: en.Index, Err: errf(ErrConflict, "", "entry %d already applied", en.Index)}

@@ -17,12 +17,15 @@ type txn struct {
 	flushed int              // changes already counted towards a commit of the state
 	nodes   map[string]*Node // node cache of the command being applied
 	dirty   map[string]bool  // nodes to write back when it ends
-	// pools are the allocation pools of consecutive ShipAllocate commands
-	// (the entries of a busy allocator come in runs): kept from one to
-	// the next, which changes nothing else, and dropped after any other
-	// command.
-	pools     map[string]*allocPool
-	keepPools bool
+	// pools are the state's allocation pools (State.pools): what
+	// allocation knows of each fleet's ready ships, kept across commands
+	// and entries. Any write of a ship, a fleet or a node drops them all,
+	// except allocate's own writes, which keep them in step; so a pool is
+	// always what a fresh scan of the state would build, and every node
+	// picks the same ships whatever its batch boundaries.
+	pools map[string]*allocPool
+	// allocating is set while ShipAllocate writes the ship it picked.
+	allocating bool
 }
 
 func newTxn(tx *bbolt.Tx) *txn { return &txn{tx: tx} }
@@ -64,14 +67,27 @@ func (t *txn) putJSON(bucket, key []byte, v any) {
 }
 
 func (t *txn) put(bucket, key, val []byte) {
+	t.touch(bucket)
 	if err := t.b(bucket).Put(key, val); err != nil {
 		panic(err)
 	}
 }
 
 func (t *txn) del(bucket, key []byte) {
+	t.touch(bucket)
 	if err := t.b(bucket).Delete(key); err != nil {
 		panic(err)
+	}
+}
+
+// touch drops the allocation pools when a write can change what they hold.
+func (t *txn) touch(bucket []byte) {
+	if t.allocating || len(t.pools) == 0 {
+		return
+	}
+	switch string(bucket) {
+	case string(bShips), string(bFleetShips), string(bNodes), string(bFleets):
+		clear(t.pools)
 	}
 }
 
