@@ -17,12 +17,14 @@ import (
 	"time"
 )
 
-// putFunc writes value at key and returns once the write is committed.
+// putFunc sends worker's request number seq — a write, committed when it
+// returns, or a read — and returns once it is answered.
 type putFunc func(ctx context.Context, worker, seq int) error
 
 // loadSpec is one row of the write benchmark.
 type loadSpec struct {
-	system  string // "Armada" or "etcd"
+	system  string // "Armada", "etcd", …
+	op      string // "write" or "read", for the log; "" is "write"
 	target  string // where the writes go, for the report
 	writers int
 	put     putFunc
@@ -63,7 +65,7 @@ type workerStats struct {
 // write as soon as the previous one is answered, for warmup+window, and
 // measures the writes that complete inside the window.
 func runLoad(ctx context.Context, spec loadSpec, warmup, window time.Duration) (loadResult, error) {
-	slog.Info("write load", "system", spec.system, "target", spec.target, "writers", spec.writers, "duration", window)
+	slog.Info("load", "system", spec.system, "op", orDefault(spec.op, "write"), "target", spec.target, "clients", spec.writers, "duration", window)
 	from := time.Now().Add(warmup)
 	to := from.Add(window)
 	stats := make([]workerStats, spec.writers)
@@ -96,7 +98,7 @@ func runLoad(ctx context.Context, spec loadSpec, warmup, window time.Duration) (
 	if len(all) > 0 {
 		res.maxLatency = all[len(all)-1]
 	}
-	slog.Info("write load done", "system", spec.system, "writers", spec.writers, "writes/s", int(res.rate()),
+	slog.Info("load done", "system", spec.system, "op", orDefault(spec.op, "write"), "clients", spec.writers, "ops/s", int(res.rate()),
 		"p50", res.p50, "p99", res.p99, "max", res.maxLatency, "errors", res.errors)
 	return res, nil
 }
@@ -188,10 +190,10 @@ func newLoadClient() *http.Client {
 	}
 }
 
-// benchValue is a 128-byte printable value.
-func benchValue() []byte {
+// benchValue is an n-byte printable value.
+func benchValue(n int) []byte {
 	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	v := make([]byte, 128)
+	v := make([]byte, n)
 	for i := range v {
 		v[i] = alphabet[rand.IntN(len(alphabet))]
 	}

@@ -4,12 +4,13 @@
 // run when etcd is installed; then the scheduler (placements/s planned in
 // process and committed through an in-process 3-node cluster) and fleets
 // of real ship processes (start latency, recovery from a node loss); then
-// ZooKeeper writes through the adapter next to a 3-member ZooKeeper 3.8
-// (bench/zk.go); and writes the figures to a Markdown report.
+// the etcd, ZooKeeper and Redis adapters next to a 3-member etcd, a
+// 3-member ZooKeeper 3.8 and one redis-server (bench/adapter.go); and
+// writes the figures to a Markdown report.
 //
 //	go run ./bench -armada bin/armada -out docs/BENCHMARKS.md
 //
-// -only runs some of the parts (kv, plan, sched, ships, alloc, events, zk), and the size
+// -only runs some of the parts (see -help), and the size
 // flags shrink them, for a quick check.
 package main
 
@@ -56,6 +57,8 @@ type config struct {
 
 	eventSubscribers int
 	events           int
+
+	adapterDuration time.Duration // measured time of each adapter row
 }
 
 func parseFlags() config {
@@ -64,7 +67,8 @@ func parseFlags() config {
 	flag.StringVar(&c.etcd, "etcd", "/usr/bin/etcd", "the etcd binary for the reference run (skipped when missing)")
 	flag.StringVar(&c.out, "out", "docs/BENCHMARKS.md", "where to write the Markdown report")
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "measured time of each write-load row")
-	flag.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured warm-up before each write-load row")
+	flag.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured warm-up before each write-load and adapter row")
+	flag.DurationVar(&c.adapterDuration, "adapter-duration", 5*time.Second, "measured time of each row of the etcd, ZooKeeper and Redis adapter figures")
 	flag.DurationVar(&c.idle, "idle", 5*time.Second, "idle time before reading each process's RSS")
 	flag.IntVar(&c.failovers, "failovers", 3, "leader kills to time")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temp dir (data and logs) instead of removing it")
@@ -134,8 +138,8 @@ func startCPUProfile(path string) (func(), error) {
 // run does the whole benchmark. Every process it starts is stopped, and
 // its temp dir removed, before it returns, whatever happens.
 func run(ctx context.Context, cfg config) error {
-	if cfg.duration <= 0 || cfg.warmup < 0 || cfg.idle < 0 || cfg.failovers < 1 {
-		return errors.New("-duration and -failovers must be positive, -warmup and -idle not negative")
+	if cfg.duration <= 0 || cfg.adapterDuration <= 0 || cfg.warmup < 0 || cfg.idle < 0 || cfg.failovers < 1 {
+		return errors.New("-duration, -adapter-duration and -failovers must be positive, -warmup and -idle not negative")
 	}
 	parts, err := parseParts(cfg.only)
 	if err != nil {
@@ -181,7 +185,8 @@ func run(ctx context.Context, cfg config) error {
 	rep.machine = readMachine(bin)
 	client := newLoadClient()
 	defer client.CloseIdleConnections()
-	value := benchValue()
+	value := benchValue(128)
+	adapterValue := benchValue(adapterValueSize)
 
 	switch {
 	case withEtcd:
@@ -207,9 +212,9 @@ func run(ctx context.Context, cfg config) error {
 		}
 		rep.events = &res
 	}
-	var zb *zkBench
+	var zb *adapterBench
 	if parts["zk"] {
-		if zb, err = runZK(ctx, cfg, bin, filepath.Join(dir, "zk"), value); err != nil {
+		if zb, err = runZK(ctx, cfg, bin, filepath.Join(dir, "zk"), adapterValue); err != nil {
 			return err
 		}
 	}
@@ -222,14 +227,14 @@ func run(ctx context.Context, cfg config) error {
 	}
 	var more []*adapterBench
 	if parts["etcdapi"] {
-		ab, err := runEtcdAPI(ctx, cfg, bin, filepath.Join(dir, "etcdapi"), value)
+		ab, err := runEtcdAPI(ctx, cfg, bin, filepath.Join(dir, "etcdapi"), adapterValue)
 		if err != nil {
 			return err
 		}
 		more = append(more, ab)
 	}
 	if parts["redis"] {
-		ab, err := runRedis(ctx, cfg, bin, filepath.Join(dir, "redis"), value)
+		ab, err := runRedis(ctx, cfg, bin, filepath.Join(dir, "redis"), adapterValue)
 		if err != nil {
 			return err
 		}

@@ -10,39 +10,25 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	gozk "github.com/go-zookeeper/zk"
 )
 
-// The ZooKeeper write figure: 64 go-zookeeper clients, each on its own
-// session spread evenly over the 3 members, each setting its own znode to
-// a 256-byte value as fast as its answers come back — against a 3-member
-// ZooKeeper 3.8 (the Debian package) and against the ZooKeeper adapter of
-// a 3-node Armada of the real binary, in the same run.
+// The ZooKeeper figure: go-zookeeper clients, each on its own session,
+// spread evenly over the 3 members, setting (Set, version -1) or reading
+// (GetData) their own znode — against a 3-member ZooKeeper 3.8 (the Debian
+// package) and against the ZooKeeper adapter of a 3-node Armada of the
+// real binary, in the same run.
 
 // zkTargetRatio is the issue's target: Armada's adapter at least this many
-// times ZooKeeper's writes/s.
+// times ZooKeeper's writes/s at 64 clients.
 const zkTargetRatio = 3.0
-
-// zkClients is the number of concurrent clients of the ZooKeeper rows.
-const zkClients = 64
 
 // zkJar is the Debian package's jar; its absence skips the reference.
 const zkJar = "/usr/share/java/zookeeper.jar"
-
-// adapterBench is what one protocol adapter's part measured: the adapter
-// of a 3-node Armada against the reference server, in the same run.
-type adapterBench struct {
-	title, about string      // the section's title and how it was measured
-	refName      string      // the reference, by name
-	target       float64     // Armada / reference to reach; 0: the ratio is only reported
-	reference    *loadResult // nil when the reference is not installed
-	armada       loadResult
-}
-
-type zkBench = adapterBench
 
 type zkLogger struct{}
 
@@ -150,11 +136,10 @@ func waitZKLeader(ctx context.Context, addrs []string, timeout time.Duration) (i
 	}
 }
 
-// zkLoad opens one session per client on addrs[client % len(addrs)],
-// creates each client's znode, and returns the put function setting it,
-// and a function closing the sessions.
-func zkLoad(addrs []string, value []byte) (putFunc, func(), error) {
-	conns := make([]*gozk.Conn, zkClients)
+// zkLoad opens n sessions, session i on addrs[i % len(addrs)], and
+// creates (or sets) each one's znode /bench/w<i> to value.
+func zkLoad(_ context.Context, addrs []string, n int, value []byte) (adapterClients, error) {
+	conns := make([]*gozk.Conn, n)
 	closeAll := func() {
 		for _, c := range conns {
 			if c != nil {
@@ -162,33 +147,50 @@ func zkLoad(addrs []string, value []byte) (putFunc, func(), error) {
 			}
 		}
 	}
+	fail := func(err error) (adapterClients, error) {
+		closeAll()
+		return adapterClients{}, err
+	}
 	for i := range conns {
 		c, _, err := gozk.Connect([]string{addrs[i%len(addrs)]}, 10*time.Second, gozk.WithLogger(zkLogger{}))
 		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("zookeeper client: %w", err)
+			return fail(fmt.Errorf("zookeeper client: %w", err))
 		}
 		conns[i] = c
 	}
 	if _, err := conns[0].Create("/bench", nil, 0, gozk.WorldACL(gozk.PermAll)); err != nil && !errors.Is(err, gozk.ErrNodeExists) {
-		closeAll()
-		return nil, nil, fmt.Errorf("create /bench: %w", err)
+		return fail(fmt.Errorf("create /bench: %w", err))
 	}
 	for i, c := range conns {
-		if _, err := c.Create(fmt.Sprintf("/bench/w%d", i), value, 0, gozk.WorldACL(gozk.PermAll)); err != nil && !errors.Is(err, gozk.ErrNodeExists) {
-			closeAll()
-			return nil, nil, fmt.Errorf("create /bench/w%d: %w", i, err)
+		_, err := c.Create(zkPath(i), value, 0, gozk.WorldACL(gozk.PermAll))
+		if errors.Is(err, gozk.ErrNodeExists) {
+			_, err = c.Set(zkPath(i), value, -1)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("write %s: %w", zkPath(i), err))
 		}
 	}
-	put := func(_ context.Context, worker, _ int) error {
-		_, err := conns[worker].Set(fmt.Sprintf("/bench/w%d", worker), value, -1)
-		return err
-	}
-	return put, closeAll, nil
+	return adapterClients{
+		write: func(_ context.Context, worker, _ int) error {
+			_, err := conns[worker].Set(zkPath(worker), value, -1)
+			return err
+		},
+		read: func(_ context.Context, worker, _ int) error {
+			data, _, err := conns[worker].Get(zkPath(worker))
+			if err == nil && len(data) != len(value) {
+				err = fmt.Errorf("get %s: %d bytes, want %d", zkPath(worker), len(data), len(value))
+			}
+			return err
+		},
+		close: closeAll,
+	}, nil
 }
 
+// zkPath is worker w's znode.
+func zkPath(w int) string { return "/bench/w" + strconv.Itoa(w) }
+
 // runZKReference measures the 3-member ZooKeeper ensemble.
-func runZKReference(ctx context.Context, cfg config, dir string, value []byte) (res loadResult, err error) {
+func runZKReference(ctx context.Context, cfg config, dir string, value []byte) (res []loadResult, err error) {
 	slog.Info("starting a 3-member ZooKeeper ensemble", "dir", dir)
 	members, err := startZooKeeper(dir)
 	defer func() {
@@ -210,11 +212,6 @@ func runZKReference(ctx context.Context, cfg config, dir string, value []byte) (
 	if err != nil {
 		return res, err
 	}
-	put, closeAll, err := zkLoad(addrs, value)
-	if err != nil {
-		return res, err
-	}
-	defer closeAll()
 	procs := []watched{{members[leader].name, members[leader].proc.pid()}}
 	for i, m := range members {
 		if i != leader {
@@ -222,122 +219,29 @@ func runZKReference(ctx context.Context, cfg config, dir string, value []byte) (
 		}
 	}
 	procs = append(procs, watched{"driver", os.Getpid()})
-	return runLoad(ctx, loadSpec{system: "ZooKeeper", target: "all 3 members", writers: zkClients, put: put, procs: procs},
-		cfg.warmup, cfg.duration)
+	return runAdapterRows(ctx, cfg, "ZooKeeper", "all 3 members", leaderFirst(addrs, leader), procs, zkLoad, value)
 }
 
 var zkServing = regexp.MustCompile(`msg="serving zookeeper" .*addr=(\S+)`)
 
-// adapterLoad makes the put function of a row over the adapters at addrs,
-// and the function that closes its clients.
-type adapterLoad func(addrs []string, value []byte) (putFunc, func(), error)
-
-// runAdapterArmada measures one protocol adapter of a 3-node Armada of the
-// real binary, started with flag (e.g. --zk-addr); serving matches the
-// line each node logs with the adapter's address.
-func runAdapterArmada(ctx context.Context, cfg config, bin, dir, flag string, serving *regexp.Regexp, target string,
-	writers int, load adapterLoad, value []byte) (res loadResult, err error) {
-	slog.Info("starting a 3-node Armada cluster with an adapter", "flag", flag, "dir", dir)
-	c, err := startArmada(bin, dir, 3, flag, "127.0.0.1:0")
-	defer stopAfter(ctx, &err, c.logTails, c.stop)
-	var leader *armadaNode
-	if err == nil {
-		leader, err = c.waitHealthy(ctx, 60*time.Second)
-	}
-	if err != nil {
-		return res, fmt.Errorf("armada cluster: %w", err)
-	}
-	var addrs []string
-	for _, n := range c.nodes {
-		b, err := os.ReadFile(n.proc.logPath)
-		if err != nil {
-			return res, err
-		}
-		m := serving.FindSubmatch(b)
-		if m == nil {
-			return res, fmt.Errorf("%s does not serve the adapter of %s", n.name, flag)
-		}
-		addrs = append(addrs, string(m[1]))
-	}
-	put, closeAll, err := load(addrs, value)
-	if err != nil {
-		return res, err
-	}
-	defer closeAll()
-	return runLoad(ctx, loadSpec{system: "Armada", target: target, writers: writers, put: put,
-		procs: c.watch(leader)}, cfg.warmup, cfg.duration)
-}
-
-// runZKArmada measures the ZooKeeper adapter of a 3-node Armada.
-func runZKArmada(ctx context.Context, cfg config, bin, dir string, value []byte) (loadResult, error) {
-	return runAdapterArmada(ctx, cfg, bin, dir, "--zk-addr", zkServing, "all 3 nodes' ZooKeeper adapters", zkClients,
-		zkLoad, value)
-}
-
 // runZK runs the ZooKeeper part: the reference when installed, then Armada.
-func runZK(ctx context.Context, cfg config, bin, dir string, value []byte) (*zkBench, error) {
+func runZK(ctx context.Context, cfg config, bin, dir string, value []byte) (*adapterBench, error) {
 	zb := &adapterBench{
-		title:   "ZooKeeper writes",
+		title:   "ZooKeeper: Set and GetData",
 		refName: "ZooKeeper",
+		writeOp: "Set",
+		readOp:  "GetData",
 		target:  zkTargetRatio,
-		about: fmt.Sprintf("%d go-zookeeper clients, one session each, spread evenly over the 3 servers, each setting its own znode "+
-			"to a %d-byte value as fast as the answers come back (`Set`, version -1): a 3-member ZooKeeper 3.8 ensemble "+
-			"(Debian package, `forceSync` on) and the ZooKeeper adapter (`--zk-addr`) of a 3-node Armada, in the same run.",
-			zkClients, len(value)),
+		about: "go-zookeeper clients, one session each, `Set` (version -1) or `GetData` of their own znode: " +
+			"a 3-member ZooKeeper 3.8 ensemble (Debian package, `forceSync` on) and the ZooKeeper adapter (`--zk-addr`) " +
+			"of a 3-node Armada. " + rowsText(cfg, len(value), "Client i's session is on server i mod 3, "+leaderFirstText+".") + " `GetData` is answered from the state of the " +
+			"server the session is on, without a `sync`, by ZooKeeper and by Armada's adapter alike.",
 	}
 	_, err := os.Stat(zkJar)
-	return zb.run(err == nil, "jar "+zkJar, func() (loadResult, error) {
+	return zb.run(err == nil, "jar "+zkJar, func() ([]loadResult, error) {
 		return runZKReference(ctx, cfg, filepath.Join(dir, "zookeeper"), value)
-	}, func() (loadResult, error) {
-		return runZKArmada(ctx, cfg, bin, filepath.Join(dir, "armada-zk"), value)
+	}, func() ([]loadResult, error) {
+		return runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, "armada-zk"), "--zk-addr", zkServing,
+			"all 3 nodes' ZooKeeper adapters", zkLoad, value)
 	})
-}
-
-// run measures the reference when it is installed, then Armada's adapter.
-func (ab *adapterBench) run(installed bool, what string, reference, armada func() (loadResult, error)) (*adapterBench, error) {
-	if installed {
-		ref, err := reference()
-		if err != nil {
-			return nil, fmt.Errorf("%s reference: %w", ab.refName, err)
-		}
-		ab.reference = &ref
-	} else {
-		slog.Warn("the reference is not installed: its figure will have none", "reference", ab.refName, "looked for", what)
-	}
-	res, err := armada()
-	if err != nil {
-		return nil, err
-	}
-	ab.armada = res
-	return ab, nil
-}
-
-// markdown is the part's section of the report.
-func (ab *adapterBench) markdown() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n## %s\n\n%s\n\n", ab.title, ab.about)
-	fmt.Fprintf(&b, "| System | Writes/s | p50 | p99 | Max | Errors |\n|---|--:|--:|--:|--:|--:|\n")
-	rows := []loadResult{ab.armada}
-	if ab.reference != nil {
-		rows = append([]loadResult{*ab.reference}, rows...)
-	}
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", r.system, fmtRate(r.rate()), fmtMs(r.p50), fmtMs(r.p99), fmtMs(r.maxLatency), r.errors)
-	}
-	if ab.reference == nil || ab.reference.rate() == 0 {
-		fmt.Fprintf(&b, "\n%s was not installed, so there is no reference", ab.refName)
-		if ab.target > 0 {
-			fmt.Fprintf(&b, " (target: ≥ %.0f× %s)", ab.target, ab.refName)
-		}
-		b.WriteString(".\n")
-		return b.String()
-	}
-	ratio := ab.armada.rate() / ab.reference.rate()
-	if ab.target == 0 {
-		fmt.Fprintf(&b, "\nArmada / %s: **%.2f×** (no target: reported).\n", ab.refName, ratio)
-		return b.String()
-	}
-	fmt.Fprintf(&b, "\nArmada / %s: **%.1f×** (target ≥ %.0f×): %s.\n", ab.refName, ratio, ab.target,
-		judge(ratio >= ab.target, ""))
-	return b.String()
 }

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// The protocol adapter figures (issue 7): for etcd, ZooKeeper and Redis,
+// the same client load against the reference server(s) and against the
+// adapters of a 3-node Armada of the real binary, in one run — the
+// reference first, stopped before Armada starts. Each part runs the rows
+// of adapterRows: writes and reads of keys that exist (every client's key
+// is written before its row, outside the measured window) by 1 and by 64
+// clients, each sending its next request as soon as the previous one is
+// answered.
+
+// adapterValueSize is the size of the values the adapter figures write.
+const adapterValueSize = 256
+
+// adapterRow is one row of each adapter figure.
+type adapterRow struct {
+	read    bool // the read op, else the write op
+	clients int
+}
+
+// adapterRows are the rows of each adapter figure, in the order they run
+// against the reference and then against Armada.
+func adapterRows() []adapterRow {
+	return []adapterRow{{false, 1}, {false, 64}, {true, 1}, {true, 64}}
+}
+
+// adapterClients is the client side of one row.
+type adapterClients struct {
+	write, read putFunc // worker w writes, or reads, its own key
+	close       func()
+}
+
+// adapterLoad opens n clients, client i on addrs[i % len(addrs)], writes
+// every client's key to value, and returns them.
+type adapterLoad func(ctx context.Context, addrs []string, n int, value []byte) (adapterClients, error)
+
+// adapterBench is what one protocol adapter's part measured: the adapter
+// of a 3-node Armada against the reference, row by row of adapterRows.
+type adapterBench struct {
+	title, about    string
+	refName         string  // the reference, by name
+	writeOp, readOp string  // the operations, as the tables name them
+	target          float64 // Armada / reference writes/s at 64 clients to reach; 0: the ratios are only reported
+	p99NoWorse      bool    // the target also asks Armada's p99 ≤ the reference's (64-client writes)
+	reference       []loadResult
+	armada          []loadResult
+}
+
+// rowsText is the part of a section's text every adapter figure shares:
+// the rows, the value, where the clients are (where) and the window.
+func rowsText(cfg config, valueSize int, where string) string {
+	return fmt.Sprintf("Rows of 1 and of 64 clients, each writing or reading its own key as fast as the answers come back; "+
+		"every key exists, written to a %d-byte value before its row, outside the measured window, and the writes "+
+		"overwrite it with the same value. %s The same load runs against the reference and then against Armada, in "+
+		"the same run; the reference is stopped before Armada starts. Each row runs %s unmeasured, then %s measured; "+
+		"only requests answered inside the measured window count.", valueSize, where, cfg.warmup, cfg.adapterDuration)
+}
+
+// leaderFirstText says how leaderFirst orders the servers.
+const leaderFirstText = "server 0 being the leader, so a 1-client row talks to the leader; followers forward writes to the leader"
+
+// leaderFirst is addrs with addrs[leader] moved to the front, so that a
+// row's client 0 — the only one of a 1-client row — is on the leader.
+func leaderFirst(addrs []string, leader int) []string {
+	out := []string{addrs[leader]}
+	for i, a := range addrs {
+		if i != leader {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// runAdapterRows runs every row of adapterRows against the servers at
+// addrs, opening each row's clients anew.
+func runAdapterRows(ctx context.Context, cfg config, system, target string, addrs []string, procs []watched,
+	load adapterLoad, value []byte) ([]loadResult, error) {
+	var out []loadResult
+	for _, row := range adapterRows() {
+		cl, err := load(ctx, addrs, row.clients, value)
+		if err != nil {
+			return nil, err
+		}
+		put, op := cl.write, "write"
+		if row.read {
+			put, op = cl.read, "read"
+		}
+		res, err := runLoad(ctx, loadSpec{system: system, op: op, target: target, writers: row.clients, put: put, procs: procs},
+			cfg.warmup, cfg.adapterDuration)
+		cl.close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// runAdapterArmada measures one protocol adapter of a 3-node Armada of the
+// real binary, started with flag (e.g. --zk-addr); serving matches the
+// line each node logs with the adapter's address.
+func runAdapterArmada(ctx context.Context, cfg config, bin, dir, flag string, serving *regexp.Regexp, target string,
+	load adapterLoad, value []byte) (res []loadResult, err error) {
+	slog.Info("starting a 3-node Armada cluster with an adapter", "flag", flag, "dir", dir)
+	c, err := startArmada(bin, dir, 3, flag, "127.0.0.1:0")
+	defer stopAfter(ctx, &err, c.logTails, c.stop)
+	var leader *armadaNode
+	if err == nil {
+		leader, err = c.waitHealthy(ctx, 60*time.Second)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("armada cluster: %w", err)
+	}
+	var addrs []string
+	li := 0
+	for i, n := range c.nodes {
+		b, err := os.ReadFile(n.proc.logPath)
+		if err != nil {
+			return nil, err
+		}
+		m := serving.FindSubmatch(b)
+		if m == nil {
+			return nil, fmt.Errorf("%s does not serve the adapter of %s", n.name, flag)
+		}
+		addrs = append(addrs, string(m[1]))
+		if n == leader {
+			li = i
+		}
+	}
+	return runAdapterRows(ctx, cfg, "Armada", target, leaderFirst(addrs, li), c.watch(leader), load, value)
+}
+
+// stopAfter stops what a run started, printing its logs' tails first when
+// the run failed (and was not cancelled).
+func stopAfter(ctx context.Context, err *error, logTails, stop func()) {
+	if *err != nil && ctx.Err() == nil {
+		logTails()
+	}
+	stop()
+}
+
+// run measures the reference when it is installed, then Armada's adapter.
+func (ab *adapterBench) run(installed bool, what string, reference, armada func() ([]loadResult, error)) (*adapterBench, error) {
+	if installed {
+		ref, err := reference()
+		if err != nil {
+			return nil, fmt.Errorf("%s reference: %w", ab.refName, err)
+		}
+		ab.reference = ref
+	} else {
+		slog.Warn("the reference is not installed: its figure will have none", "reference", ab.refName, "looked for", what)
+	}
+	res, err := armada()
+	if err != nil {
+		return nil, err
+	}
+	ab.armada = res
+	return ab, nil
+}
+
+// op names a row's operation.
+func (ab *adapterBench) op(row adapterRow) string {
+	if row.read {
+		return ab.readOp
+	}
+	return ab.writeOp
+}
+
+// markdown is the part's section of the report: the rows side by side,
+// then Armada / reference per operation and client count, then the
+// verdict on the target.
+func (ab *adapterBench) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## %s\n\n%s\n\n", ab.title, ab.about)
+	b.WriteString("| System | Op | Clients | Ops/s | p50 | p99 | Max | Errors |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
+	for i, row := range adapterRows() {
+		var rs []loadResult
+		if i < len(ab.reference) {
+			rs = append(rs, ab.reference[i])
+		}
+		if i < len(ab.armada) {
+			rs = append(rs, ab.armada[i])
+		}
+		for _, r := range rs {
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %d |\n", r.system, ab.op(row), row.clients,
+				fmtRate(r.rate()), fmtMs(r.p50), fmtMs(r.p99), fmtMs(r.maxLatency), r.errors)
+		}
+	}
+	if len(ab.reference) != len(adapterRows()) || len(ab.armada) != len(adapterRows()) {
+		fmt.Fprintf(&b, "\n%s was not installed, so there is no reference", ab.refName)
+		if ab.target > 0 {
+			fmt.Fprintf(&b, " (target: 64-client %s ≥ %.0f× %s's)", ab.writeOp, ab.target, ab.refName)
+		}
+		b.WriteString(".\n")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "\n| Op | Clients | Armada / %[1]s ops/s | Armada / %[1]s p99 | Target |\n|---|--:|--:|--:|---|\n", ab.refName)
+	for i, row := range adapterRows() {
+		target := "— (reported)"
+		if ab.targetRow(row) {
+			target = fmt.Sprintf("ops/s ≥ %.0f×", ab.target)
+			if ab.p99NoWorse {
+				target += ", p99 ≤ 1×"
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %d | **%s** | %s | %s |\n", ab.op(row), row.clients,
+			rateRatio(ab.armada[i], ab.reference[i]), fmtRatio(ab.armada[i].p99, ab.reference[i].p99), target)
+	}
+	if ab.target == 0 {
+		fmt.Fprintf(&b, "\nNo target: the ratios are reported.\n")
+		return b.String()
+	}
+	for i, row := range adapterRows() {
+		if ab.targetRow(row) {
+			ab.writeVerdict(&b, row, ab.armada[i], ab.reference[i])
+		}
+	}
+	return b.String()
+}
+
+// targetRow reports whether the target applies to row: 64-client writes.
+func (ab *adapterBench) targetRow(row adapterRow) bool {
+	return ab.target > 0 && !row.read && row.clients == 64
+}
+
+// writeVerdict judges the target row, each part of the target shown.
+func (ab *adapterBench) writeVerdict(b *strings.Builder, row adapterRow, a, r loadResult) {
+	ratio := 0.0
+	if r.rate() > 0 {
+		ratio = a.rate() / r.rate()
+	}
+	rateOK := r.rate() > 0 && ratio >= ab.target
+	fmt.Fprintf(b, "\nTarget, %d-client %s: Armada's ops/s ≥ %.0f× %s's — %s vs %s, %.2f×: %s",
+		row.clients, ab.op(row), ab.target, ab.refName, fmtRate(a.rate()), fmtRate(r.rate()), ratio, judge(rateOK, ""))
+	pass := rateOK && a.errors == 0
+	if ab.p99NoWorse {
+		p99OK := a.p99 > 0 && a.p99 <= r.p99
+		fmt.Fprintf(b, "; and Armada's p99 ≤ %s's — %s vs %s: %s", ab.refName, fmtMs(a.p99), fmtMs(r.p99), judge(p99OK, ""))
+		pass = pass && p99OK
+	}
+	if a.errors > 0 {
+		fmt.Fprintf(b, "; but Armada had %d errors", a.errors)
+	}
+	fmt.Fprintf(b, ". Overall: %s.\n", judge(pass, ""))
+}
+
+// rateRatio is a's ops/s over r's.
+func rateRatio(a, r loadResult) string {
+	if r.rate() == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", a.rate()/r.rate())
+}
