@@ -189,18 +189,36 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	return idx, nil
 }
 
+// leaderReadIndex is Raft's read index: the leader's commit index, taken
+// before a round of heartbeats confirms that a majority still follows it
+// (reads concurrent with one round share the next), so nothing is
+// written to the log. It is served only once leadership is established:
+// until the leader's first entry commits, its commit index may lag what
+// the previous leader acknowledged.
 func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
-	timeout := defaultApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(dl), time.Millisecond)
+	n.leaderMu.Lock()
+	leading := n.leading
+	n.leaderMu.Unlock()
+	if !leading {
+		return 0, retryable{fmt.Errorf("%w: leadership not established yet", ErrNoLeader)}
 	}
-	if err := n.raft.Barrier(timeout).Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
+	idx := n.raft.CommitIndex()
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return 0, retryable{fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())}
+	}
+	if err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return 0, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
 		}
-		return 0, fmt.Errorf("barrier: %w", err)
+		return 0, fmt.Errorf("verify leader: %w", err)
 	}
-	return n.state.Index(), nil
+	return idx, nil
 }
 
 // forwarder sends writes and read-index requests to the leader's HTTP API.

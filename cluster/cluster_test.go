@@ -513,3 +513,40 @@ func TestStoppedNodeSuspectFromHeartbeats(t *testing.T) {
 		t.Errorf("down_since moved from %d to %d when suspect became dead", first.DownSince, r.DownSince)
 	}
 }
+
+// TestReadIndexNeedsAMajority: a read index is the leader's commit index
+// confirmed by a round of heartbeats, not a log write; a leader whose
+// followers are gone must not hand one out (it could be deposed already
+// and miss newer writes).
+func TestReadIndexNeedsAMajority(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(3, nil)
+	put(t, l, "k", "v")
+	before := l.raft.LastIndex()
+	idx, err := l.ReadIndex(context.Background())
+	if err != nil {
+		t.Fatalf("read index with all followers up: %v", err)
+	}
+	if idx < before {
+		t.Fatalf("read index %d below the last acknowledged write %d", idx, before)
+	}
+	if l.raft.LastIndex() != before {
+		t.Fatalf("the read index wrote to the log: last index %d → %d", before, l.raft.LastIndex())
+	}
+	for _, n := range c.live() {
+		if n != l {
+			n.stop()
+		}
+	}
+	// Answers the followers sent before they stopped may still arrive and
+	// count, as they would in Raft: each was sent in this term, and its
+	// sender cannot vote for another leader within a heartbeat timeout of
+	// sending it. Once those have landed, nothing confirms the leader.
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	if idx, err := l.ReadIndex(ctx); err == nil {
+		t.Fatalf("a leader without followers handed out read index %d after %s (state %s, config %v)", idx, time.Since(t0), l.raft.State(), suffrage(t, l))
+	}
+}
