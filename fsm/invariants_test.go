@@ -169,10 +169,11 @@ func checkShipInvariants(tx *bbolt.Tx) error {
 	}
 	holds := map[string]*held{}
 	if err := tx.Bucket(bShips).ForEach(func(k, v []byte) error {
-		var s Ship
-		if err := json.Unmarshal(v, &s); err != nil || s.ID != string(k) {
-			return fmt.Errorf("bad ship %q: %s", k, v)
+		sp, ok := decodeShip(v)
+		if !ok || sp.ID != string(k) {
+			return fmt.Errorf("bad ship %q: %x", k, v)
 		}
+		s := *sp
 		ships[s.ID] = &s
 		switch {
 		case !states[s.State]:

@@ -86,7 +86,7 @@ func (s *Ship) Up() bool { return s.State == ShipReady || s.Occupied() }
 
 func pairKey(a, b string) []byte { return append(append([]byte(a), 0), b...) }
 
-func (t *txn) ship(id string) (*Ship, bool) { return getJSON[Ship](t.b(bShips), []byte(id)) }
+func (t *txn) ship(id string) (*Ship, bool) { return getShip(t.b(bShips), []byte(id)) }
 
 // node reads a node through the command's node cache: ship commands touch
 // the same few nodes thousands of times, and allocate writes each changed
@@ -143,7 +143,7 @@ func (t *txn) putShip(old, s *Ship) {
 	if s.holds() && (!oldHolds || old.Node != s.Node) {
 		t.allocate(s, 1)
 	}
-	t.putJSON(bShips, []byte(s.ID), s)
+	t.putShipRecord(s)
 	t.changed("ship", s.ID, "put")
 }
 

@@ -378,8 +378,7 @@ func checkLayout(tx *bbolt.Tx) error {
 					return fmt.Errorf("lease_expiry: bad key %x", k)
 				}
 			case string(name) == string(bShips):
-				var sh Ship
-				if err := json.Unmarshal(v, &sh); err != nil || sh.ID != string(k) {
+				if sh, ok := decodeShip(v); !ok || sh.ID != string(k) {
 					return fmt.Errorf("ships: bad entry %q", k)
 				}
 			case string(name) == string(bFleets):

@@ -78,7 +78,7 @@ func (c *UsageReport) apply(t *txn) *Result {
 		// Not putShip: a measurement is not a change of the ship's state,
 		// so Updated stays.
 		s.Usage = &Usage{CPUMHz: su.CPUMHz, MemoryMB: su.MemoryMB, At: c.Now}
-		t.putJSON(bShips, []byte(s.ID), s)
+		t.putShipRecord(s)
 		t.changed("ship", s.ID, "put")
 		res.Count++
 	}

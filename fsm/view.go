@@ -206,7 +206,7 @@ func (v *View) Fleets() []*Fleet {
 
 // Ship returns one ship.
 func (v *View) Ship(id string) (*Ship, bool) {
-	return getJSON[Ship](v.tx.Bucket(bShips), []byte(id))
+	return getShip(v.tx.Bucket(bShips), []byte(id))
 }
 
 // ShipFilter selects ships; empty fields match everything.
@@ -234,8 +234,8 @@ func (v *View) Ships(f ShipFilter) []*Ship {
 	}
 	b := v.tx.Bucket(bShips)
 	if f.Node == "" && f.Fleet == "" {
-		b.ForEach(func(k, _ []byte) error {
-			if s, ok := getJSON[Ship](b, k); ok {
+		b.ForEach(func(_, data []byte) error {
+			if s, ok := decodeShip(data); ok {
 				keep(s)
 			}
 			return nil
@@ -243,7 +243,7 @@ func (v *View) Ships(f ShipFilter) []*Ship {
 		return out
 	}
 	for _, id := range ids {
-		if s, ok := getJSON[Ship](b, []byte(id)); ok {
+		if s, ok := getShip(b, []byte(id)); ok {
 			keep(s)
 		}
 	}
