@@ -48,3 +48,41 @@ func BenchmarkPlan100kOn5000(b *testing.B) {
 	}
 	b.ReportMetric(float64(placed)*float64(b.N)/b.Elapsed().Seconds(), "placements/s")
 }
+
+// BenchmarkPlanUnderAllocations is the leader's plan while a fleet of
+// 2,000 ready ships on 3 nodes is being allocated: each iteration
+// allocates a ship (not timed) and then plans, which finds nothing to do.
+// Run it with -benchtime 1000x (the fleet has 2,000 ships).
+func BenchmarkPlanUnderAllocations(b *testing.B) {
+	c := newE2E(b)
+	c.cfg.MaxPerPlan = 0
+	c.cfg.defaults()
+	c.ok(&fsm.ClusterInit{ClusterID: "bench", Key: make([]byte, 32)})
+	for _, n := range []string{"n1", "n2", "n3"} {
+		node := e2eNode(n, "a", "web")
+		node.Capacity = fsm.Resources{CPUMHz: 1 << 20, MemoryMB: 1 << 20}
+		c.ok(&fsm.NodeUpsert{Node: node})
+		c.ok(&fsm.NodeReport{Name: n, PortsRange: "20000-29999"})
+	}
+	c.ok(&fsm.BlueprintPut{Spec: fsm.Blueprint{Name: "game", Unit: "[Service]\nExecStart=/bin/true\n", Resources: fsm.Resources{CPUMHz: 1, MemoryMB: 1}}})
+	c.ok(&fsm.FleetPut{Spec: fsm.Fleet{Name: "game", Replicas: 2000, Versions: []fsm.FleetVersion{{Blueprint: "game"}}}})
+	c.converge()
+	for _, n := range []string{"n1", "n2", "n3"} {
+		c.report(n, fsm.ShipReady)
+	}
+	c.converge()
+	if b.N > 2000 {
+		b.Fatalf("%d iterations: the fleet has 2,000 ships", b.N)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		if r := c.apply(&fsm.ShipAllocate{Requests: []fsm.AllocRequest{{Fleet: "game"}}}); r.Count != 1 {
+			b.Fatalf("round %d: nothing allocated", i)
+		}
+		b.StartTimer()
+		if _, _, err := makePlan(c.s, &c.cfg, c.cache); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -15,7 +15,7 @@ import (
 // e2e drives a real state machine with the scheduler's plans, as the
 // leader's loop does, and lets the state machine re-check every command.
 type e2e struct {
-	t     *testing.T
+	t     testing.TB
 	s     *fsm.State
 	idx   uint64
 	now   time.Time
@@ -23,7 +23,7 @@ type e2e struct {
 	cache *fsm.ShipCache // carried from plan to plan, as Run does
 }
 
-func newE2E(t *testing.T) *e2e {
+func newE2E(t testing.TB) *e2e {
 	t.Helper()
 	s, err := fsm.Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
