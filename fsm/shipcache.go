@@ -17,6 +17,11 @@ type Feed interface {
 // scheduler, a worker) does not decode them all again. The ships it
 // returns are shared between reads: callers must not change them.
 type ShipCache struct {
+	// Node, when set, keeps only the ships placed on that node (a
+	// worker's): a changed ship elsewhere costs an index lookup, not a
+	// decode.
+	Node string
+
 	base     uint64 // every change up to base is in ships
 	restores uint64 // the state's restores when the ships were read
 	ships    map[string]*Ship
@@ -51,7 +56,7 @@ func (c *ShipCache) Prepare(st Feed) func(v *View) []*Ship {
 	return func(v *View) []*Ship {
 		c.base, c.restores = pub, restores
 		if full {
-			all := v.Ships(ShipFilter{})
+			all := v.Ships(ShipFilter{Node: c.Node})
 			c.ships = make(map[string]*Ship, len(all))
 			for _, s := range all {
 				c.ships[s.ID] = s
@@ -60,7 +65,11 @@ func (c *ShipCache) Prepare(st Feed) func(v *View) []*Ship {
 			return all
 		}
 		for _, id := range changed {
-			s, ok := v.Ship(id)
+			var s *Ship
+			ok := c.Node == "" || v.onNode(c.Node, id)
+			if ok {
+				s, ok = v.Ship(id)
+			}
 			_, had := c.ships[id]
 			switch {
 			case ok:

@@ -209,6 +209,11 @@ func (v *View) Ship(id string) (*Ship, bool) {
 	return getShip(v.tx.Bucket(bShips), []byte(id))
 }
 
+// onNode reports whether the node_ships index places ship id on node.
+func (v *View) onNode(node, id string) bool {
+	return v.tx.Bucket(bNodeShips).Get(pairKey(node, id)) != nil
+}
+
 // ShipFilter selects ships; empty fields match everything.
 type ShipFilter struct {
 	Fleet string
