@@ -100,7 +100,7 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 		n.closeStores()
 		return fmt.Errorf("log cache: %w", err)
 	}
-	n.raft, err = raft.NewRaft(raftConfig(cfg, n.notify, hl), raftFSM{st}, logs, n.parts.store, n.parts.snaps, n.parts.transport)
+	n.raft, err = raft.NewRaft(raftConfig(cfg, n.notify, hl), raftFSM{st}, logs, n.parts.store, n.parts.snaps, quietTransport{n.parts.transport})
 	if err != nil {
 		n.closeStores()
 		return fmt.Errorf("start raft: %w", err)
