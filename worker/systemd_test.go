@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -250,3 +251,34 @@ func TestCounterFile(t *testing.T) {
 	}
 }
 
+// A usage sample is a baseline for the ships it sees first: the worker
+// samples again a second later for them rather than a whole interval.
+func TestReportUsageFreshShips(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"cpuinfo": "processor\t: 0\ncpu MHz\t\t: 2000.000\n",
+		"meminfo": "MemTotal:        4194304 kB\nMemAvailable:    3145728 kB\n",
+		"stat":    "cpu  100 0 100 700 100 0 0 0 0 0\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newHarness(t)
+	w := New(h.st, h.ap, Config{Node: "n1", ProcDir: dir, Driver: h.driver("")})
+	for i, step := range []struct {
+		ships fakeMeter
+		fresh bool
+	}{
+		{fakeMeter{"a": {CPUNanos: 1}}, true}, // the first sample
+		{fakeMeter{"a": {CPUNanos: 2}}, false},
+		{fakeMeter{"a": {CPUNanos: 3}, "b": {CPUNanos: 1}}, true},
+		{fakeMeter{"a": {CPUNanos: 4}, "b": {CPUNanos: 2}}, false},
+		{fakeMeter{"b": {CPUNanos: 3}}, false}, // a ended
+	} {
+		fresh, _ := w.reportUsage(context.Background(), step.ships) // the ships are not in the state: the report may fail
+		if fresh != step.fresh {
+			t.Errorf("sample %d of %v: fresh %v, want %v", i, slices.Sorted(maps.Keys(step.ships)), fresh, step.fresh)
+		}
+	}
+}
