@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -22,12 +23,14 @@ func (f *fakePipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft
 	return nil, nil
 }
 
-// Only an empty append that repeats the last one sent is dropped: entries,
-// a new commit index, a new previous entry or a new term go out, and after
-// a failed send the next append goes out whatever it holds.
+// Only an empty append that repeats the last one sent is dropped, and only
+// for repeatAfter: entries, a new commit index, a new previous entry or a
+// new term go out, and after a failed send the next append goes out
+// whatever it holds.
 func TestQuietPipelineDropsRepeatedEmptyAppends(t *testing.T) {
 	f := &fakePipeline{}
-	p := &quietPipeline{AppendPipeline: f}
+	clock := time.Unix(1000, 0)
+	p := &quietPipeline{AppendPipeline: f, now: func() time.Time { return clock }}
 	empty := func(term, prev, commit uint64) *raft.AppendEntriesRequest {
 		return &raft.AppendEntriesRequest{Term: term, PrevLogEntry: prev, PrevLogTerm: term, LeaderCommitIndex: commit}
 	}
@@ -57,12 +60,21 @@ func TestQuietPipelineDropsRepeatedEmptyAppends(t *testing.T) {
 			t.Fatalf("step %d: dropped append's future %+v", i, fut)
 		}
 	}
+	// Quiet for repeatAfter since the last send, then the repeat goes out.
+	clock = clock.Add(repeatAfter - time.Millisecond)
+	if _, err := p.AppendEntries(empty(3, 11, 11), &raft.AppendEntriesResponse{}); err != nil || len(f.sent) != 5 {
+		t.Fatalf("a repeat within repeatAfter was sent (%d sent, %v)", len(f.sent), err)
+	}
+	clock = clock.Add(time.Millisecond)
+	if _, err := p.AppendEntries(empty(3, 11, 11), &raft.AppendEntriesResponse{}); err != nil || len(f.sent) != 6 {
+		t.Fatalf("a repeat after repeatAfter was dropped (%d sent, %v)", len(f.sent), err)
+	}
 	f.fail = true
 	if _, err := p.AppendEntries(empty(3, 11, 12), &raft.AppendEntriesResponse{}); err == nil {
 		t.Fatal("a failed send reported no error")
 	}
 	f.fail = false
-	if _, err := p.AppendEntries(empty(3, 11, 11), &raft.AppendEntriesResponse{}); err != nil || len(f.sent) != 6 {
+	if _, err := p.AppendEntries(empty(3, 11, 11), &raft.AppendEntriesResponse{}); err != nil || len(f.sent) != 7 {
 		t.Fatalf("after a failed send the repeat of the last append sent was dropped (%d sent, %v)", len(f.sent), err)
 	}
 }
