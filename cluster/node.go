@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,7 +100,7 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 		n.closeStores()
 		return fmt.Errorf("log cache: %w", err)
 	}
-	n.raft, err = raft.NewRaft(raftConfig(cfg, n.notify, hl), raftFSM{st}, logs, n.parts.store, n.parts.snaps, n.parts.transport)
+	n.raft, err = raft.NewRaft(raftConfig(cfg, n.notify, hl), raftFSM{st}, logs, n.parts.store, n.parts.snaps, quietTransport{n.parts.transport})
 	if err != nil {
 		n.closeStores()
 		return fmt.Errorf("start raft: %w", err)
@@ -182,6 +183,7 @@ func (n *Node) memberLoop() {
 	t := time.NewTicker(n.cfg.ReconcileInterval)
 	defer t.Stop()
 	var lastRejoin time.Time
+	var saved []string // what the peers file holds, once written or found so
 	for {
 		select {
 		case <-n.stop:
@@ -191,8 +193,15 @@ func (n *Node) memberLoop() {
 		}
 		n.gsp.sweep()
 		if addrs := n.gsp.peerAddrs(n.cfg.Name); len(addrs) > 0 {
-			if err := n.peers.save(addrs); err != nil {
-				n.log.Warn("save peers", "err", err)
+			// Compared in memory: reading the file back every second was
+			// a good part of an idle node's CPU.
+			slices.Sort(addrs)
+			if !slices.Equal(addrs, saved) {
+				if err := n.peers.save(addrs); err != nil {
+					n.log.Warn("save peers", "err", err)
+				} else {
+					saved = addrs
+				}
 			}
 		}
 		if n.gsp.alivePeers(n.cfg.Name) == 0 && time.Since(lastRejoin) > 5*time.Second {

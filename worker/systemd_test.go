@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -197,5 +198,87 @@ func TestOpenJournalReader(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not end the command")
+	}
+}
+
+// A counter file is read again from its start on every read, so a file
+// held open follows the counter; the first candidate that opens wins.
+func TestCounterFile(t *testing.T) {
+	dir := t.TempDir()
+	stat := filepath.Join(dir, "cpu.stat")
+	if err := os.WriteFile(stat, []byte("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := openCounter(
+		counterFile{path: filepath.Join(dir, "missing"), scale: 1},
+		counterFile{path: stat, field: "usage_usec", scale: 1000})
+	if c == nil {
+		t.Fatal("no counter opened")
+	}
+	defer c.close()
+	var buf []byte
+	if v, ok := c.read(&buf); !ok || v != 1_500_000 {
+		t.Fatalf("read = %d %v, want 1500000", v, ok)
+	}
+	// Rewritten in place (same file, as the kernel updates it): the open
+	// file reads the new figure, longer than the old.
+	if err := os.WriteFile(stat, []byte("usage_usec 123456789\nuser_usec 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := c.read(&buf); !ok || v != 123_456_789_000 {
+		t.Fatalf("read after the update = %d %v", v, ok)
+	}
+	if c := openCounter(counterFile{path: filepath.Join(dir, "missing")}); c != nil {
+		t.Errorf("a missing file opened: %+v", c)
+	}
+	for _, tc := range []struct {
+		text, field string
+		want        uint64
+		ok          bool
+	}{
+		{"4096\n", "", 4096, true},
+		{"usage_usec 7\n", "usage_usec", 7, true},
+		{"nr_periods 3\nusage_usec 7", "usage_usec", 7, true},
+		{"usage_usec_x 9\nusage_usec 7\n", "usage_usec", 7, true},
+		{"user_usec 7\n", "usage_usec", 0, false},
+		{"max\n", "", 0, false},
+		{"", "", 0, false},
+		{"99999999999999999999999\n", "", 0, false},
+	} {
+		if v, ok := parseCounter([]byte(tc.text), tc.field); v != tc.want || ok != tc.ok {
+			t.Errorf("parseCounter(%q, %q) = %d %v, want %d %v", tc.text, tc.field, v, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// A usage sample is a baseline for the ships it sees first: the worker
+// samples again a second later for them rather than a whole interval.
+func TestReportUsageFreshShips(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"cpuinfo": "processor\t: 0\ncpu MHz\t\t: 2000.000\n",
+		"meminfo": "MemTotal:        4194304 kB\nMemAvailable:    3145728 kB\n",
+		"stat":    "cpu  100 0 100 700 100 0 0 0 0 0\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newHarness(t)
+	w := New(h.st, h.ap, Config{Node: "n1", ProcDir: dir, Driver: h.driver("")})
+	for i, step := range []struct {
+		ships fakeMeter
+		fresh bool
+	}{
+		{fakeMeter{"a": {CPUNanos: 1}}, true}, // the first sample
+		{fakeMeter{"a": {CPUNanos: 2}}, false},
+		{fakeMeter{"a": {CPUNanos: 3}, "b": {CPUNanos: 1}}, true},
+		{fakeMeter{"a": {CPUNanos: 4}, "b": {CPUNanos: 2}}, false},
+		{fakeMeter{"b": {CPUNanos: 3}}, false}, // a ended
+	} {
+		fresh, _ := w.reportUsage(context.Background(), step.ships) // the ships are not in the state: the report may fail
+		if fresh != step.fresh {
+			t.Errorf("sample %d of %v: fresh %v, want %v", i, slices.Sorted(maps.Keys(step.ships)), fresh, step.fresh)
+		}
 	}
 }

@@ -44,7 +44,8 @@ type Config struct {
 	HealthGrace time.Duration
 	// Interval is the periodic sweep; default 5s. Passes run on every
 	// change that concerns the node and every driver event: the sweep
-	// only catches what no event announced, and reports host ports.
+	// only catches what no event announced, and reports host ports (only
+	// the sweep reads them).
 	Interval time.Duration
 	// ProcDir is where host ports are read from; default /proc.
 	ProcDir string
@@ -69,9 +70,10 @@ type Worker struct {
 	lb        map[string]lbState // ships in (or going into) the load balancer
 	lbTargets map[string]Target  // the registered ships' targets
 	mine      map[string]bool    // the ships on this node at the last pass
+	ownPorts  map[int]bool       // the host ports they hold
 	ships     fsm.ShipCache      // every ship, kept up to date between passes
 	usage     *usageSample       // the last usage sample (Meter drivers)
-	sent      *fsm.UsageReport   // the figures last reported (Run's goroutine only)
+	sent      *fsm.UsageReport   // the figures last reported (usageLoop only)
 	kick      chan struct{}
 	wg        sync.WaitGroup
 }
@@ -123,41 +125,36 @@ func (w *Worker) poke() {
 
 // Run reconciles until ctx ends, then waits for the stops it started.
 // It does not stop the ships: closing the driver does.
+//
+// Passes run on what can change their outcome — a change of the state
+// that concerns this node, a driver event (a unit or process that
+// started, ended or was stopped by hand), a stop or a health verdict
+// that finished — and on the sweep every Interval, which catches what no
+// event announced and reports the host ports. Nothing runs in between: an
+// idle worker wakes once per Interval (and per usage sample).
 func (w *Worker) Run(ctx context.Context) {
 	defer w.wg.Wait()
 	defer w.health.close()
 	w.catchUp(ctx)
+	if meter, ok := w.cfg.Driver.(Meter); ok {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.usageLoop(ctx, meter)
+		}()
+	}
 	tick := time.NewTicker(w.cfg.Interval)
 	defer tick.Stop()
 	var since uint64
 	var lastPorts []int
-	lastReport, lastUsage, lastPrune := time.Time{}, time.Time{}, time.Time{}
-	meter, _ := w.cfg.Driver.(Meter)
+	sweep := true // report host ports after this pass
+	lastPrune := time.Time{}
 	for {
-		if meter != nil && time.Since(lastUsage) >= UsageInterval {
-			// The first sample is only a baseline: the first rates follow
-			// a second later.
-			first := lastUsage.IsZero()
-			lastUsage = time.Now()
-			if first {
-				lastUsage = lastUsage.Add(time.Second - UsageInterval)
-			}
-			if err := w.reportUsage(ctx, meter); err != nil && ctx.Err() == nil {
-				w.log.Debug("report usage", "err", err)
-			}
-		}
 		if time.Since(lastPrune) >= pruneEvery {
 			// Purged ships' logs: no hurry (a ship is purged 10 minutes
 			// after it ended), and the scan reads every log's ship.
 			lastPrune = time.Now()
 			w.pruneLogs()
-		}
-		if time.Since(lastReport) >= 5*time.Second {
-			if ports, err := w.reportHost(ctx, lastPorts); err == nil {
-				lastPorts, lastReport = ports, time.Now()
-			} else if ctx.Err() == nil {
-				w.log.Debug("report host ports", "err", err)
-			}
 		}
 		passStart := time.Now()
 		index, err := w.Reconcile(ctx)
@@ -166,6 +163,15 @@ func (w *Worker) Run(ctx context.Context) {
 		w.passMu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("reconcile", "err", err)
+		}
+		if sweep {
+			// After the pass, which knows the ports this node's ships
+			// hold; on an error, again after the next pass.
+			if ports, err := w.reportHost(ctx, lastPorts); err == nil {
+				lastPorts, sweep = ports, false
+			} else if ctx.Err() == nil {
+				w.log.Debug("report host ports", "err", err)
+			}
 		}
 		// A pass reads every ship of the node: under a stream of changes
 		// to them (allocations, label updates) passes are spaced so that
@@ -200,7 +206,7 @@ func (w *Worker) Run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				lastReport = time.Time{} // report host ports on the sweep too
+				sweep = true
 				break wait
 			case <-w.kick:
 				break wait
@@ -211,6 +217,36 @@ func (w *Worker) Run(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		select {
+		case <-tick.C: // due while changes kept the passes coming
+			sweep = true
+		default:
+		}
+	}
+}
+
+// usageLoop samples what the ships use every UsageInterval and reports
+// the figures that changed. A sample is only a baseline for the ships it
+// sees first (all of them, the first time): their rates follow a second
+// later, not a whole interval.
+func (w *Worker) usageLoop(ctx context.Context, m Meter) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fresh, err := w.reportUsage(ctx, m)
+		if err != nil && ctx.Err() == nil {
+			w.log.Debug("report usage", "err", err)
+		}
+		if fresh {
+			t.Reset(time.Second)
+		} else {
+			t.Reset(UsageInterval)
 		}
 	}
 }
@@ -269,7 +305,8 @@ func (w *Worker) catchUp(ctx context.Context) {
 }
 
 // reportHost tells the cluster this node's port range and the ports in it
-// that something other than its ships uses, when they changed.
+// that something other than its ships uses (as of the last pass), when
+// they changed.
 func (w *Worker) reportHost(ctx context.Context, last []int) ([]int, error) {
 	lo, hi, err := fsm.ParsePortsRange(w.cfg.PortsRange)
 	if err != nil {
@@ -280,22 +317,16 @@ func (w *Worker) reportHost(ctx context.Context, last []int) ([]int, error) {
 		return nil, err
 	}
 	var node *fsm.Node
-	own := map[int]bool{}
 	w.st.View(func(v *fsm.View) error {
 		node, _ = v.Node(w.cfg.Node)
-		for _, s := range v.Ships(fsm.ShipFilter{Node: w.cfg.Node}) {
-			if s.Ended() || s.State == fsm.ShipQueued {
-				continue // its ports are free again
-			}
-			for _, p := range s.Ports {
-				own[p] = true
-			}
-		}
 		return nil
 	})
 	if node == nil {
 		return nil, errors.New("node not recorded yet")
 	}
+	w.mu.Lock()
+	own := w.ownPorts
+	w.mu.Unlock()
 	var ports []int
 	for _, p := range inUse {
 		if !own[p] {
@@ -342,12 +373,18 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 	err := w.st.View(func(v *fsm.View) error {
 		index = v.Index()
 		mine := map[string]bool{}
+		own := map[int]bool{}
 		checks, targets := healthSpecs(v), lbTargets(v)
 		for _, s := range ships(v) {
 			if s.Node != w.cfg.Node {
 				continue
 			}
 			mine[s.ID] = true
+			if !s.Ended() && s.State != fsm.ShipQueued { // else its ports are free again
+				for _, p := range s.Ports {
+					own[p] = true
+				}
+			}
 			if a, ok := w.decide(v, s, procs[s.ID], procs[s.ID].ID != "", checks(s), targets(s)); ok {
 				acts = append(acts, a)
 			}
@@ -355,7 +392,7 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 		// Whatever runs here that the state does not place here stops:
 		// a node that comes back after its ships were moved stops them.
 		w.mu.Lock()
-		w.mine = mine
+		w.mine, w.ownPorts = mine, own
 		w.mu.Unlock()
 		for _, id := range slices.Sorted(maps.Keys(procs)) {
 			if mine[id] {

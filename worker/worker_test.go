@@ -601,6 +601,41 @@ func TestWorkerWakesOnChanges(t *testing.T) {
 	h.waitGone(d, id)
 }
 
+// With a sweep that never comes, every pass runs on an event alone: the
+// host ports are reported after the first pass, a placement starts its
+// ship, a process killed by hand is reported (a driver event), and a ship
+// the user stops is stopped and reported stopped (a state change, then
+// the stop's end).
+func TestWorkerRunsOnEventsWithoutSweep(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.blueprint("game", sleeper("Restart=no"))
+	d := h.driver("")
+	const rng = "20000-20999" // not testRange: the report is seen
+	h.run(h.worker(nil, d, func(c *Config) { c.Interval, c.PortsRange = time.Hour, rng }))
+	eventually(t, 10*time.Second, func() bool { return h.node("n1").PortsRange == rng })
+
+	killed := h.place("", "game", "n1", 20000)
+	h.waitShip(killed, fsm.ShipReady)
+	p := h.waitProc(d, killed, ProcRunning)
+	if err := syscall.Kill(p.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.waitShip(killed, fsm.ShipFailed); !strings.Contains(s.Reason, "killed") {
+		t.Errorf("killed ship = %+v", s)
+	}
+
+	stopped := h.place("", "game", "n1", 20001)
+	h.waitShip(stopped, fsm.ShipReady)
+	p = h.waitProc(d, stopped, ProcRunning)
+	h.ok(&fsm.ShipStop{Ships: []string{stopped}, Why: fsm.StopUser})
+	h.waitShip(stopped, fsm.ShipStopped)
+	if !pidGone(p.Pid) {
+		t.Errorf("ship reported stopped while its process %d lives", p.Pid)
+	}
+
+}
+
 // A ship the user stops is stopped by the worker, and reported stopped
 // once its process is gone.
 func TestWorkerStopsShip(t *testing.T) {
