@@ -88,10 +88,16 @@ func (c *ShipCache) Prepare(st Feed) func(v *View) []*Ship {
 				c.order = append(c.order, s)
 			}
 			slices.SortFunc(c.order, func(a, b *Ship) int { return strings.Compare(a.ID, b.ID) })
-		} else if len(changed) > 0 {
-			// Same ids: swap the re-read records in place.
-			for i, s := range c.order {
-				c.order[i] = c.ships[s.ID]
+		} else {
+			// Same ids: swap the re-read records in place, found by id.
+			for _, id := range changed {
+				s, ok := c.ships[id]
+				if !ok {
+					continue
+				}
+				if i, found := slices.BinarySearchFunc(c.order, id, func(o *Ship, id string) int { return strings.Compare(o.ID, id) }); found {
+					c.order[i] = s
+				}
 			}
 		}
 		return slices.Clone(c.order)

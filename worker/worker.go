@@ -71,7 +71,7 @@ type Worker struct {
 	lbTargets map[string]Target  // the registered ships' targets
 	mine      map[string]bool    // the ships on this node at the last pass
 	ownPorts  map[int]bool       // the host ports they hold
-	ships     fsm.ShipCache      // every ship, kept up to date between passes
+	ships     fsm.ShipCache      // the node's ships, kept up to date between passes
 	usage     *usageSample       // the last usage sample (Meter drivers)
 	sent      *fsm.UsageReport   // the figures last reported (usageLoop only)
 	kick      chan struct{}
@@ -97,6 +97,7 @@ func New(st Store, ap Applier, cfg Config) *Worker {
 	}
 	w := &Worker{cfg: cfg, st: st, ap: ap, log: cfg.Logger, stopping: map[string]bool{},
 		lb: map[string]lbState{}, lbTargets: map[string]Target{}, kick: make(chan struct{}, 1)}
+	w.ships.Node = cfg.Node
 	w.health = newChecker(w.poke, cfg.HealthGrace)
 	return w
 }
