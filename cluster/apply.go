@@ -218,7 +218,47 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 		}
 		return 0, fmt.Errorf("verify leader: %w", err)
 	}
-	return idx, nil
+	if target, ok := n.stateIndexAt(idx); ok {
+		return target, nil
+	}
+	// The walk found no entry the state machine saw before it reached the
+	// start of the log (a snapshot restored by the operator leaves none):
+	// a barrier through the log settles it.
+	return n.barrierIndex(ctx)
+}
+
+// stateIndexAt turns a Raft index into the state's: the last entry at or
+// below it that the state machine sees. Raft keeps its no-ops (one starts
+// every term) and barriers to itself, so a state that has applied
+// everything up to a no-op still shows the index of the command before
+// it, and waiting for the no-op's index would wait for the next write.
+func (n *Node) stateIndexAt(idx uint64) (uint64, bool) {
+	var l raft.Log
+	for i := idx; i > 0; i-- {
+		if err := n.logs.GetLog(i, &l); err != nil {
+			return 0, false
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i, true
+		}
+	}
+	return 0, true
+}
+
+// barrierIndex is the state's index once a barrier entry has committed and
+// everything before it is applied.
+func (n *Node) barrierIndex(ctx context.Context) (uint64, error) {
+	timeout := defaultApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	if err := n.raft.Barrier(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
+			return 0, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
+		}
+		return 0, fmt.Errorf("barrier: %w", err)
+	}
+	return n.state.Index(), nil
 }
 
 // forwarder sends writes and read-index requests to the leader's HTTP API.

@@ -550,3 +550,24 @@ func TestReadIndexNeedsAMajority(t *testing.T) {
 		t.Fatalf("a leader without followers handed out read index %d after %s (state %s, config %v)", idx, time.Since(t0), l.raft.State(), suffrage(t, l))
 	}
 }
+
+// TestReadIndexAfterANewTerm: a node restarted alone starts a term with a
+// no-op and a barrier, neither of which its state machine sees; a read
+// index taken then must not wait for a write that may never come.
+func TestReadIndexAfterANewTerm(t *testing.T) {
+	c := newTestCluster(t)
+	n := c.startGroup(1, nil)
+	put(t, n, "k", "v")
+	n.stop()
+	n = c.restart(n)
+	l := c.leader(settle)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	idx, err := l.ReadIndex(ctx)
+	if err != nil {
+		t.Fatalf("read index after a restart with no write since: %v (state at %d, raft commit %d)", err, l.State().Index(), l.raft.CommitIndex())
+	}
+	if v, ok := kvGet(l, "k"); !ok || v != "v" {
+		t.Fatalf("read %q, %v at index %d", v, ok, idx)
+	}
+}

@@ -23,6 +23,7 @@ type Node struct {
 	state   *fsm.State
 	raft    *raft.Raft
 	parts   *raftParts
+	logs    raft.LogStore // the log as Raft reads it (through its cache)
 	gsp     *gossip
 	hb      heartbeats
 	peers   peersFile
@@ -96,6 +97,7 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 		return fmt.Errorf("read raft state: %w", err)
 	}
 	logs, err := raft.NewLogCache(1024, n.parts.store)
+	n.logs = logs
 	if err != nil {
 		n.closeStores()
 		return fmt.Errorf("log cache: %w", err)
