@@ -559,7 +559,7 @@ func TestReadIndexAfterANewTerm(t *testing.T) {
 	n := c.startGroup(1, nil)
 	put(t, n, "k", "v")
 	n.stop()
-	n = c.restart(n)
+	c.restart(n)
 	l := c.leader(settle)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
