@@ -58,6 +58,21 @@ func (c *Config) defaults() {
 // change (not the ticker) started.
 const minPlanGap = 20 * time.Millisecond
 
+// maxQuietGap bounds quietGap.
+const maxQuietGap = 100 * time.Millisecond
+
+// quietGap is the spacing of plans that changes start, after a plan that
+// had nothing to do (idle) when the last spacing was gap: it doubles from
+// minPlanGap up to maxQuietGap, and is 0 again once a plan acts. A change
+// that needs a plan is then planned at most maxQuietGap late; the ticker
+// and grace periods that end are not spaced.
+func quietGap(gap time.Duration, idle bool) time.Duration {
+	if !idle {
+		return 0
+	}
+	return min(max(2*gap, minPlanGap), maxQuietGap)
+}
+
 // Run plans and applies until ctx ends: after every change to the state
 // that concerns ships, and every Interval (node grace periods expire
 // without any change). Only the leader runs it.
@@ -67,6 +82,7 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	var since uint64
+	var quiet time.Duration
 	cache := &fsm.ShipCache{}
 	for {
 		planStart := time.Now()
@@ -76,7 +92,10 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 		// reports) they are spaced so that planning takes at most about a
 		// fifth of a core. A plan's own commands usually take longer than
 		// the gap to apply, so a create → place → start chain is not slowed.
-		nextPlan := planStart.Add(max(minPlanGap, 4*time.Since(planStart)))
+		// Plans that find nothing to do while changes stream in (an
+		// allocation storm on a fleet without a buffer) back off further.
+		quiet = quietGap(quiet, err == nil && plan.Empty())
+		nextPlan := planStart.Add(max(minPlanGap, quiet, 4*time.Since(planStart)))
 		if err != nil {
 			log.Error("read state for planning", "err", err)
 		} else if !plan.Empty() {

@@ -64,6 +64,7 @@ type Worker struct {
 
 	health *checker
 	passMu sync.Mutex // one pass at a time (Run and tests both call Reconcile)
+	idle   bool       // the last pass found nothing to do (under passMu)
 
 	mu        sync.Mutex
 	stopping  map[string]bool    // stops in flight
@@ -150,6 +151,7 @@ func (w *Worker) Run(ctx context.Context) {
 	var lastPorts []int
 	sweep := true // report host ports after this pass
 	lastPrune := time.Time{}
+	var quiet time.Duration
 	for {
 		if time.Since(lastPrune) >= pruneEvery {
 			// Purged ships' logs: no hurry (a ship is purged 10 minutes
@@ -161,6 +163,7 @@ func (w *Worker) Run(ctx context.Context) {
 		index, err := w.Reconcile(ctx)
 		w.passMu.Lock()
 		index = min(index, w.ships.Base())
+		quiet = quietGap(quiet, w.idle && err == nil)
 		w.passMu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("reconcile", "err", err)
@@ -176,8 +179,9 @@ func (w *Worker) Run(ctx context.Context) {
 		}
 		// A pass reads every ship of the node: under a stream of changes
 		// to them (allocations, label updates) passes are spaced so that
-		// they take at most about a third of a core.
-		nextPass := passStart.Add(max(minPassGap, 2*time.Since(passStart)))
+		// they take at most about a third of a core, and further apart
+		// while they find nothing to do (quietGap).
+		nextPass := passStart.Add(max(minPassGap, quiet, 2*time.Since(passStart)))
 		if index > since {
 			since = index
 		}
@@ -255,6 +259,23 @@ func (w *Worker) usageLoop(ctx context.Context, m Meter) {
 // minPassGap is the least time between the starts of two passes that a
 // change to the state started.
 const minPassGap = 5 * time.Millisecond
+
+// maxQuietGap bounds quietGap.
+const maxQuietGap = 100 * time.Millisecond
+
+// quietGap is the spacing of passes that changes of the state start, after
+// a pass that found nothing to do (idle) when the last spacing was gap: it
+// doubles from minPassGap up to maxQuietGap, and is 0 again once a pass
+// acts. In an allocation storm the node's ships change hundreds of times a
+// second and none of it needs the worker; a change that does is acted on
+// at most maxQuietGap late, and driver events, stops and health verdicts
+// are not spaced at all.
+func quietGap(gap time.Duration, idle bool) time.Duration {
+	if !idle {
+		return 0
+	}
+	return min(max(2*gap, minPassGap), maxQuietGap)
+}
 
 // concerns reports whether changes touch this node: its record, its
 // queue (a ship placed here), or a ship that was here at the last pass.
@@ -407,6 +428,7 @@ func (w *Worker) Reconcile(ctx context.Context) (uint64, error) {
 		}
 		return nil
 	})
+	w.idle = len(acts) == 0
 	if err != nil {
 		return 0, fmt.Errorf("read state: %w", err)
 	}
