@@ -92,10 +92,13 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 		// reports) they are spaced so that planning takes at most about a
 		// fifth of a core. A plan's own commands usually take longer than
 		// the gap to apply, so a create → place → start chain is not slowed.
-		// Plans that find nothing to do while changes stream in (an
-		// allocation storm on a fleet without a buffer) back off further.
+		// Plans that find nothing to do while ship changes stream in (an
+		// allocation storm on a fleet without a buffer) back off further;
+		// a change of a fleet, node, blueprint or deployment does not wait
+		// for that.
 		quiet = quietGap(quiet, err == nil && plan.Empty())
-		nextPlan := planStart.Add(max(minPlanGap, quiet, 4*time.Since(planStart)))
+		spacing := max(minPlanGap, 4*time.Since(planStart))
+		nextUrgent, nextPlan := planStart.Add(spacing), planStart.Add(max(spacing, quiet))
 		if err != nil {
 			log.Error("read state for planning", "err", err)
 		} else if !plan.Empty() {
@@ -120,6 +123,7 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 			recheck = timer.C
 		}
 		// Wait for a change that matters, or the tick.
+		var due time.Time // when the changes seen are planned for
 	wait:
 		for {
 			changes, ch, err := st.Changes(since)
@@ -132,19 +136,25 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 			if len(changes) > 0 {
 				since = changes[len(changes)-1].Index
 			}
-			if relevant(changes) {
-				if d := time.Until(nextPlan); d > 0 {
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(d):
-					}
+			switch rel, urgent := relevant(changes); {
+			case urgent:
+				due = nextUrgent
+			case rel && due.IsZero():
+				due = nextPlan
+			}
+			var soon <-chan time.Time
+			if !due.IsZero() {
+				d := time.Until(due)
+				if d <= 0 {
+					break
 				}
-				break
+				soon = time.After(d)
 			}
 			select {
 			case <-ctx.Done():
 				return
+			case <-soon:
+				break wait
 			case <-tick.C:
 				break wait
 			case <-recheck:
@@ -161,14 +171,18 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 	}
 }
 
-func relevant(changes []fsm.Change) bool {
+// relevant reports whether changes can matter to a plan; urgent when one
+// is not a ship's (ships change in storms, the rest by operators).
+func relevant(changes []fsm.Change) (rel, urgent bool) {
 	for _, c := range changes {
 		switch c.Topic {
-		case "ship", "fleet", "node", "blueprint", "deployment":
-			return true
+		case "ship":
+			rel = true
+		case "fleet", "node", "blueprint", "deployment":
+			return true, true
 		}
 	}
-	return false
+	return rel, false
 }
 
 func makePlan(st Store, cfg *Config, cache *fsm.ShipCache) (*Plan, uint64, error) {

@@ -180,11 +180,14 @@ func (w *Worker) Run(ctx context.Context) {
 		// A pass reads every ship of the node: under a stream of changes
 		// to them (allocations, label updates) passes are spaced so that
 		// they take at most about a third of a core, and further apart
-		// while they find nothing to do (quietGap).
-		nextPass := passStart.Add(max(minPassGap, quiet, 2*time.Since(passStart)))
+		// while they find nothing to do (quietGap). A placement here or a
+		// change of the node's record is not held back by the quiet gap.
+		spacing := max(minPassGap, 2*time.Since(passStart))
+		nextUrgent, nextPass := passStart.Add(spacing), passStart.Add(max(spacing, quiet))
 		if index > since {
 			since = index
 		}
+		var due time.Time // when the change that concerns the node is passed on
 	wait:
 		for {
 			changes, ch, err := w.st.Changes(since)
@@ -197,19 +200,25 @@ func (w *Worker) Run(ctx context.Context) {
 			if len(changes) > 0 {
 				since = changes[len(changes)-1].Index
 			}
-			if w.concerns(changes) {
-				if d := time.Until(nextPass); d > 0 {
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(d):
-					}
+			switch concern, urgent := w.concerns(changes); {
+			case urgent:
+				due = nextUrgent
+			case concern && due.IsZero():
+				due = nextPass
+			}
+			var timer <-chan time.Time
+			if !due.IsZero() {
+				d := time.Until(due)
+				if d <= 0 {
+					break wait
 				}
-				break wait
+				timer = time.After(d)
 			}
 			select {
 			case <-ctx.Done():
 				return
+			case <-timer:
+				break wait
 			case <-tick.C:
 				sweep = true
 				break wait
@@ -278,21 +287,22 @@ func quietGap(gap time.Duration, idle bool) time.Duration {
 }
 
 // concerns reports whether changes touch this node: its record, its
-// queue (a ship placed here), or a ship that was here at the last pass.
-func (w *Worker) concerns(changes []fsm.Change) bool {
+// queue (a ship placed here), or a ship that was here at the last pass;
+// urgent when they include a placement or a change of the record.
+func (w *Worker) concerns(changes []fsm.Change) (concern, urgent bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, c := range changes {
 		switch {
 		case c.Topic == "ship" && w.mine[c.Key]:
-			return true
+			concern = true
 		case c.Topic == "queue" && c.Key == fsm.WorkerQueue(w.cfg.Node):
-			return true
+			return true, true
 		case c.Topic == "node" && c.Key == w.cfg.Node:
-			return true
+			return true, true
 		}
 	}
-	return false
+	return concern, false
 }
 
 // pruneEvery is how often the worker deletes the logs of purged ships.
