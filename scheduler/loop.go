@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/armada-orchestrator/armada/fsm"
+	"github.com/armada-orchestrator/armada/internal/pace"
 )
 
 // Store is the replicated state the scheduler reads.
@@ -58,20 +59,10 @@ func (c *Config) defaults() {
 // change (not the ticker) started.
 const minPlanGap = 20 * time.Millisecond
 
-// maxQuietGap bounds quietGap.
+// maxQuietGap bounds the spacing of plans that find nothing to do while
+// ship changes stream in: a change that needs a plan is then planned at
+// most this late; the ticker and grace periods that end are not spaced.
 const maxQuietGap = 100 * time.Millisecond
-
-// quietGap is the spacing of plans that changes start, after a plan that
-// had nothing to do (idle) when the last spacing was gap: it doubles from
-// minPlanGap up to maxQuietGap, and is 0 again once a plan acts. A change
-// that needs a plan is then planned at most maxQuietGap late; the ticker
-// and grace periods that end are not spaced.
-func quietGap(gap time.Duration, idle bool) time.Duration {
-	if !idle {
-		return 0
-	}
-	return min(max(2*gap, minPlanGap), maxQuietGap)
-}
 
 // Run plans and applies until ctx ends: after every change to the state
 // that concerns ships, and every Interval (node grace periods expire
@@ -82,7 +73,7 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	var since uint64
-	var quiet time.Duration
+	quiet := pace.Quiet{Min: minPlanGap, Max: maxQuietGap}
 	cache := &fsm.ShipCache{}
 	for {
 		planStart := time.Now()
@@ -96,9 +87,8 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 		// allocation storm on a fleet without a buffer) back off further;
 		// a change of a fleet, node, blueprint or deployment does not wait
 		// for that.
-		quiet = quietGap(quiet, err == nil && plan.Empty())
 		spacing := max(minPlanGap, 4*time.Since(planStart))
-		nextUrgent, nextPlan := planStart.Add(spacing), planStart.Add(max(spacing, quiet))
+		nextUrgent, nextPlan := planStart.Add(spacing), planStart.Add(max(spacing, quiet.Next(err == nil && plan.Empty())))
 		if err != nil {
 			log.Error("read state for planning", "err", err)
 		} else if !plan.Empty() {
@@ -123,7 +113,7 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 			recheck = timer.C
 		}
 		// Wait for a change that matters, or the tick.
-		var due time.Time // when the changes seen are planned for
+		var due pace.Due // when the changes seen are planned for
 	wait:
 		for {
 			changes, ch, err := st.Changes(since)
@@ -136,19 +126,11 @@ func Run(ctx context.Context, st Store, ap Applier, cfg Config) {
 			if len(changes) > 0 {
 				since = changes[len(changes)-1].Index
 			}
-			switch rel, urgent := relevant(changes); {
-			case urgent:
-				due = nextUrgent
-			case rel && due.IsZero():
-				due = nextPlan
-			}
-			var soon <-chan time.Time
-			if !due.IsZero() {
-				d := time.Until(due)
-				if d <= 0 {
-					break
-				}
-				soon = time.After(d)
+			rel, urgent := relevant(changes)
+			due.See(rel, urgent, nextPlan, nextUrgent)
+			soon, now := due.Wait()
+			if now {
+				break
 			}
 			select {
 			case <-ctx.Done():

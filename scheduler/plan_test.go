@@ -495,21 +495,3 @@ func derefShips(ss []*fsm.Ship) []fsm.Ship {
 	}
 	return out
 }
-
-// Plans that find nothing to do back off while changes keep coming, up to
-// maxQuietGap, and a plan that acts ends the back-off.
-func TestQuietGap(t *testing.T) {
-	var gap time.Duration
-	var seen []time.Duration
-	for range 6 {
-		gap = quietGap(gap, true)
-		seen = append(seen, gap)
-	}
-	want := []time.Duration{minPlanGap, 2 * minPlanGap, 4 * minPlanGap, maxQuietGap, maxQuietGap, maxQuietGap}
-	if !slices.Equal(seen, want) {
-		t.Fatalf("idle plans spaced %v, want %v", seen, want)
-	}
-	if gap = quietGap(gap, false); gap != 0 {
-		t.Fatalf("a plan that acted left a gap of %s", gap)
-	}
-}

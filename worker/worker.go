@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/armada-orchestrator/armada/fsm"
+	"github.com/armada-orchestrator/armada/internal/pace"
 )
 
 // Store is the replicated state the worker reads.
@@ -151,7 +152,8 @@ func (w *Worker) Run(ctx context.Context) {
 	var lastPorts []int
 	sweep := true // report host ports after this pass
 	lastPrune := time.Time{}
-	var quiet time.Duration
+	quiet := pace.Quiet{Min: minPassGap, Max: maxQuietGap}
+	var gap time.Duration
 	for {
 		if time.Since(lastPrune) >= pruneEvery {
 			// Purged ships' logs: no hurry (a ship is purged 10 minutes
@@ -163,7 +165,7 @@ func (w *Worker) Run(ctx context.Context) {
 		index, err := w.Reconcile(ctx)
 		w.passMu.Lock()
 		index = min(index, w.ships.Base())
-		quiet = quietGap(quiet, w.idle && err == nil)
+		gap = quiet.Next(w.idle && err == nil)
 		w.passMu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("reconcile", "err", err)
@@ -180,14 +182,14 @@ func (w *Worker) Run(ctx context.Context) {
 		// A pass reads every ship of the node: under a stream of changes
 		// to them (allocations, label updates) passes are spaced so that
 		// they take at most about a third of a core, and further apart
-		// while they find nothing to do (quietGap). A placement here or a
+		// while they find nothing to do (quiet). A placement here or a
 		// change of the node's record is not held back by the quiet gap.
 		spacing := max(minPassGap, 2*time.Since(passStart))
-		nextUrgent, nextPass := passStart.Add(spacing), passStart.Add(max(spacing, quiet))
+		nextUrgent, nextPass := passStart.Add(spacing), passStart.Add(max(spacing, gap))
 		if index > since {
 			since = index
 		}
-		var due time.Time // when the change that concerns the node is passed on
+		var due pace.Due // when the changes that concern the node are acted on
 	wait:
 		for {
 			changes, ch, err := w.st.Changes(since)
@@ -200,19 +202,11 @@ func (w *Worker) Run(ctx context.Context) {
 			if len(changes) > 0 {
 				since = changes[len(changes)-1].Index
 			}
-			switch concern, urgent := w.concerns(changes); {
-			case urgent:
-				due = nextUrgent
-			case concern && due.IsZero():
-				due = nextPass
-			}
-			var timer <-chan time.Time
-			if !due.IsZero() {
-				d := time.Until(due)
-				if d <= 0 {
-					break wait
-				}
-				timer = time.After(d)
+			concern, urgent := w.concerns(changes)
+			due.See(concern, urgent, nextPass, nextUrgent)
+			timer, now := due.Wait()
+			if now {
+				break wait
 			}
 			select {
 			case <-ctx.Done():
@@ -269,22 +263,12 @@ func (w *Worker) usageLoop(ctx context.Context, m Meter) {
 // change to the state started.
 const minPassGap = 5 * time.Millisecond
 
-// maxQuietGap bounds quietGap.
+// maxQuietGap bounds the spacing of passes that find nothing to do while
+// the node's ships change: in an allocation storm they change hundreds of
+// times a second and none of it needs the worker; a change that does is
+// acted on at most this late, and driver events, stops and health
+// verdicts are not spaced at all.
 const maxQuietGap = 100 * time.Millisecond
-
-// quietGap is the spacing of passes that changes of the state start, after
-// a pass that found nothing to do (idle) when the last spacing was gap: it
-// doubles from minPassGap up to maxQuietGap, and is 0 again once a pass
-// acts. In an allocation storm the node's ships change hundreds of times a
-// second and none of it needs the worker; a change that does is acted on
-// at most maxQuietGap late, and driver events, stops and health verdicts
-// are not spaced at all.
-func quietGap(gap time.Duration, idle bool) time.Duration {
-	if !idle {
-		return 0
-	}
-	return min(max(2*gap, minPassGap), maxQuietGap)
-}
 
 // concerns reports whether changes touch this node: its record, its
 // queue (a ship placed here), or a ship that was here at the last pass;

@@ -1057,22 +1057,3 @@ func TestWorkerRemovesLogsOfPurgedShips(t *testing.T) {
 		t.Errorf("log of the live ship: %v, want it kept", err)
 	}
 }
-
-// Passes that find nothing to do back off while changes keep coming, up
-// to maxQuietGap, and a pass that acts ends the back-off.
-func TestQuietGap(t *testing.T) {
-	var gap time.Duration
-	for i := range 10 {
-		next := quietGap(gap, true)
-		if next < gap || next > maxQuietGap || (i == 0 && next != minPassGap) {
-			t.Fatalf("idle pass %d: gap %s after %s", i, next, gap)
-		}
-		gap = next
-	}
-	if gap != maxQuietGap {
-		t.Fatalf("idle passes settle at %s, want %s", gap, maxQuietGap)
-	}
-	if gap = quietGap(gap, false); gap != 0 {
-		t.Fatalf("a pass that acted left a gap of %s", gap)
-	}
-}
