@@ -203,16 +203,10 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 		return 0, retryable{fmt.Errorf("%w: leadership not established yet", ErrNoLeader)}
 	}
 	idx := n.raft.CommitIndex()
-	f := n.raft.VerifyLeader()
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		return 0, retryable{fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())}
-	}
-	if err != nil {
+	// Answered by the next heartbeat round, or with ErrNotLeader once the
+	// leader's lease (half the heartbeat timeout) runs out without a
+	// majority: no wait here outlives that.
+	if err := n.raft.VerifyLeader().Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return 0, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
 		}

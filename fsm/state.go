@@ -123,7 +123,7 @@ func Open(path string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &State{path: path, db: db, feed: newFeed(16384)}
+	s := &State{path: path, db: db, feed: newFeed(16384), pools: map[string]*allocPool{}}
 	if err := db.View(func(tx *bbolt.Tx) error {
 		s.index.Store(getU64(tx.Bucket(bMeta).Get(kIndex)))
 		return nil
@@ -215,9 +215,6 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 	if err == nil {
 		tx := s.wtx
 		t := newTxn(tx)
-		if s.pools == nil {
-			s.pools = map[string]*allocPool{}
-		}
 		t.pools = s.pools
 		for i, en := range entries {
 			if en.Index <= last {
