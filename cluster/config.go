@@ -58,6 +58,11 @@ type Config struct {
 	// TrailingLogs is how many entries a snapshot keeps behind it
 	// (default 10240).
 	TrailingLogs uint64
+	// LogSegmentSize is the size of one Raft log segment file (default
+	// 16 MiB). Segments are preallocated, and compaction after a snapshot
+	// deletes whole segments: entries still in a kept segment stay
+	// readable and catch a lagging follower up without a snapshot.
+	LogSegmentSize int
 
 	Logger *slog.Logger
 }
@@ -96,6 +101,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
+	}
+	if c.LogSegmentSize == 0 {
+		c.LogSegmentSize = 16 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -91,12 +91,12 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 		st.Close()
 		return err
 	}
-	existing, err := raft.HasExistingState(n.parts.store, n.parts.store, n.parts.snaps)
+	existing, err := raft.HasExistingState(n.parts.log, n.parts.store, n.parts.snaps)
 	if err != nil {
 		n.closeStores()
 		return fmt.Errorf("read raft state: %w", err)
 	}
-	logs, err := raft.NewLogCache(1024, n.parts.store)
+	logs, err := raft.NewLogCache(1024, n.parts.log)
 	n.logs = logs
 	if err != nil {
 		n.closeStores()

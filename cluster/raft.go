@@ -5,11 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"go.etcd.io/bbolt"
 
 	"github.com/armada-orchestrator/armada/fsm"
@@ -64,7 +67,9 @@ func (s raftSnapshot) Release() { s.sn.Release() }
 
 // raftParts are the stores and transport behind a Raft instance.
 type raftParts struct {
-	store     *raftboltdb.BoltStore
+	store     *raftboltdb.BoltStore // term and vote (Raft's stable store)
+	log       *wal.WAL              // the log
+	logMeta   *metadb.BoltMetaDB    // the log's segment list (WAL.Close leaves it open)
 	snaps     raft.SnapshotStore
 	transport *raft.NetworkTransport
 }
@@ -72,6 +77,10 @@ type raftParts struct {
 func (p *raftParts) close() {
 	if p.transport != nil {
 		p.transport.Close()
+	}
+	if p.log != nil {
+		p.log.Close()
+		p.logMeta.Close()
 	}
 	if p.store != nil {
 		p.store.Close()
@@ -81,16 +90,32 @@ func (p *raftParts) close() {
 func openRaftParts(cfg *Config, logger hclog.Logger) (*raftParts, error) {
 	p := &raftParts{}
 	var err error
-	// The log is appended at its end and truncated at its start after
-	// snapshots, so BoltDB's freelist grows with every compaction: keeping
-	// it in memory (rebuilt by a scan on open) spares every append of
-	// writing it out. Durability is unchanged: each append still syncs.
+	// raft.db (BoltDB) keeps Raft's term and vote. The log itself is a
+	// segmented append-only file (raft-wal): an append is one write and one
+	// fdatasync, where BoltDB's copy-on-write pages cost two syncs and the
+	// page writes of a B-tree, on the path of every commit.
 	p.store, err = raftboltdb.New(raftboltdb.Options{
 		Path:        dataPath(cfg.DataDir, "raft", "raft.db"),
 		BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
 	})
 	if err != nil {
+		return nil, fmt.Errorf("open raft stable store: %w", err)
+	}
+	walDir := dataPath(cfg.DataDir, "raft", "wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		p.close()
+		return nil, fmt.Errorf("create raft log dir: %w", err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	if p.log, err = wal.Open(walDir, wal.WithMetaStore(meta), wal.WithSegmentSize(cfg.LogSegmentSize), wal.WithLogger(logger.Named("wal"))); err != nil {
+		meta.Close()
+		p.close()
 		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	p.logMeta = meta
+	if err := moveLogs(p.log, p.store); err != nil {
+		p.close()
+		return nil, fmt.Errorf("move raft log from raft.db: %w", err)
 	}
 	p.snaps, err = raft.NewFileSnapshotStoreWithLogger(dataPath(cfg.DataDir, "raft"), 2, logger)
 	if err != nil {
@@ -112,6 +137,41 @@ func openRaftParts(cfg *Config, logger hclog.Logger) (*raftParts, error) {
 		return nil, fmt.Errorf("listen raft: %w", err)
 	}
 	return p, nil
+}
+
+// moveLogs moves log entries that an older version kept in raft.db into the
+// log. It copies in batches from where the log ends, so a move cut short
+// by a crash resumes on the next start, and deletes the old entries only
+// once all are in the log (each batch is synced as it is stored).
+func moveLogs(dst raft.LogStore, src raft.LogStore) error {
+	first, err := src.FirstIndex()
+	if err != nil {
+		return err
+	}
+	last, err := src.LastIndex()
+	if err != nil || last == 0 {
+		return err
+	}
+	next, err := dst.LastIndex()
+	if err != nil {
+		return err
+	}
+	next = max(next+1, first)
+	const batch = 512
+	logs := make([]*raft.Log, 0, batch)
+	for i := next; i <= last; i++ {
+		l := new(raft.Log)
+		if err := src.GetLog(i, l); err != nil {
+			return fmt.Errorf("read entry %d: %w", i, err)
+		}
+		if logs = append(logs, l); len(logs) == batch || i == last {
+			if err := dst.StoreLogs(logs); err != nil {
+				return fmt.Errorf("store entries to %d: %w", i, err)
+			}
+			logs = logs[:0]
+		}
+	}
+	return src.DeleteRange(first, last)
 }
 
 func raftConfig(cfg *Config, notify chan bool, logger hclog.Logger) *raft.Config {
