@@ -53,6 +53,7 @@ type config struct {
 	allocShips    int
 	allocClients  int
 	allocRounds   int
+	allocPaced    int
 	cpuProfile    string
 
 	eventSubscribers int
@@ -83,7 +84,8 @@ func parseFlags() config {
 	flag.IntVar(&c.lossShips, "loss-ships", 30, "ships of the node-loss fleet (0 skips the node loss)")
 	flag.IntVar(&c.allocShips, "alloc-ships", 2000, "ready ships of each allocation round")
 	flag.IntVar(&c.allocClients, "alloc-clients", 64, "concurrent allocation clients")
-	flag.IntVar(&c.allocRounds, "alloc-rounds", 2, "allocation rounds (a fresh fleet each)")
+	flag.IntVar(&c.allocRounds, "alloc-rounds", 2, "allocation rounds flat out (a fresh fleet each)")
+	flag.IntVar(&c.allocPaced, "alloc-paced", 3, "allocation rounds at the target rate (a fresh fleet each)")
 	flag.IntVar(&c.eventSubscribers, "event-subscribers", 100, "subscribers of the event-stream figure")
 	flag.IntVar(&c.events, "events", 300, "state changes each event-stream subscriber receives")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the driver process (which hosts the in-process cluster) to this file")
@@ -149,7 +151,7 @@ func run(ctx context.Context, cfg config) error {
 		return errors.New("-event-subscribers and -events must be positive")
 	}
 	if cfg.schedNodes < 1 || cfg.schedShips < 1 || cfg.schedShips > 100_000 || cfg.fleetShips < 1 || cfg.fleetRuns < 1 || cfg.lossShips < 0 ||
-		cfg.allocShips < 1 || cfg.allocClients < 1 || cfg.allocRounds < 1 {
+		cfg.allocShips < 1 || cfg.allocClients < 1 || cfg.allocRounds < 1 || cfg.allocPaced < 0 {
 		return errors.New("-sched-nodes, -fleet-ships and -fleet-runs must be positive, -sched-ships 1..100000, -loss-ships not negative, -alloc-* positive")
 	}
 	bin, err := filepath.Abs(cfg.armada)
