@@ -127,24 +127,24 @@ func (t *txn) runningDeployment(fleet string) *Deployment {
 }
 
 // deployments lists a fleet's deployments, newest first, at most limit
-// (0: all).
+// (0: all). It walks forward and reverses: bbolt's Cursor.Last never
+// returns when every page of a bucket was emptied in the open write
+// transaction (the state keeps one open across many entries), and a
+// fleet keeps at most MaxDeployHistory deployments.
 func deployments(c cursor, fleet string, limit int) []*Deployment {
 	prefix := append([]byte(fleet), 0)
-	end := append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 	var out []*Deployment
-	var k, v []byte
-	if k, _ = c.Seek(end); k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
-	for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, v = c.Prev() {
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) != len(prefix)+8 {
+			continue
+		}
 		if d, ok := decodeJSON[Deployment](v); ok {
 			out = append(out, d)
 		}
-		if limit > 0 && len(out) == limit {
-			break
-		}
+	}
+	slices.Reverse(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
 	}
 	return out
 }

@@ -1,8 +1,10 @@
 package fsm
 
 import (
+	"fmt"
 	"slices"
 	"testing"
+	"time"
 )
 
 // deployWorld is readyWorld (fleet game of 3 web v1 ships, ready) with web
@@ -147,5 +149,42 @@ func deployUpdateCases() []cmdCase {
 		},
 		{name: "unknown deployment", setup: started, cmd: up(func(c *DeployUpdate) { c.ID = 999 }), code: ErrNotFound, field: "id"},
 		{name: "bad state", setup: started, cmd: up(func(c *DeployUpdate) { c.State = "done" }), code: ErrInvalid, field: "state"},
+	}
+}
+
+// Deleting every deployment of a bucket that spans pages, inside the one
+// write transaction the state keeps open across entries, leaves only
+// empty pages: a lookup must still answer (bbolt's Cursor.Last spins
+// forever there, so the lookups walk forward).
+func TestDeploymentLookupAfterEveryDeploymentIsDeleted(t *testing.T) {
+	h := newHarness(t)
+	for _, c := range readyWorld(webV2()) {
+		h.ok(c)
+	}
+	const fleets = 120
+	for i := range fleets {
+		name := fmt.Sprintf("f%03d", i)
+		h.ok(fleetPut(name, 0, FleetVersion{Blueprint: "web", Version: 1}))
+		h.ok(fleetPut(name, 0, FleetVersion{Blueprint: "web", Version: 2}))
+	}
+	if n := len(h.deployments("f000")); n != 1 { // also commits the transaction
+		t.Fatalf("f000 has %d deployments", n)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range fleets {
+			h.ok(&FleetDelete{Name: fmt.Sprintf("f%03d", i), Now: 200})
+		}
+		// Every deployment is gone; this lookup found the pages empty.
+		h.ok(fleetPut("game", 3, FleetVersion{Blueprint: "web", Version: 2}))
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a deployment lookup did not return")
+	}
+	if got := h.deployments("game"); len(got) != 1 || got[0].State != DeployRunning {
+		t.Fatalf("game's deployments %s", jsonString(got))
 	}
 }

@@ -110,8 +110,7 @@ func decodeJSON[T any](data []byte) (*T, bool) {
 // cursor is the part of a bbolt cursor that walks backwards.
 type cursor interface {
 	Seek(seek []byte) (key, value []byte)
-	Last() (key, value []byte)
-	Prev() (key, value []byte)
+	Next() (key, value []byte)
 }
 
 // prefixKeys lists the keys of b that start with prefix.
