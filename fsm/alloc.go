@@ -32,7 +32,18 @@ type AllocRequest struct {
 	Selector map[string]string // ship labels that must match
 	Strategy string            // AllocPacked (default) or AllocDistributed
 	Labels   map[string]string // set on the allocated ship
+	// RequestID, when set, makes the request safe to send again: within
+	// AllocIDTTL, a request with the same fleet and RequestID is answered
+	// with the ship the first one got instead of taking another. A client
+	// that lost an answer (a timeout, a leader change) retries with it.
+	RequestID string
 }
+
+// AllocIDTTL is how long an allocation's RequestID is remembered, in ms.
+const AllocIDTTL = 10 * 60 * 1000
+
+// MaxRequestID bounds a RequestID's length.
+const MaxRequestID = 128
 
 // MaxAllocBatch bounds the requests of one ShipAllocate.
 const MaxAllocBatch = 1024
@@ -46,27 +57,46 @@ type ShipAllocate struct {
 	Now      int64
 }
 
-func (*ShipAllocate) Type() CmdType     { return CmdShipAllocate }
-func (c *ShipAllocate) stamp(now int64) { c.Now = now }
-func (c *ShipAllocate) encode(e *encoder) {
+func (*ShipAllocate) Type() CmdType       { return CmdShipAllocate2 }
+func (c *ShipAllocate) stamp(now int64)   { c.Now = now }
+func (c *ShipAllocate) encode(e *encoder) { c.encodeWith(e, true) }
+func (c *ShipAllocate) decode(d *decoder) { c.decodeWith(d, true) }
+
+func (c *ShipAllocate) encodeWith(e *encoder, ids bool) {
 	e.uvarint(uint64(len(c.Requests)))
 	for _, r := range c.Requests {
 		e.str(r.Fleet)
 		e.strmap(r.Selector)
 		e.str(r.Strategy)
 		e.strmap(r.Labels)
+		if ids {
+			e.str(r.RequestID)
+		}
 	}
 	e.varint(c.Now)
 }
-func (c *ShipAllocate) decode(d *decoder) {
+
+func (c *ShipAllocate) decodeWith(d *decoder, ids bool) {
 	if n := d.length(); n > 0 {
 		c.Requests = make([]AllocRequest, n)
 		for i := range c.Requests {
-			c.Requests[i] = AllocRequest{Fleet: d.str(), Selector: d.strmap(), Strategy: d.str(), Labels: d.strmap()}
+			r := &c.Requests[i]
+			r.Fleet, r.Selector, r.Strategy, r.Labels = d.str(), d.strmap(), d.str(), d.strmap()
+			if ids {
+				r.RequestID = d.str()
+			}
 		}
 	}
 	c.Now = d.varint()
 }
+
+// shipAllocate1 is ShipAllocate as logged before requests had an ID
+// (type 32): it still decodes and applies from older logs.
+type shipAllocate1 struct{ ShipAllocate }
+
+func (*shipAllocate1) Type() CmdType       { return CmdShipAllocate }
+func (c *shipAllocate1) encode(e *encoder) { c.encodeWith(e, false) }
+func (c *shipAllocate1) decode(d *decoder) { c.decodeWith(d, false) }
 
 // ValidateAlloc checks one request's fields.
 func ValidateAlloc(r *AllocRequest) *Error {
@@ -81,7 +111,58 @@ func ValidateAlloc(r *AllocRequest) *Error {
 	if e := validateLabels("selector", r.Selector); e != nil {
 		return e
 	}
+	if len(r.RequestID) > MaxRequestID || strings.ContainsRune(r.RequestID, 0) {
+		return errf(ErrInvalid, "request_id", "must be at most %d bytes, without NUL", MaxRequestID)
+	}
 	return validateLabels("metadata.labels", r.Labels)
+}
+
+// allocIDKey is the key of a fleet's request ID.
+func allocIDKey(fleet, id string) []byte { return []byte(fleet + "\x00" + id) }
+
+// allocatedFor returns the ship an earlier request with r's RequestID got,
+// if that is remembered still and the ship exists.
+func (t *txn) allocatedFor(r *AllocRequest) (*Ship, bool) {
+	v := t.b(bAllocIDs).Get(allocIDKey(r.Fleet, r.RequestID))
+	if v == nil {
+		return nil, false
+	}
+	d := decoder{b: v}
+	ship, expiry := d.str(), d.varint()
+	if d.err != nil || expiry <= t.now {
+		return nil, false
+	}
+	return t.ship(ship)
+}
+
+// rememberAlloc records which ship a request ID got, until now + AllocIDTTL.
+func (t *txn) rememberAlloc(r *AllocRequest, ship string) {
+	key := allocIDKey(r.Fleet, r.RequestID)
+	if old := t.b(bAllocIDs).Get(key); old != nil {
+		d := decoder{b: old}
+		d.str()
+		t.del(bAllocIDExp, append(u64(uint64(d.varint())), key...))
+	}
+	expiry := t.now + AllocIDTTL
+	e := encoder{}
+	e.str(ship)
+	e.varint(expiry)
+	t.put(bAllocIDs, key, e.b)
+	t.put(bAllocIDExp, append(u64(uint64(expiry)), key...), nil)
+}
+
+// expireAllocIDs forgets the request IDs whose time is up.
+func (t *txn) expireAllocIDs(now int64) int {
+	var due [][]byte
+	c := t.b(bAllocIDExp).Cursor()
+	for k, _ := c.First(); k != nil && int64(getU64(k[:8])) <= now; k, _ = c.Next() {
+		due = append(due, bytes.Clone(k))
+	}
+	for _, k := range due {
+		t.del(bAllocIDExp, k)
+		t.del(bAllocIDs, k[8:])
+	}
+	return len(due)
 }
 
 // allocPool is what one ShipAllocate knows of a fleet's ready ships: per
@@ -173,6 +254,12 @@ func (c *ShipAllocate) apply(t *txn) *Result {
 			res.Batch[i] = fail(e)
 			continue
 		}
+		if r.RequestID != "" {
+			if s, ok := t.allocatedFor(r); ok {
+				res.Batch[i] = &Result{Ships: []*Ship{s}} // the answer it had
+				continue
+			}
+		}
 		// A pool is only ever built for a fleet that exists, and a fleet
 		// write drops it.
 		pool := t.pools[r.Fleet]
@@ -224,6 +311,9 @@ func (c *ShipAllocate) apply(t *txn) *Result {
 		t.allocating = true // the pool has taken the ship out already
 		t.putShip(&old, picked)
 		t.allocating = false
+		if r.RequestID != "" {
+			t.rememberAlloc(r, picked.ID)
+		}
 		res.Batch[i] = &Result{Ships: []*Ship{picked}, Count: 1}
 		res.Count++
 	}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -131,7 +132,81 @@ func shipAllocateCases() []cmdCase {
 				requireErr(t, r.Batch[0], ErrConflict, "fleet")
 			},
 		},
+		{
+			name:  "a request sent again with its request ID gets the ship it got, until the ID expires",
+			setup: readyWorld(allocCmd(AllocRequest{Fleet: "game", RequestID: "r1"})),
+			// r1 again, twice in one entry, beside a new r2 and an r1 of another fleet.
+			cmd: allocCmd(AllocRequest{Fleet: "game", RequestID: "r1"}, AllocRequest{Fleet: "game", RequestID: "r2"}, AllocRequest{Fleet: "game", RequestID: "r2"}),
+			check: func(t *testing.T, h *harness, r *Result) {
+				got := allocated(r)
+				if len(got) != 3 || got[0] != g7 || got[1] == g7 || got[2] != got[1] || r.Count != 1 {
+					t.Fatalf("allocated %v, count %d (r1 first got %s)", got, r.Count, g7)
+				}
+				var n int
+				h.view(func(v *View) {
+					for _, s := range v.Ships(ShipFilter{Fleet: "game"}) {
+						if s.State == ShipAllocated {
+							n++
+						}
+					}
+				})
+				if n != 2 {
+					t.Fatalf("%d ships allocated, want 2", n)
+				}
+				// The IDs are due at 40 + AllocIDTTL: the state says so, and
+				// an Expire then forgets them.
+				h.view(func(v *View) {
+					if at, ok := v.NextExpiry(); !ok || at != 40+AllocIDTTL {
+						t.Fatalf("next expiry %d %v, want %d", at, ok, 40+AllocIDTTL)
+					}
+				})
+				h.ok(&Expire{Now: 40 + AllocIDTTL})
+				again := h.ok(&ShipAllocate{Requests: []AllocRequest{{Fleet: "game", RequestID: "r1"}}, Now: 41 + AllocIDTTL})
+				if s := again.Batch[0].Ships[0]; s.ID == g7 || again.Count != 1 {
+					t.Fatalf("after expiry r1 got %s again (count %d)", s.ID, again.Count)
+				}
+				h.view(func(v *View) {
+					if at, ok := v.NextExpiry(); !ok || at != 41+2*AllocIDTTL {
+						t.Fatalf("next expiry %d %v", at, ok)
+					}
+				})
+			},
+		},
+		{
+			name:  "a request ID whose request conflicted is not remembered",
+			setup: readyWorld(allocCmd(game, game, game)),
+			cmd:   allocCmd(AllocRequest{Fleet: "game", RequestID: "late"}),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireErr(t, r.Batch[0], ErrConflict, "fleet")
+				h.view(func(v *View) {
+					if at, ok := v.NextExpiry(); ok {
+						t.Fatalf("something expires at %d", at)
+					}
+				})
+			},
+		},
+		{
+			name:  "the older form of the command (type 32) still applies",
+			setup: readyWorld(),
+			cmd:   &shipAllocate1{ShipAllocate{Requests: []AllocRequest{game, game}, Now: 40}},
+			check: func(t *testing.T, h *harness, r *Result) {
+				if got := allocated(r); len(got) != 2 || r.Count != 2 {
+					t.Fatalf("allocated %v", got)
+				}
+			},
+		},
 		{name: "no requests", setup: readyWorld(), cmd: allocCmd(), code: ErrInvalid, field: "requests"},
+		{name: "no requests, older form", setup: readyWorld(), cmd: &shipAllocate1{ShipAllocate{Now: 40}}, code: ErrInvalid, field: "requests"},
+		{
+			name: "a request ID too long", setup: readyWorld(),
+			cmd: allocCmd(AllocRequest{Fleet: "game", RequestID: strings.Repeat("x", MaxRequestID+1)}),
+			check: func(t *testing.T, h *harness, r *Result) {
+				requireErr(t, r.Batch[0], ErrInvalid, "request_id")
+				if r.Count != 0 {
+					t.Fatalf("count %d", r.Count)
+				}
+			},
+		},
 	}
 }
 

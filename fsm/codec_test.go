@@ -92,9 +92,10 @@ func sampleCommands() []Command {
 				SortOrder: EtcdSortDescend, SortTarget: EtcdSortValue, MinMod: 1, MaxMod: -1, MinCreate: 2, MaxCreate: math.MinInt64}},
 			Node: "n", Addr: "a"},
 		&ShipAllocate{Requests: []AllocRequest{
-			{Fleet: "arena", Selector: map[string]string{"map": "dust", "": ""}, Strategy: AllocDistributed, Labels: map[string]string{"match": "ünï"}},
+			{Fleet: "arena", Selector: map[string]string{"map": "dust", "": ""}, Strategy: AllocDistributed, Labels: map[string]string{"match": "ünï"}, RequestID: "req-1"},
 			{},
 		}, Now: math.MinInt64},
+		&shipAllocate1{ShipAllocate{Requests: []AllocRequest{{Fleet: "arena", Labels: map[string]string{"a": ""}}, {}}, Now: 23}},
 		&ShipSDK{Ship: "arena-a", Node: "n1", Op: SDKReserve, Key: "k", Value: "v", Seconds: math.MaxInt64, Now: 19},
 		&DeployUpdate{Fleet: "arena", ID: math.MaxUint64, State: DeployFailed, Reason: "no progress", Total: 10, Updated: -1, Old: math.MaxInt32, Progress: true, Rollback: true, Now: 20},
 		&ZKCreateSession{TimeoutMs: 4000, Passwd: []byte{0, 1}, Now: 19},
@@ -236,8 +237,11 @@ func TestEncodingIsStable(t *testing.T) {
 		{&NodeDrain{Name: "n", Enable: true, Now: 1}, "1c" + "016e" + "01" + "02"},
 		{&NodeReport{Name: "n", PortsRange: "1-2", HostPorts: []int{1, 300}, Now: 1}, "1d" + "016e" + "03" + hex.EncodeToString([]byte("1-2")) + "02" + "01" + "ac02" + "02"},
 		// one request: fleet, selector {a: b}, strategy "", no labels; now
-		{&ShipAllocate{Requests: []AllocRequest{{Fleet: "f", Selector: map[string]string{"a": "b"}}}, Now: 1},
+		{&shipAllocate1{ShipAllocate{Requests: []AllocRequest{{Fleet: "f", Selector: map[string]string{"a": "b"}}}, Now: 1}},
 			"20" + "01" + "0166" + "01" + "0161" + "0162" + "00" + "00" + "02"},
+		// the same with request ID "r", as type 36
+		{&ShipAllocate{Requests: []AllocRequest{{Fleet: "f", Selector: map[string]string{"a": "b"}, RequestID: "r"}}, Now: 1},
+			"24" + "01" + "0166" + "01" + "0161" + "0162" + "00" + "00" + "0172" + "02"},
 		// ship, node, op, key, value, seconds 5 → 0a, now
 		{&ShipSDK{Ship: "s", Node: "n", Op: "label", Key: "k", Value: "v", Seconds: 5, Now: 1},
 			"21" + "0173" + "016e" + "05" + hex.EncodeToString([]byte("label")) + "016b" + "0176" + "0a" + "02"},

@@ -48,6 +48,7 @@ const (
 	CmdShipSDK        CmdType = 33
 	CmdDeployUpdate   CmdType = 34
 	CmdUsageReport    CmdType = 35
+	CmdShipAllocate2  CmdType = 36 // ShipAllocate with request IDs; 32 is the older form
 
 	// ZooKeeper (fsm/zk.go): 40..49.
 	CmdZKCreateSession CmdType = 40
@@ -103,7 +104,8 @@ var commandTable = [256]func() Command{
 	CmdNodeReport:     func() Command { return new(NodeReport) },
 	CmdRedisExec:      func() Command { return new(RedisExec) },
 	CmdEtcdTxn:        func() Command { return new(EtcdTxn) },
-	CmdShipAllocate:   func() Command { return new(ShipAllocate) },
+	CmdShipAllocate:   func() Command { return new(shipAllocate1) },
+	CmdShipAllocate2:  func() Command { return new(ShipAllocate) },
 	CmdShipSDK:        func() Command { return new(ShipSDK) },
 	CmdDeployUpdate:   func() Command { return new(DeployUpdate) },
 	CmdUsageReport:    func() Command { return new(UsageReport) },

@@ -329,7 +329,16 @@ func (g *logGen) shipCommand(n int) Command {
 			if g.rng.IntN(3) == 0 {
 				r.Labels = map[string]string{"match": fmt.Sprint(g.rng.IntN(9))}
 			}
+			if g.rng.IntN(2) == 0 {
+				r.RequestID = fmt.Sprint("req-", g.rng.IntN(6)) // repeats are answered from the state
+			}
 			c.Requests = append(c.Requests, r)
+		}
+		if g.rng.IntN(3) == 0 { // the older form, without request IDs
+			for i := range c.Requests {
+				c.Requests[i].RequestID = ""
+			}
+			return &shipAllocate1{*c}
 		}
 		return c
 	case 21:

@@ -248,5 +248,6 @@ func (c *Expire) apply(t *txn) *Result {
 		n += t.revokeLease(l)
 	}
 	n += t.expireLocks(c.Now)
+	n += t.expireAllocIDs(c.Now)
 	return &Result{Deleted: n}
 }

@@ -395,6 +395,17 @@ func checkLayout(tx *bbolt.Tx) error {
 				if _, ok := decodeSummary(v); !ok || !bytes.Contains(k, []byte{0}) {
 					return fmt.Errorf("fleet_ships: bad entry %q", k)
 				}
+			case string(name) == string(bAllocIDExp):
+				if len(k) <= 8 || !bytes.Contains(k[8:], []byte{0}) {
+					return fmt.Errorf("alloc_id_expiry: bad key %x", k)
+				}
+			case string(name) == string(bAllocIDs):
+				d := decoder{b: v}
+				d.str()
+				d.varint()
+				if d.err != nil || len(d.b) != 0 || !bytes.Contains(k, []byte{0}) {
+					return fmt.Errorf("alloc_ids: bad entry %q", k)
+				}
 			case string(name) == string(bLeaseKeys):
 				if len(k) <= 8 {
 					return fmt.Errorf("lease_keys: bad key %x", k)

@@ -26,14 +26,16 @@ var (
 	bQueues      = []byte("queues")       // queue name -> bucket of id(8) -> item
 	bLocks       = []byte("locks")
 	bNodes       = []byte("nodes")
-	bBlueprints  = []byte("blueprints")  // name -> BlueprintInfo
-	bBPVersions  = []byte("bp_versions") // name 0 version(8) -> storedBlueprint
-	bFleets      = []byte("fleets")      // name -> Fleet
-	bShips       = []byte("ships")       // id -> Ship
-	bFleetShips  = []byte("fleet_ships") // fleet 0 id -> shipSummary
-	bNodeShips   = []byte("node_ships")  // node 0 id -> nil
-	bRedisNodes  = []byte("redis_nodes") // node name -> its Redis adapter's address
-	bDeployments = []byte("deployments") // fleet 0 id(8) -> Deployment
+	bBlueprints  = []byte("blueprints")      // name -> BlueprintInfo
+	bBPVersions  = []byte("bp_versions")     // name 0 version(8) -> storedBlueprint
+	bFleets      = []byte("fleets")          // name -> Fleet
+	bShips       = []byte("ships")           // id -> Ship
+	bFleetShips  = []byte("fleet_ships")     // fleet 0 id -> shipSummary
+	bNodeShips   = []byte("node_ships")      // node 0 id -> nil
+	bRedisNodes  = []byte("redis_nodes")     // node name -> its Redis adapter's address
+	bDeployments = []byte("deployments")     // fleet 0 id(8) -> Deployment
+	bAllocIDs    = []byte("alloc_ids")       // fleet 0 request id -> ship id, expiry
+	bAllocIDExp  = []byte("alloc_id_expiry") // expiry(8) fleet 0 request id -> nil
 
 	kIndex     = []byte("index")
 	kClusterID = []byte("cluster_id")
@@ -41,7 +43,7 @@ var (
 	kLastID    = []byte("last_id")
 
 	allBuckets = [][]byte{bMeta, bKV, bLeases, bLeaseExp, bLeaseKeys, bQueues, bLocks, bNodes, bBlueprints, bBPVersions, bFleets, bShips, bFleetShips, bNodeShips, bRedisNodes,
-		bZKNodes, bZKChildren, bZKSessions, bZKEphemerals, bDeployments}
+		bZKNodes, bZKChildren, bZKSessions, bZKEphemerals, bDeployments, bAllocIDs, bAllocIDExp}
 )
 
 // State is the replicated state of one node. Apply and Restore are called

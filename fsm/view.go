@@ -47,12 +47,16 @@ func (v *View) KVPrefix(prefix string, limit int) []*KV {
 // Lease returns one lease.
 func (v *View) Lease(id uint64) (*Lease, bool) { return getJSON[Lease](v.tx.Bucket(bLeases), u64(id)) }
 
-// NextExpiry is the earliest lease or lock expiry, and false when nothing
-// expires.
+// NextExpiry is the earliest expiry of a lease, a lock or an allocation's
+// request ID, and false when nothing expires.
 func (v *View) NextExpiry() (int64, bool) {
 	next, ok := int64(0), false
-	if k, _ := v.tx.Bucket(bLeaseExp).Cursor().First(); k != nil {
-		next, ok = int64(binary.BigEndian.Uint64(k)), true
+	for _, b := range [][]byte{bLeaseExp, bAllocIDExp} {
+		if k, _ := v.tx.Bucket(b).Cursor().First(); k != nil {
+			if at := int64(binary.BigEndian.Uint64(k)); !ok || at < next {
+				next, ok = at, true
+			}
+		}
 	}
 	for _, l := range v.Locks() {
 		if !ok || l.Expiry < next {

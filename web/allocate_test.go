@@ -1,13 +1,18 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/armada-orchestrator/armada/cluster"
 	"github.com/armada-orchestrator/armada/fsm"
+	"github.com/armada-orchestrator/armada/web"
 )
 
 // readyFleet makes fleet "tiny" of n ships, all placed on this node and
@@ -115,6 +120,7 @@ func TestAllocateRejects(t *testing.T) {
 		{`{"fleet": "tiny", "colour": "red"}`, http.StatusBadRequest, "bad_request", "colour"},
 		{`{"fleet": 3}`, http.StatusBadRequest, "bad_request", "fleet"},
 		{`{"fleet": "nope"}`, http.StatusNotFound, "not_found", "fleet"},
+		{`{"fleet": "tiny", "request_id": "` + strings.Repeat("x", fsm.MaxRequestID+1) + `"}`, http.StatusUnprocessableEntity, "invalid", "request_id"},
 		{`{"fleet": "tiny", "selector": {"game": "other"}}`, http.StatusConflict, "conflict", "fleet"},
 	} {
 		resp, body := tc.do(http.MethodPost, "/v1/allocate", []byte(tc2.body))
@@ -130,5 +136,82 @@ func TestAllocateRejects(t *testing.T) {
 	tc.doJSON(http.MethodPost, "/v1/allocate", []byte(`{"fleet": "tiny", "selector": {"game": "tiny"}}`), http.StatusOK, &out)
 	if out.Ship.State != fsm.ShipAllocated {
 		t.Fatalf("allocated %+v", out.Ship)
+	}
+}
+
+// lostAnswers applies commands through the real node but, for the first
+// allocations, answers as if the leader had changed while they were in
+// flight: committed, with the answer lost.
+type lostAnswers struct {
+	*cluster.Node
+	mu   sync.Mutex
+	lose int
+}
+
+func (l *lostAnswers) Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	r, err := l.Node.Apply(ctx, c)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := c.(*fsm.ShipAllocate); ok && err == nil && l.lose > 0 {
+		l.lose--
+		return nil, cluster.ErrUnknownOutcome
+	}
+	return r, err
+}
+
+// An allocation sent again with its request_id gets the ship it got; one
+// whose answer was lost inside the cluster is asked again with it, so the
+// client gets its ship and no other ship is taken.
+func TestAllocateRequestID(t *testing.T) {
+	t.Parallel()
+	tc := newCluster(t)
+	tc.readyFleet(4)
+	alloc := func(url, body string) fsm.Ship {
+		t.Helper()
+		resp, err := tc.client.Post(url+"/v1/allocate", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Ship fsm.Ship }
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d, %v", body, resp.StatusCode, err)
+		}
+		return out.Ship
+	}
+	first := alloc(tc.url, `{"fleet": "tiny", "request_id": "match-1"}`)
+	if again := alloc(tc.url, `{"fleet": "tiny", "request_id": "match-1"}`); again.ID != first.ID {
+		t.Fatalf("match-1 got %s, then %s", first.ID, again.ID)
+	}
+	if other := alloc(tc.url, `{"fleet": "tiny", "request_id": "match-2"}`); other.ID == first.ID {
+		t.Fatalf("match-2 got match-1's ship %s", other.ID)
+	}
+
+	lossy := &lostAnswers{Node: tc.node, lose: 1}
+	srv := httptest.NewServer(web.New(lossy, web.Options{Logger: testLogger()}).Handler())
+	defer srv.Close()
+	got := alloc(srv.URL, `{"fleet": "tiny", "request_id": "match-3"}`)
+	lossy.mu.Lock()
+	left := lossy.lose
+	lossy.mu.Unlock()
+	if left != 0 || got.State != fsm.ShipAllocated {
+		t.Fatalf("the answer was not lost (%d left) or the ship is %s", left, got.State)
+	}
+	var ships []fsm.Ship
+	tc.doJSON(http.MethodGet, "/v1/ships?fleet=tiny&state=allocated&consistent=true", nil, http.StatusOK, &ships)
+	if len(ships) != 3 {
+		t.Fatalf("%d ships allocated, want 3 (match-1, match-2, match-3 once)", len(ships))
+	}
+	// Without a request_id a lost answer is the client's to handle.
+	lossy.mu.Lock()
+	lossy.lose = 1
+	lossy.mu.Unlock()
+	resp2, err := http.Post(srv.URL+"/v1/allocate", "application/json", strings.NewReader(`{"fleet": "tiny"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a lost answer without request_id: status %d, want 503", resp2.StatusCode)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -24,7 +25,7 @@ type allocation struct {
 }
 
 func newAllocate(cf *clientFlags) *cobra.Command {
-	var selector, labels, strategy string
+	var selector, labels, strategy, requestID string
 	cmd := &cobra.Command{
 		Use:   "allocate FLEET",
 		Short: "Allocate one ready ship of a fleet to a match; prints its address and ports",
@@ -38,7 +39,12 @@ func newAllocate(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body := map[string]any{"fleet": args[0]}
+			if requestID == "" {
+				// Retries of this one allocation (after a lost answer)
+				// then get the same ship instead of another.
+				requestID = randomID()
+			}
+			body := map[string]any{"fleet": args[0], "request_id": requestID}
 			if sel != nil {
 				body["selector"] = sel
 			}
@@ -66,6 +72,7 @@ func newAllocate(cf *clientFlags) *cobra.Command {
 	cmd.Flags().StringVar(&selector, "selector", "", "only ships with these labels: k=v[,k=v]")
 	cmd.Flags().StringVar(&labels, "label", "", "labels to set on the allocated ship: k=v[,k=v]")
 	cmd.Flags().StringVar(&strategy, "strategy", "", "packed (default: fill the busiest nodes first) or distributed")
+	cmd.Flags().StringVar(&requestID, "request-id", "", "the allocation's ID: sent again with it, it gets the same ship (default: a random one)")
 	return cmd
 }
 
@@ -100,3 +107,6 @@ func newDemoServer() *cobra.Command {
 		},
 	}
 }
+
+// randomID is a fresh random ID (26 base32 characters, 130 bits).
+func randomID() string { return rand.Text() }
