@@ -3,6 +3,7 @@ package zk
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -120,11 +121,14 @@ func startZooKeeper(t *testing.T) string {
 			return err
 		}
 		defer c.Close()
-		c.Write([]byte("ruok"))
-		b := make([]byte, 4)
+		// ruok answers imok as soon as the port is open, before the
+		// database is loaded (sessions opened then are dropped); srvr
+		// reports a mode only once the server serves requests.
+		c.Write([]byte("srvr"))
 		c.SetReadDeadline(time.Now().Add(time.Second))
-		if n, _ := c.Read(b); string(b[:n]) != "imok" {
-			return fmt.Errorf("zookeeper on %s not ready", addr)
+		b, _ := io.ReadAll(c)
+		if !strings.Contains(string(b), "Mode: ") {
+			return fmt.Errorf("zookeeper on %s not serving yet: %q", addr, b)
 		}
 		return nil
 	})
