@@ -92,8 +92,8 @@ func openRaftParts(cfg *Config, logger hclog.Logger) (*raftParts, error) {
 	var err error
 	// raft.db (BoltDB) keeps Raft's term and vote. The log itself is a
 	// segmented append-only file (raft-wal): an append is one write and one
-	// fdatasync, where BoltDB's copy-on-write pages cost two syncs and the
-	// page writes of a B-tree, on the path of every commit.
+	// sync, where BoltDB's copy-on-write pages cost two syncs and the page
+	// writes of a B-tree, on the path of every commit.
 	p.store, err = raftboltdb.New(raftboltdb.Options{
 		Path:        dataPath(cfg.DataDir, "raft", "raft.db"),
 		BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
