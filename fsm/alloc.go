@@ -120,16 +120,25 @@ func ValidateAlloc(r *AllocRequest) *Error {
 // allocIDKey is the key of a fleet's request ID.
 func allocIDKey(fleet, id string) []byte { return []byte(fleet + "\x00" + id) }
 
+// A request ID's record: the ship it got and when it is forgotten.
+func encodeAllocID(ship string, expiry int64) []byte {
+	e := encoder{}
+	e.str(ship)
+	e.varint(expiry)
+	return e.b
+}
+
+func decodeAllocID(v []byte) (ship string, expiry int64, ok bool) {
+	d := decoder{b: v}
+	ship, expiry = d.str(), d.varint()
+	return ship, expiry, d.err == nil && len(d.b) == 0
+}
+
 // allocatedFor returns the ship an earlier request with r's RequestID got,
 // if that is remembered still and the ship exists.
 func (t *txn) allocatedFor(r *AllocRequest) (*Ship, bool) {
-	v := t.b(bAllocIDs).Get(allocIDKey(r.Fleet, r.RequestID))
-	if v == nil {
-		return nil, false
-	}
-	d := decoder{b: v}
-	ship, expiry := d.str(), d.varint()
-	if d.err != nil || expiry <= t.now {
+	ship, expiry, ok := decodeAllocID(t.b(bAllocIDs).Get(allocIDKey(r.Fleet, r.RequestID)))
+	if !ok || expiry <= t.now {
 		return nil, false
 	}
 	return t.ship(ship)
@@ -138,16 +147,11 @@ func (t *txn) allocatedFor(r *AllocRequest) (*Ship, bool) {
 // rememberAlloc records which ship a request ID got, until now + AllocIDTTL.
 func (t *txn) rememberAlloc(r *AllocRequest, ship string) {
 	key := allocIDKey(r.Fleet, r.RequestID)
-	if old := t.b(bAllocIDs).Get(key); old != nil {
-		d := decoder{b: old}
-		d.str()
-		t.del(bAllocIDExp, append(u64(uint64(d.varint())), key...))
+	if _, old, ok := decodeAllocID(t.b(bAllocIDs).Get(key)); ok {
+		t.del(bAllocIDExp, append(u64(uint64(old)), key...))
 	}
 	expiry := t.now + AllocIDTTL
-	e := encoder{}
-	e.str(ship)
-	e.varint(expiry)
-	t.put(bAllocIDs, key, e.b)
+	t.put(bAllocIDs, key, encodeAllocID(ship, expiry))
 	t.put(bAllocIDExp, append(u64(uint64(expiry)), key...), nil)
 }
 

@@ -400,10 +400,7 @@ func checkLayout(tx *bbolt.Tx) error {
 					return fmt.Errorf("alloc_id_expiry: bad key %x", k)
 				}
 			case string(name) == string(bAllocIDs):
-				d := decoder{b: v}
-				d.str()
-				d.varint()
-				if d.err != nil || len(d.b) != 0 || !bytes.Contains(k, []byte{0}) {
+				if _, _, ok := decodeAllocID(v); !ok || !bytes.Contains(k, []byte{0}) {
 					return fmt.Errorf("alloc_ids: bad entry %q", k)
 				}
 			case string(name) == string(bLeaseKeys):
