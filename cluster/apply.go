@@ -49,7 +49,7 @@ func (n *Node) Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
 		if n.raft.State() == raft.Leader {
 			return n.applyLocal(ctx, c)
 		}
-		return n.forward.submit(ctx, fsm.Encode(c))
+		return n.stream.apply(ctx, fsm.Encode(c))
 	})
 	n.met.observeApply(c.Type(), time.Since(start), err)
 	return r, err
@@ -103,7 +103,8 @@ type forwardedAnswer struct {
 	Message string      `json:"message,omitempty"`
 }
 
-// applyForwardedBatch applies the commands of a forwarded Batch, each
+// applyForwardedBatch applies the commands of a Batch that a follower of
+// an older version grouped and forwarded over HTTP, each
 // joining the leader's own groups, and answers each one.
 func (n *Node) applyForwardedBatch(ctx context.Context, b *fsm.Batch) []forwardedAnswer {
 	now := n.now()
@@ -143,22 +144,6 @@ func answerFor(r *fsm.Result, err error) forwardedAnswer {
 	return forwardedAnswer{Code: "internal", Message: err.Error()}
 }
 
-// errorOf turns a forwarded answer back into the caller's error.
-func (a forwardedAnswer) errorOf() error {
-	switch a.Code {
-	case "":
-		if a.Result == nil {
-			return errors.New("forwarded answer without a result")
-		}
-		return nil
-	case codeNotLeader:
-		return retryable{fmt.Errorf("%w: %s", ErrNoLeader, a.Message)}
-	case codeUnknownOutcome:
-		return ErrUnknownOutcome
-	}
-	return errors.New(a.Message)
-}
-
 // ReadIndex returns an index that covers every write acknowledged before
 // the call, once this node's state has applied it: reading the local
 // state afterwards is linearizable. The leader confirms its leadership
@@ -174,11 +159,7 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		if n.raft.State() == raft.Leader {
 			return n.leaderReadIndex(ctx)
 		}
-		addr, err := n.leaderHTTP()
-		if err != nil {
-			return 0, err
-		}
-		return n.fwd.readIndex(ctx, addr)
+		return n.stream.readIndex(ctx)
 	})
 	if err != nil {
 		return 0, err
@@ -255,7 +236,9 @@ func (n *Node) barrierIndex(ctx context.Context) (uint64, error) {
 	return n.state.Index(), nil
 }
 
-// forwarder sends writes and read-index requests to the leader's HTTP API.
+// forwarder makes HTTP requests to other nodes' internal API: writes and
+// read indexes to a leader that does not serve the forwarding stream,
+// applied indexes and snapshot restores.
 type forwarder struct {
 	client *http.Client
 }
@@ -328,17 +311,6 @@ func (f *forwarder) apply(ctx context.Context, addr string, entry []byte) (*fsm.
 		return nil, err
 	}
 	return &r, nil
-}
-
-// applyBatch forwards a Batch entry and returns one answer per command.
-func (f *forwarder) applyBatch(ctx context.Context, addr string, entry []byte) ([]forwardedAnswer, error) {
-	var out struct {
-		Batch []forwardedAnswer `json:"batch"`
-	}
-	if err := f.do(ctx, http.MethodPost, "http://"+addr+"/v1/internal/apply", entry, &out); err != nil {
-		return nil, err
-	}
-	return out.Batch, nil
 }
 
 func (f *forwarder) readIndex(ctx context.Context, addr string) (uint64, error) {

@@ -11,20 +11,20 @@ import (
 	"github.com/armada-orchestrator/armada/fsm"
 )
 
-// Group commit. Commands that arrive while earlier ones are in flight are
-// sent on together: on the leader as one fsm.Batch log entry, on a follower
-// as one forwarding request to the leader. Nothing waits for a group to
-// fill: a lone command goes out at once, and groups grow only when commands
-// queue up behind the ones in flight.
+// Group commit. Commands that arrive on the leader while earlier ones are
+// in flight are logged together as one fsm.Batch entry, whether its own
+// clients or followers' (over the forwarding stream) sent them. Nothing
+// waits for a group to fill: a lone command goes out at once, and groups
+// grow only when commands queue up behind the ones in flight.
 const (
 	maxGroupBytes = 1 << 20 // a bigger command still goes alone
 	leaderFlights = 2       // Raft applies outstanding at once
-	forwardFlight = 4       // forwarding requests outstanding at once
 )
 
 type pendingApply struct {
 	entry []byte // the encoded command
 	done  chan applyResult
+	then  func(*fsm.Result, error) // instead of done, when set
 }
 
 type applyResult struct {
@@ -35,6 +35,10 @@ type applyResult struct {
 func (p *pendingApply) answer(r *fsm.Result, err error) {
 	if err == nil && r != nil && r.Err != nil {
 		err = r.Err
+	}
+	if p.then != nil {
+		p.then(r, err)
+		return
 	}
 	p.done <- applyResult{res: r, err: err}
 }
@@ -70,6 +74,19 @@ func (g *grouper) enqueue(ctx context.Context, entry []byte) *pendingApply {
 	}
 }
 
+// enqueueThen queues an encoded command whose result goes to then, called
+// once from the goroutine that applied it. It reports false when ctx ended
+// before the command was queued.
+func (g *grouper) enqueueThen(ctx context.Context, entry []byte, then func(*fsm.Result, error)) bool {
+	p := &pendingApply{entry: entry, then: then}
+	select {
+	case g.in <- p:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func (p *pendingApply) wait(ctx context.Context) (*fsm.Result, error) {
 	select {
 	case r := <-p.done:
@@ -80,12 +97,16 @@ func (p *pendingApply) wait(ctx context.Context) (*fsm.Result, error) {
 }
 
 func (g *grouper) run(stop <-chan struct{}) {
+	var next *pendingApply // a command that could not join the last group
 	for {
-		var first *pendingApply
-		select {
-		case <-stop:
-			return
-		case first = <-g.in:
+		first := next
+		next = nil
+		if first == nil {
+			select {
+			case <-stop:
+				return
+			case first = <-g.in:
+			}
 		}
 		select {
 		case g.slots <- struct{}{}:
@@ -96,9 +117,14 @@ func (g *grouper) run(stop <-chan struct{}) {
 		group := []*pendingApply{first}
 		size := len(first.entry)
 	drain:
-		for len(group) < fsm.MaxBatch && size < maxGroupBytes {
+		// A Batch entry goes alone: a Batch may not hold another.
+		for !isBatch(first.entry) && len(group) < fsm.MaxBatch && size < maxGroupBytes {
 			select {
 			case p := <-g.in:
+				if isBatch(p.entry) {
+					next = p
+					break drain
+				}
 				group = append(group, p)
 				size += len(p.entry)
 			default:
@@ -119,6 +145,8 @@ func (g *grouper) run(stop <-chan struct{}) {
 		}()
 	}
 }
+
+func isBatch(entry []byte) bool { return len(entry) > 0 && fsm.CmdType(entry[0]) == fsm.CmdBatch }
 
 // answerGroup hands each command of a group its result: res is the result
 // of the group's entry (a Batch result for more than one command).
@@ -151,35 +179,6 @@ func (n *Node) raftFlush(entry []byte, group []*pendingApply) {
 		return
 	}
 	answerGroup(group, res, nil)
-}
-
-// forwardFlush sends a group's entry to the leader in one request. A
-// group of several commands gets an answer per command, so only those the
-// leader never logged are retried.
-func (n *Node) forwardFlush(entry []byte, group []*pendingApply) {
-	addr, err := n.leaderHTTP()
-	if err != nil {
-		answerGroup(group, nil, err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), defaultApplyTimeout)
-	defer cancel()
-	if len(group) == 1 {
-		res, err := n.fwd.apply(ctx, addr, entry)
-		answerGroup(group, res, err)
-		return
-	}
-	answers, err := n.fwd.applyBatch(ctx, addr, entry)
-	if err == nil && len(answers) != len(group) {
-		err = fmt.Errorf("%w: the leader answered %d of %d commands", ErrUnknownOutcome, len(answers), len(group))
-	}
-	if err != nil {
-		answerGroup(group, nil, err)
-		return
-	}
-	for i, p := range group {
-		p.answer(answers[i].Result, answers[i].errorOf())
-	}
 }
 
 // applyError sorts Raft's failures into retryable (the entry was never

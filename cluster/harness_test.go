@@ -30,6 +30,9 @@ type testCluster struct {
 	t     *testing.T
 	base  string // data dirs live here
 	nodes []*testNode
+	// handler, when set, is what a node's HTTP server serves instead of
+	// its internal API (to play an older version).
+	handler func(*Node) http.Handler
 }
 
 type syncBuffer struct {
@@ -144,7 +147,11 @@ func (c *testCluster) tryRun(cfg Config, hooks ...func(context.Context)) (*testN
 		ln.Close()
 		return nil, fmt.Errorf("start %s: %w", cfg.Name, err)
 	}
-	srv := &http.Server{Handler: node.InternalHandler()}
+	var h http.Handler = node.InternalHandler()
+	if c.handler != nil {
+		h = c.handler(node)
+	}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
 	// Remember the bound addresses so a restart comes back on them.
 	cfg.GossipAddr = node.gsp.addr()

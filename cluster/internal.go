@@ -22,6 +22,8 @@ func (n *Node) InternalHandler() http.Handler { return &internalAPI{n} }
 
 func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
+	case r.Method == http.MethodGet && r.URL.Path == streamPath:
+		a.serveForwardStream(w, r)
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/internal/apply":
 		a.apply(w, r)
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/internal/restore":

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"sync"
@@ -27,9 +28,10 @@ type Node struct {
 	gsp     *gossip
 	hb      heartbeats
 	peers   peersFile
-	fwd     *forwarder
-	batch   *grouper // leader: groups commands into log entries
-	forward *grouper // follower: groups commands into forwarding requests
+	fwd     *forwarder            // HTTP requests to other nodes
+	batch   *grouper              // leader: groups commands into log entries
+	stream  *streamClient         // follower: forwards to the leader
+	streams map[net.Conn]struct{} // leader: followers' open streams (under closeMu)
 	met     *metrics
 	now     func() time.Time
 
@@ -131,14 +133,13 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	n.peers = peersFile(dataPath(cfg.DataDir, "peers.json"))
 	n.fwd = newForwarder(n)
 	n.batch = newGrouper(leaderFlights, n.raftFlush)
-	n.forward = newGrouper(forwardFlight, n.forwardFlush)
+	n.stream = newStreamClient(n)
 	n.met = newMetrics(n)
 
 	seeds := append(append([]string(nil), cfg.Seeds...), n.peers.load()...)
 	n.spawn(func() { n.gsp.join(seeds, n.stop) })
 	n.spawn(n.leaderLoop)
 	n.spawn(func() { n.batch.run(n.stop) })
-	n.spawn(func() { n.forward.run(n.stop) })
 	n.spawn(n.memberLoop)
 	n.spawn(n.watchHeartbeats)
 	n.log.Info("node started", "name", cfg.Name, "role", cfg.Role, "gossip", n.gsp.addr(), "raft", raftAddr,
@@ -322,7 +323,13 @@ func (n *Node) Shutdown() error {
 	}
 	n.closed = true
 	close(n.stop)
+	for c := range n.streams {
+		c.Close()
+	}
 	n.closeMu.Unlock()
+	if n.stream != nil {
+		n.stream.close()
+	}
 	if n.gsp != nil {
 		n.gsp.ml.Shutdown()
 	}

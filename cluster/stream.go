@@ -1,0 +1,625 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// Forwarding stream. A follower sends the writes its clients submit, and
+// its read-index requests, to the leader over one long-lived connection:
+// a TCP connection to the leader's HTTP address, upgraded with
+// "Upgrade: armada-forward/1" on GET /v1/internal/forward. Requests are
+// pipelined: each carries a sequence number and the leader answers each as
+// soon as it is done, in any order. Both ends write everything queued
+// before they flush, so a busy stream carries many frames per system call,
+// and the leader puts forwarded commands into the same groups (log
+// entries) as its own.
+//
+// Frames, both ways (big-endian):
+//
+//	u32 length of the rest | u8 kind (request) or code (answer) | u64 seq | payload
+//
+// A request of kind streamApply carries one encoded command; its answer
+// with code streamOK carries the JSON fsm.Result. A streamReadIndex request
+// is empty; its streamOK answer is a u64 index. Any other code carries a
+// message. A malformed frame closes the connection.
+//
+// A leader without the endpoint (an older version, during a rolling
+// upgrade) answers the upgrade 404; the follower then forwards to it over
+// plain HTTP requests for a while.
+const (
+	streamProto  = "armada-forward/1"
+	streamPath   = "/v1/internal/forward"
+	streamHeader = 9 // kind or code, and seq, after the length
+
+	streamApply     = 1
+	streamReadIndex = 2
+
+	streamOK             = 0
+	streamNotLeader      = 1 // never logged: safe to send again
+	streamUnknownOutcome = 2 // may have been logged
+	streamRefused        = 3 // a malformed or forbidden command
+	streamInternal       = 4
+
+	maxStreamRequest = 8<<20 + streamHeader
+	maxStreamAnswer  = 16<<20 + streamHeader
+	// legacyFor is how long a follower keeps to plain HTTP requests with a
+	// leader that did not know the stream.
+	legacyFor = time.Minute
+)
+
+// errLegacyLeader means the leader does not serve the stream.
+var errLegacyLeader = errors.New("leader does not serve the forwarding stream")
+
+// readFrame reads one frame of at most max bytes after its length.
+func readFrame(r *bufio.Reader, max int) (kind byte, seq uint64, payload []byte, err error) {
+	var hdr [4 + streamHeader]byte
+	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+		return 0, 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[:4]))
+	if n < streamHeader || n > max {
+		return 0, 0, nil, fmt.Errorf("frame of %d bytes", n)
+	}
+	if _, err := io.ReadFull(r, hdr[4:]); err != nil {
+		return 0, 0, nil, err
+	}
+	payload = make([]byte, n-streamHeader)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, 0, nil, err
+	}
+	return hdr[4], binary.BigEndian.Uint64(hdr[5:13]), payload, nil
+}
+
+// frame builds a request (kind) or an answer (code) frame.
+func frame(kind byte, seq uint64, payload []byte) []byte {
+	b := make([]byte, 4+streamHeader+len(payload))
+	binary.BigEndian.PutUint32(b, uint32(streamHeader+len(payload)))
+	b[4] = kind
+	binary.BigEndian.PutUint64(b[5:], seq)
+	copy(b[4+streamHeader:], payload)
+	return b
+}
+
+// streamClient is a follower's end: one connection to the current leader.
+type streamClient struct {
+	n      *Node
+	mu     sync.Mutex
+	conn   *streamConn
+	legacy map[string]time.Time // leader address -> until when to use HTTP
+	closed bool
+}
+
+func newStreamClient(n *Node) *streamClient {
+	return &streamClient{n: n, legacy: map[string]time.Time{}}
+}
+
+// apply forwards one encoded command and returns the leader's result.
+func (s *streamClient) apply(ctx context.Context, entry []byte) (*fsm.Result, error) {
+	addr, err := s.n.leaderHTTP()
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.connTo(ctx, addr)
+	if errors.Is(err, errLegacyLeader) {
+		return s.n.fwd.apply(ctx, addr, entry)
+	}
+	if err != nil {
+		return nil, err
+	}
+	code, payload, err := c.call(ctx, streamApply, entry)
+	if err != nil {
+		return nil, err
+	}
+	if err := answerError(code, payload); err != nil {
+		return nil, err
+	}
+	var r fsm.Result
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return nil, fmt.Errorf("%w: decode the leader's answer: %v", ErrUnknownOutcome, err)
+	}
+	if r.Err != nil {
+		return &r, r.Err
+	}
+	return &r, nil
+}
+
+// readIndex asks the leader for a read index.
+func (s *streamClient) readIndex(ctx context.Context) (uint64, error) {
+	addr, err := s.n.leaderHTTP()
+	if err != nil {
+		return 0, err
+	}
+	c, err := s.connTo(ctx, addr)
+	if errors.Is(err, errLegacyLeader) {
+		return s.n.fwd.readIndex(ctx, addr)
+	}
+	if err != nil {
+		return 0, err
+	}
+	code, payload, err := c.call(ctx, streamReadIndex, nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := answerError(code, payload); err != nil {
+		if errors.Is(err, ErrUnknownOutcome) { // a read changes nothing: ask again
+			return 0, retryable{err}
+		}
+		return 0, err
+	}
+	if len(payload) != 8 {
+		return 0, retryable{fmt.Errorf("read index answer of %d bytes", len(payload))}
+	}
+	return binary.BigEndian.Uint64(payload), nil
+}
+
+// answerError turns an answer's code into the caller's error.
+func answerError(code byte, payload []byte) error {
+	switch code {
+	case streamOK:
+		return nil
+	case streamNotLeader:
+		return retryable{fmt.Errorf("%w: %s", ErrNoLeader, payload)}
+	case streamUnknownOutcome:
+		return fmt.Errorf("%w: %s", ErrUnknownOutcome, payload)
+	case streamRefused:
+		return fmt.Errorf("leader refused the command: %s", payload)
+	}
+	return fmt.Errorf("leader: %s", payload)
+}
+
+// connTo returns the connection to the leader at addr, dialling it if
+// needed. A connection to a former leader is retired: it closes once the
+// answers it still waits for have come.
+func (s *streamClient) connTo(ctx context.Context, addr string) (*streamConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, retryable{fmt.Errorf("%w: node stopping", ErrNoLeader)}
+	}
+	if c := s.conn; c != nil && c.addr == addr && c.alive() {
+		return c, nil
+	}
+	if until, ok := s.legacy[addr]; ok {
+		if time.Now().Before(until) {
+			return nil, errLegacyLeader
+		}
+		delete(s.legacy, addr)
+	}
+	if s.conn != nil {
+		s.conn.retire()
+		s.conn = nil
+	}
+	c, err := dialStream(ctx, addr)
+	if errors.Is(err, errLegacyLeader) {
+		s.legacy[addr] = time.Now().Add(legacyFor)
+		s.n.log.Info("leader does not serve the forwarding stream; forwarding over HTTP requests", "leader", addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.conn = c
+	return c, nil
+}
+
+func (s *streamClient) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.conn != nil {
+		s.conn.fail(errors.New("node stopping"))
+		s.conn = nil
+	}
+}
+
+// dialStream opens and upgrades a connection to addr.
+func dialStream(ctx context.Context, addr string) (*streamConn, error) {
+	d := net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
+	}
+	fail := func(err error) (*streamConn, error) {
+		conn.Close()
+		return nil, retryable{fmt.Errorf("%w: forwarding stream to %s: %v", ErrNoLeader, addr, err)}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = conn.SetDeadline(deadline)
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", streamPath, addr, streamProto); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(conn, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return fail(err)
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		conn.Close()
+		return nil, errLegacyLeader
+	case resp.StatusCode != http.StatusSwitchingProtocols:
+		return fail(fmt.Errorf("upgrade answered %s", resp.Status))
+	}
+	_ = conn.SetDeadline(time.Time{})
+	c := &streamConn{addr: addr, c: conn, out: make(chan *streamCall, 1024), pending: map[uint64]*streamCall{}, dead: make(chan struct{})}
+	go c.writeLoop()
+	go c.readLoop(br)
+	return c, nil
+}
+
+// streamConn is one upgraded connection to a leader.
+type streamConn struct {
+	addr string
+	c    net.Conn
+	out  chan *streamCall // to the writer
+
+	mu      sync.Mutex
+	pending map[uint64]*streamCall
+	seq     uint64
+	err     error // why the connection ended
+	retired bool  // close once nothing is pending
+	once    sync.Once
+	dead    chan struct{}
+}
+
+type streamCall struct {
+	seq   uint64
+	frame []byte
+	sent  atomic.Bool // handed to the socket (or about to be)
+	done  chan streamAnswer
+}
+
+type streamAnswer struct {
+	code    byte
+	payload []byte
+	err     error // the connection ended first
+	sent    bool  // whether the request may have reached the leader
+}
+
+func (c *streamConn) alive() bool {
+	select {
+	case <-c.dead:
+		return false
+	default:
+		return true
+	}
+}
+
+// call sends a request and waits for its answer. A write whose request
+// may have reached the leader and got no answer has an unknown outcome;
+// one that never left is safe to send again.
+func (c *streamConn) call(ctx context.Context, kind byte, payload []byte) (byte, []byte, error) {
+	call := &streamCall{done: make(chan streamAnswer, 1)}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return 0, nil, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
+	}
+	c.seq++
+	call.seq = c.seq
+	c.pending[call.seq] = call
+	c.mu.Unlock()
+	call.frame = frame(kind, call.seq, payload)
+
+	lost := func(sent bool, why error) error {
+		if kind == streamApply && sent {
+			return fmt.Errorf("%w: %v", ErrUnknownOutcome, why)
+		}
+		return retryable{fmt.Errorf("%w: %v", ErrNoLeader, why)}
+	}
+	select {
+	case c.out <- call:
+	case <-c.dead: // fail answers every pending call
+	case <-ctx.Done():
+		c.forget(call.seq)
+		return 0, nil, lost(call.sent.Load(), ctx.Err())
+	}
+	select {
+	case a := <-call.done:
+		if a.err != nil {
+			return 0, nil, lost(a.sent, a.err)
+		}
+		return a.code, a.payload, nil
+	case <-ctx.Done():
+		c.forget(call.seq)
+		return 0, nil, lost(call.sent.Load(), ctx.Err())
+	}
+}
+
+func (c *streamConn) forget(seq uint64) {
+	c.mu.Lock()
+	delete(c.pending, seq)
+	idle := c.retired && len(c.pending) == 0
+	c.mu.Unlock()
+	if idle {
+		c.fail(errors.New("retired"))
+	}
+}
+
+func (c *streamConn) retire() {
+	c.mu.Lock()
+	c.retired = true
+	idle := len(c.pending) == 0
+	c.mu.Unlock()
+	if idle {
+		c.fail(errors.New("retired"))
+	}
+}
+
+// fail closes the connection and answers every pending call. The socket
+// is closed before the calls are looked at, so a call not yet marked sent
+// can no longer reach the leader.
+func (c *streamConn) fail(err error) {
+	c.once.Do(func() {
+		c.c.Close()
+		c.mu.Lock()
+		c.err = err
+		calls := c.pending
+		c.pending = nil
+		c.mu.Unlock()
+		close(c.dead)
+		for _, call := range calls {
+			call.done <- streamAnswer{err: err, sent: call.sent.Load()}
+		}
+	})
+}
+
+func (c *streamConn) writeLoop() {
+	w := bufio.NewWriterSize(c.c, 64<<10)
+	for {
+		var call *streamCall
+		select {
+		case call = <-c.out:
+		case <-c.dead:
+			return
+		}
+	more:
+		for {
+			call.sent.Store(true)
+			if _, err := w.Write(call.frame); err != nil {
+				c.fail(fmt.Errorf("write: %w", err))
+				return
+			}
+			select {
+			case call = <-c.out:
+			default:
+				break more
+			}
+		}
+		if err := w.Flush(); err != nil {
+			c.fail(fmt.Errorf("write: %w", err))
+			return
+		}
+	}
+}
+
+func (c *streamConn) readLoop(r *bufio.Reader) {
+	for {
+		code, seq, payload, err := readFrame(r, maxStreamAnswer)
+		if err != nil {
+			c.fail(fmt.Errorf("read: %w", err))
+			return
+		}
+		c.mu.Lock()
+		call := c.pending[seq]
+		delete(c.pending, seq)
+		idle := c.retired && len(c.pending) == 0
+		c.mu.Unlock()
+		if call != nil {
+			call.done <- streamAnswer{code: code, payload: payload}
+		}
+		if idle {
+			c.fail(errors.New("retired"))
+			return
+		}
+	}
+}
+
+// The leader's end.
+
+// serveForwardStream upgrades a follower's request and serves its stream
+// until either end closes it.
+func (a *internalAPI) serveForwardStream(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), streamProto) {
+		http.Error(w, "expected Upgrade: "+streamProto, http.StatusBadRequest)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "upgrade: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	a.n.serveStream(conn, brw)
+}
+
+func (n *Node) serveStream(conn net.Conn, brw *bufio.ReadWriter) {
+	defer conn.Close()
+	if !n.trackStream(conn, true) {
+		return
+	}
+	defer n.trackStream(conn, false)
+	_ = conn.SetDeadline(time.Time{})
+	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + streamProto + "\r\n\r\n"); err != nil {
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	q := newFrameQueue()
+	defer q.close()
+	go q.writeTo(conn, func() { cancel(); conn.Close() })
+	for {
+		kind, seq, payload, err := readFrame(brw.Reader, maxStreamRequest)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
+				n.log.Debug("forwarding stream closed", "err", err, "peer", conn.RemoteAddr().String())
+			}
+			return
+		}
+		switch kind {
+		case streamApply:
+			n.streamApply(ctx, seq, payload, q)
+		case streamReadIndex:
+			go func() {
+				idx, err := n.leaderReadIndex(ctx)
+				if err != nil {
+					q.push(frame(streamNotLeader, seq, []byte(err.Error())))
+					return
+				}
+				q.push(frame(streamOK, seq, binary.BigEndian.AppendUint64(nil, idx)))
+			}()
+		default:
+			n.log.Warn("forwarding stream: unknown request kind; closing it", "kind", kind, "peer", conn.RemoteAddr().String())
+			return
+		}
+	}
+}
+
+// streamApply queues one forwarded command in the leader's groups; its
+// answer goes out on q once applied.
+func (n *Node) streamApply(ctx context.Context, seq uint64, payload []byte, q *frameQueue) {
+	if n.raft.State() != raft.Leader {
+		q.push(frame(streamNotLeader, seq, []byte("not the leader")))
+		return
+	}
+	c, err := fsm.Decode(payload)
+	if err == nil {
+		err = forwardable(c)
+	}
+	if err != nil {
+		q.push(frame(streamRefused, seq, []byte(err.Error())))
+		return
+	}
+	n.met.forwarded.Inc()
+	fsm.Stamp(c, n.now())
+	ok := n.batch.enqueueThen(ctx, fsm.Encode(c), func(r *fsm.Result, err error) {
+		q.push(answerFrame(seq, r, err))
+	})
+	if !ok {
+		q.push(frame(streamNotLeader, seq, []byte("not queued: connection closed")))
+	}
+}
+
+func answerFrame(seq uint64, r *fsm.Result, err error) []byte {
+	a := answerFor(r, err)
+	switch a.Code {
+	case "":
+		b, jerr := json.Marshal(a.Result)
+		if jerr != nil {
+			return frame(streamInternal, seq, []byte(jerr.Error()))
+		}
+		return frame(streamOK, seq, b)
+	case codeNotLeader:
+		return frame(streamNotLeader, seq, []byte(a.Message))
+	case codeUnknownOutcome:
+		return frame(streamUnknownOutcome, seq, []byte(a.Message))
+	}
+	return frame(streamInternal, seq, []byte(a.Message))
+}
+
+// trackStream records the leader's open streams so Shutdown closes them
+// (http.Server forgets a connection once it is hijacked). It reports false
+// when the node is already stopping.
+func (n *Node) trackStream(c net.Conn, add bool) bool {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if !add {
+		delete(n.streams, c)
+		return true
+	}
+	if n.closed {
+		return false
+	}
+	if n.streams == nil {
+		n.streams = map[net.Conn]struct{}{}
+	}
+	n.streams[c] = struct{}{}
+	return true
+}
+
+// frameQueue holds answers for a stream's writer. It never blocks the
+// pusher, so a slow follower cannot hold up the leader's apply path; it
+// holds at most the answers to what that follower has in flight.
+type frameQueue struct {
+	mu     sync.Mutex
+	frames [][]byte
+	closed bool
+	wake   chan struct{}
+}
+
+func newFrameQueue() *frameQueue { return &frameQueue{wake: make(chan struct{}, 1)} }
+
+func (q *frameQueue) push(f []byte) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	q.frames = append(q.frames, f)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *frameQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.frames = nil
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeTo writes queued frames to w until the queue closes or a write
+// fails (then it calls stop).
+func (q *frameQueue) writeTo(w io.Writer, stop func()) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var spare [][]byte
+	for range q.wake {
+		q.mu.Lock()
+		frames, closed := q.frames, q.closed
+		q.frames = spare[:0]
+		q.mu.Unlock()
+		if closed {
+			return
+		}
+		for i, f := range frames {
+			frames[i] = nil
+			if _, err := bw.Write(f); err != nil {
+				stop()
+				return
+			}
+		}
+		spare = frames
+		if err := bw.Flush(); err != nil {
+			stop()
+			return
+		}
+	}
+}

@@ -1,0 +1,333 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// A follower forwards over one stream to the leader; when the leader
+// goes, its next writes go over a stream to the new one.
+func TestForwardingStreamFollowsTheLeader(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(3, nil)
+	for _, n := range c.live() {
+		if n != l {
+			waitFor(t, settle, func() error {
+				if n.Leader() == "" {
+					return errors.New("no leader known")
+				}
+				return nil
+			})
+			put(t, n, "before/"+n.cfg.Name, "1")
+			n.stream.mu.Lock()
+			sc := n.stream.conn
+			n.stream.mu.Unlock()
+			if sc == nil || sc.addr != l.cfg.HTTPAddr {
+				t.Fatalf("%s forwarded without a stream to the leader at %s: %+v", n.cfg.Name, l.cfg.HTTPAddr, sc)
+			}
+		}
+	}
+	l.stop()
+	nl := c.leader(settle)
+	wrote := 0
+	for _, n := range c.live() {
+		if n == nl {
+			continue
+		}
+		waitFor(t, settle, func() error {
+			if n.Leader() != nl.cfg.Name {
+				return fmt.Errorf("%s follows %q", n.cfg.Name, n.Leader())
+			}
+			return nil
+		})
+		put(t, n, "after/"+n.cfg.Name, "2")
+		n.stream.mu.Lock()
+		addr := n.stream.conn.addr
+		n.stream.mu.Unlock()
+		if addr != nl.cfg.HTTPAddr {
+			t.Fatalf("%s forwarded to %s, the leader is at %s", n.cfg.Name, addr, nl.cfg.HTTPAddr)
+		}
+		wrote++
+	}
+	if wrote == 0 {
+		t.Fatal("no follower left to write through")
+	}
+}
+
+// A leader of an older version answers the upgrade 404: the follower
+// forwards its writes and read-index requests over HTTP requests instead.
+func TestFollowerForwardsOverHTTPToAnOlderLeader(t *testing.T) {
+	c := newTestCluster(t)
+	c.handler = func(n *Node) http.Handler {
+		h := n.InternalHandler()
+		if n.cfg.Name == "new" {
+			return h
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == streamPath {
+				http.NotFound(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	n1 := c.start("n1", nil)
+	c.leader(settle)
+	c.start("n2", nil, n1)
+	f := c.start("new", nil, n1)
+	l := c.leader(settle)
+	if l == f {
+		t.Fatal("the new-version node became the leader; the test needs it to follow")
+	}
+	waitFor(t, settle, func() error {
+		if f.Leader() == "" {
+			return errors.New("no leader known")
+		}
+		return nil
+	})
+	r := put(t, f, "k", "v")
+	if r.KV == nil || r.KV.Key != "k" {
+		t.Fatalf("forwarded put answered %+v", r)
+	}
+	if _, err := f.ReadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := kvGet(f, "k"); v != "v" {
+		t.Fatalf("follower reads %q", v)
+	}
+	f.stream.mu.Lock()
+	_, legacy := f.stream.legacy[l.cfg.HTTPAddr]
+	conn := f.stream.conn
+	f.stream.mu.Unlock()
+	if !legacy || conn != nil {
+		t.Fatalf("legacy %v, stream %+v: the write did not go over HTTP", legacy, conn)
+	}
+}
+
+func rawStream(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", streamPath, streamProto)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	return conn, br
+}
+
+// The leader refuses over the stream what only it may issue, and closes
+// a stream that sends a malformed frame, without harm to the others.
+func TestStreamRefusesForgedCommandsAndBadFrames(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(1, nil)
+	sc, err := dialStream(context.Background(), l.cfg.HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.fail(errors.New("done"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, cmd := range []fsm.Command{
+		&fsm.NodeRemove{Name: "n1"},
+		&fsm.Expire{Now: 1 << 62},
+		&fsm.Batch{Cmds: []fsm.Command{&fsm.KVPut{Key: "k", Value: []byte("v")}, &fsm.NodeRemove{Name: "n1"}}},
+	} {
+		code, msg, err := sc.call(ctx, streamApply, fsm.Encode(cmd))
+		if err != nil || code != streamRefused {
+			t.Fatalf("%T forwarded: code %d %q %v, want refused", cmd, code, msg, err)
+		}
+	}
+	if code, msg, err := sc.call(ctx, streamApply, []byte{0xff, 1, 2}); err != nil || code != streamRefused {
+		t.Fatalf("an undecodable command: code %d %q %v, want refused", code, msg, err)
+	}
+	if _, ok := kvGet(l, "k"); ok {
+		t.Fatal("a refused batch wrote its client command")
+	}
+
+	bad := map[string][]byte{
+		"short frame":   {0, 0, 0, 3, 1, 2, 3},
+		"huge frame":    {0x7f, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0, 1},
+		"unknown kind":  frame(9, 1, nil),
+		"torn mid-read": {0, 0, 0, 100, 1, 0, 0},
+	}
+	for name, b := range bad {
+		conn, br := rawStream(t, l.cfg.HTTPAddr)
+		conn.Write(b)
+		if name == "torn mid-read" {
+			conn.(*net.TCPConn).CloseWrite()
+		}
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := br.ReadByte(); err == nil {
+			t.Fatalf("%s: the leader answered instead of closing", name)
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("%s: the leader kept the stream open", name)
+		}
+	}
+
+	code, payload, err := sc.call(ctx, streamApply, fsm.Encode(&fsm.KVPut{Key: "k", Value: []byte("v")}))
+	if err != nil || code != streamOK {
+		t.Fatalf("a client command: code %d %q %v", code, payload, err)
+	}
+	var r fsm.Result
+	if err := json.Unmarshal(payload, &r); err != nil || r.KV == nil || r.KV.Key != "k" || r.Index == 0 {
+		t.Fatalf("result %s: %+v %v", payload, r, err)
+	}
+	code, payload, err = sc.call(ctx, streamReadIndex, nil)
+	if err != nil || code != streamOK || len(payload) != 8 || binary.BigEndian.Uint64(payload) < r.Index {
+		t.Fatalf("read index: code %d %x %v, want at least %d", code, payload, err, r.Index)
+	}
+}
+
+// fakeLeader accepts one stream and hands each request frame to answer,
+// which returns the frame to send back, or nil to close the connection.
+func fakeLeader(t *testing.T, answer func(kind byte, seq uint64, payload []byte) []byte) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", streamProto)
+				for {
+					kind, seq, payload, err := readFrame(br, maxStreamRequest)
+					if err != nil {
+						return
+					}
+					f := answer(kind, seq, payload)
+					if f == nil {
+						return
+					}
+					conn.Write(f)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A write whose stream breaks after it was sent has an unknown outcome
+// (it may have been applied); a read, or a write that never left, may
+// be sent again.
+func TestStreamLostAnswers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hangUp := fakeLeader(t, func(byte, uint64, []byte) []byte { return nil })
+
+	sc, err := dialStream(ctx, hangUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = sc.call(ctx, streamApply, fsm.Encode(&fsm.KVPut{Key: "k"}))
+	var rt retryable
+	if !errors.Is(err, ErrUnknownOutcome) || errors.As(err, &rt) {
+		t.Fatalf("a sent write without an answer: %v, want an unknown outcome", err)
+	}
+	// The connection is gone: a write now never leaves.
+	<-sc.dead
+	if _, _, err := sc.call(ctx, streamApply, fsm.Encode(&fsm.KVPut{Key: "k"})); !errors.As(err, &rt) {
+		t.Fatalf("a write on a closed stream: %v, want retryable", err)
+	}
+
+	sc, err = dialStream(ctx, hangUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sc.call(ctx, streamReadIndex, nil); !errors.As(err, &rt) {
+		t.Fatalf("a read index without an answer: %v, want retryable", err)
+	}
+
+	// A stalled leader: the caller's deadline ends the wait, outcome unknown.
+	stall := make(chan struct{})
+	defer close(stall)
+	slow := fakeLeader(t, func(byte, uint64, []byte) []byte { <-stall; return nil })
+	sc, err = dialStream(ctx, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if _, _, err := sc.call(short, streamApply, fsm.Encode(&fsm.KVPut{Key: "k"})); !errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("a write past its deadline: %v, want an unknown outcome", err)
+	}
+	sc.mu.Lock()
+	left := len(sc.pending)
+	sc.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d calls still pending after the caller gave up", left)
+	}
+}
+
+// Answers come back out of order and in any number: each caller gets its
+// own.
+func TestStreamMatchesAnswersToCalls(t *testing.T) {
+	var mu sync.Mutex
+	var held [][]byte
+	// Answer in reverse, eight at a time.
+	addr := fakeLeader(t, func(kind byte, seq uint64, payload []byte) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		held = append(held, frame(streamOK, seq, payload))
+		if len(held) < 8 {
+			return []byte{}
+		}
+		var out []byte
+		for i := len(held) - 1; i >= 0; i-- {
+			out = append(out, held[i]...)
+		}
+		held = nil
+		return out
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sc, err := dialStream(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := strconv.Itoa(i)
+			code, payload, err := sc.call(ctx, streamApply, []byte(want))
+			if err != nil || code != streamOK || string(payload) != want {
+				errs <- fmt.Errorf("call %d: code %d %q %v", i, code, payload, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
