@@ -279,7 +279,7 @@ func (r *report) writeNotes(b *strings.Builder) {
 	fmt.Fprintf(b, "## Reading these figures\n\n")
 	notes := []string{
 		r.saturationNote(),
-		"The round-robin row sends two thirds of the writes to followers, which forward them to the leader over HTTP; " +
+		"The round-robin row sends two thirds of the writes to followers, which forward them to the leader (each over one pipelined stream); " +
 			"the issue does not say where its 64 writers send, so the target is applied to both 64-writer rows.",
 		"Each row writes fresh keys (`bench/c64-<worker>/<i>`, `bench/rr64-<worker>/<i>`), so every write creates a key.",
 		"Failover time includes Raft's randomized election timeout (500-1000 ms with the default `--raft-heartbeat 500ms`) " +
