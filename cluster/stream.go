@@ -284,8 +284,23 @@ type streamConn struct {
 type streamCall struct {
 	seq   uint64
 	frame []byte
-	sent  atomic.Bool // handed to the socket (or about to be)
+	state atomic.Int32 // callQueued, then callSent (by the writer) or callDropped
 	done  chan streamAnswer
+}
+
+// A call's state settles once: the writer claims it to send it, or its
+// caller (or a broken connection) drops it first, and then the writer
+// skips it. So a call reported as never sent can never reach the leader
+// later.
+const (
+	callQueued int32 = iota
+	callSent
+	callDropped
+)
+
+// drop reports whether the call was dropped before the writer took it.
+func (c *streamCall) drop() bool {
+	return c.state.CompareAndSwap(callQueued, callDropped) || c.state.Load() == callDropped
 }
 
 type streamAnswer struct {
@@ -332,7 +347,7 @@ func (c *streamConn) call(ctx context.Context, kind byte, payload []byte) (byte,
 	case <-c.dead: // fail answers every pending call
 	case <-ctx.Done():
 		c.forget(call.seq)
-		return 0, nil, lost(call.sent.Load(), ctx.Err())
+		return 0, nil, lost(!call.drop(), ctx.Err())
 	}
 	select {
 	case a := <-call.done:
@@ -342,7 +357,7 @@ func (c *streamConn) call(ctx context.Context, kind byte, payload []byte) (byte,
 		return a.code, a.payload, nil
 	case <-ctx.Done():
 		c.forget(call.seq)
-		return 0, nil, lost(call.sent.Load(), ctx.Err())
+		return 0, nil, lost(!call.drop(), ctx.Err())
 	}
 }
 
@@ -366,9 +381,8 @@ func (c *streamConn) retire() {
 	}
 }
 
-// fail closes the connection and answers every pending call. The socket
-// is closed before the calls are looked at, so a call not yet marked sent
-// can no longer reach the leader.
+// fail closes the connection and answers every pending call: those the
+// writer had not taken are dropped, so they never reach the leader.
 func (c *streamConn) fail(err error) {
 	c.once.Do(func() {
 		c.c.Close()
@@ -379,7 +393,7 @@ func (c *streamConn) fail(err error) {
 		c.mu.Unlock()
 		close(c.dead)
 		for _, call := range calls {
-			call.done <- streamAnswer{err: err, sent: call.sent.Load()}
+			call.done <- streamAnswer{err: err, sent: !call.drop()}
 		}
 	})
 }
@@ -395,10 +409,11 @@ func (c *streamConn) writeLoop() {
 		}
 	more:
 		for {
-			call.sent.Store(true)
-			if _, err := w.Write(call.frame); err != nil {
-				c.fail(fmt.Errorf("write: %w", err))
-				return
+			if call.state.CompareAndSwap(callQueued, callSent) {
+				if _, err := w.Write(call.frame); err != nil {
+					c.fail(fmt.Errorf("write: %w", err))
+					return
+				}
 			}
 			select {
 			case call = <-c.out:

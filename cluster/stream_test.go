@@ -331,3 +331,51 @@ func TestStreamMatchesAnswersToCalls(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A write its caller gave up on while it waited behind another is
+// reported as never sent, so the caller may send it again: it must then
+// never reach the leader.
+func TestStreamDropsAbandonedWrites(t *testing.T) {
+	near, far := net.Pipe() // a write blocks until the far end reads
+	c := &streamConn{addr: "pipe", c: near, out: make(chan *streamCall, 16), pending: map[uint64]*streamCall{}, dead: make(chan struct{})}
+	go c.writeLoop()
+	defer c.fail(errors.New("done"))
+
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := c.call(context.Background(), streamApply, []byte("first"))
+		first <- err
+	}()
+	// The writer holds the first frame until the far end reads; the second
+	// waits in the queue until its caller gives up.
+	waitFor(t, 5*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.pending) == 0 || c.pending[1].state.Load() != callSent {
+			return errors.New("first frame not taken yet")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, _, err := c.call(ctx, streamApply, []byte("second"))
+	var rt retryable
+	if !errors.As(err, &rt) {
+		t.Fatalf("an abandoned write still queued: %v, want retryable", err)
+	}
+
+	br := bufio.NewReader(far)
+	far.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, seq, payload, err := readFrame(br, maxStreamRequest)
+	if err != nil || seq != 1 || string(payload) != "first" {
+		t.Fatalf("first frame: seq %d %q %v", seq, payload, err)
+	}
+	far.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, seq, payload, err := readFrame(br, maxStreamRequest); err == nil {
+		t.Fatalf("the abandoned write went out: seq %d %q", seq, payload)
+	}
+	c.fail(errors.New("done"))
+	if err := <-first; !errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("a sent write without an answer: %v, want an unknown outcome", err)
+	}
+}
