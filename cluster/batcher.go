@@ -66,19 +66,21 @@ func (g *grouper) submit(ctx context.Context, entry []byte) (*fsm.Result, error)
 
 func (g *grouper) enqueue(ctx context.Context, entry []byte) *pendingApply {
 	p := &pendingApply{entry: entry, done: make(chan applyResult, 1)}
-	select {
-	case g.in <- p:
-		return p
-	case <-ctx.Done():
+	if !g.put(ctx, p) {
 		return nil
 	}
+	return p
 }
 
 // enqueueThen queues an encoded command whose result goes to then, called
 // once from the goroutine that applied it. It reports false when ctx ended
 // before the command was queued.
 func (g *grouper) enqueueThen(ctx context.Context, entry []byte, then func(*fsm.Result, error)) bool {
-	p := &pendingApply{entry: entry, then: then}
+	return g.put(ctx, &pendingApply{entry: entry, then: then})
+}
+
+// put queues p unless ctx ends first.
+func (g *grouper) put(ctx context.Context, p *pendingApply) bool {
 	select {
 	case g.in <- p:
 		return true

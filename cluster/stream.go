@@ -111,11 +111,7 @@ func newStreamClient(n *Node) *streamClient {
 
 // apply forwards one encoded command and returns the leader's result.
 func (s *streamClient) apply(ctx context.Context, entry []byte) (*fsm.Result, error) {
-	addr, err := s.n.leaderHTTP()
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.connTo(ctx, addr)
+	c, addr, err := s.leader(ctx)
 	if errors.Is(err, errLegacyLeader) {
 		return s.n.fwd.apply(ctx, addr, entry)
 	}
@@ -141,11 +137,7 @@ func (s *streamClient) apply(ctx context.Context, entry []byte) (*fsm.Result, er
 
 // readIndex asks the leader for a read index.
 func (s *streamClient) readIndex(ctx context.Context) (uint64, error) {
-	addr, err := s.n.leaderHTTP()
-	if err != nil {
-		return 0, err
-	}
-	c, err := s.connTo(ctx, addr)
+	c, addr, err := s.leader(ctx)
 	if errors.Is(err, errLegacyLeader) {
 		return s.n.fwd.readIndex(ctx, addr)
 	}
@@ -181,6 +173,17 @@ func answerError(code byte, payload []byte) error {
 		return fmt.Errorf("leader refused the command: %s", payload)
 	}
 	return fmt.Errorf("leader: %s", payload)
+}
+
+// leader returns the connection to the current leader and its address;
+// errLegacyLeader means the leader is to be sent HTTP requests instead.
+func (s *streamClient) leader(ctx context.Context) (*streamConn, string, error) {
+	addr, err := s.n.leaderHTTP()
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := s.connTo(ctx, addr)
+	return c, addr, err
 }
 
 // connTo returns the connection to the leader at addr, dialling it if
@@ -364,17 +367,21 @@ func (c *streamConn) call(ctx context.Context, kind byte, payload []byte) (byte,
 func (c *streamConn) forget(seq uint64) {
 	c.mu.Lock()
 	delete(c.pending, seq)
-	idle := c.retired && len(c.pending) == 0
+	idle := c.idleLocked()
 	c.mu.Unlock()
 	if idle {
 		c.fail(errors.New("retired"))
 	}
 }
 
+// idleLocked reports whether the connection is retired and waits for no
+// answer, so it may close. Callers hold c.mu.
+func (c *streamConn) idleLocked() bool { return c.retired && len(c.pending) == 0 }
+
 func (c *streamConn) retire() {
 	c.mu.Lock()
 	c.retired = true
-	idle := len(c.pending) == 0
+	idle := c.idleLocked()
 	c.mu.Unlock()
 	if idle {
 		c.fail(errors.New("retired"))
@@ -438,7 +445,7 @@ func (c *streamConn) readLoop(r *bufio.Reader) {
 		c.mu.Lock()
 		call := c.pending[seq]
 		delete(c.pending, seq)
-		idle := c.retired && len(c.pending) == 0
+		idle := c.idleLocked()
 		c.mu.Unlock()
 		if call != nil {
 			call.done <- streamAnswer{code: code, payload: payload}
