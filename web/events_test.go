@@ -229,7 +229,21 @@ func TestEventsTopicsAndObjects(t *testing.T) {
 
 	// A live subscription carries the object as it is then.
 	live := tc.subscribe(ctx, &http.Client{}, "?topic=blueprint")
-	go tc.doJSON(http.MethodPut, "/v1/blueprints/arena", []byte(arenaYAML), http.StatusOK, nil)
+	// The PUT runs beside the read (its event may come before its answer)
+	// and is waited for before the test goes on: a test that ended first
+	// would stop the server under it.
+	putDone := make(chan string, 1)
+	go func() {
+		resp, data := tc.tryDo(http.MethodPut, "/v1/blueprints/arena", []byte(arenaYAML))
+		switch {
+		case resp == nil:
+			putDone <- string(data)
+		case resp.StatusCode != http.StatusOK:
+			putDone <- fmt.Sprintf("status %d: %s", resp.StatusCode, data)
+		default:
+			putDone <- ""
+		}
+	}()
 	var bp struct {
 		Name     string            `json:"name"`
 		Version  int               `json:"version"`
@@ -248,6 +262,9 @@ func TestEventsTopicsAndObjects(t *testing.T) {
 		return errors.New("done")
 	})
 	live.Body.Close()
+	if msg := <-putDone; msg != "" {
+		t.Fatalf("PUT /v1/blueprints/arena: %s", msg)
+	}
 	if bp.Name != "arena" || len(bp.Versions) != 1 || bp.Versions[0] != bp.Version || bp.Env["MODE"] != "ranked" {
 		t.Errorf("live blueprint event object %+v", bp)
 	}
