@@ -476,10 +476,10 @@ func (a *internalAPI) serveForwardStream(w http.ResponseWriter, r *http.Request)
 
 func (n *Node) serveStream(conn net.Conn, brw *bufio.ReadWriter) {
 	defer conn.Close()
-	if !n.trackStream(conn, true) {
+	if !n.addStream(conn) {
 		return
 	}
-	defer n.trackStream(conn, false)
+	defer n.removeStream(conn)
 	_ = conn.SetDeadline(time.Time{})
 	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + streamProto + "\r\n\r\n"); err != nil {
 		return
@@ -507,7 +507,7 @@ func (n *Node) serveStream(conn net.Conn, brw *bufio.ReadWriter) {
 			go func() {
 				idx, err := n.leaderReadIndex(ctx)
 				if err != nil {
-					q.push(frame(streamNotLeader, seq, []byte(err.Error())))
+					q.push(failureFrame(seq, answerFor(nil, err)))
 					return
 				}
 				q.push(frame(streamOK, seq, binary.BigEndian.AppendUint64(nil, idx)))
@@ -553,6 +553,14 @@ func answerFrame(seq uint64, r *fsm.Result, err error) []byte {
 			return frame(streamInternal, seq, []byte(jerr.Error()))
 		}
 		return frame(streamOK, seq, b)
+	}
+	return failureFrame(seq, a)
+}
+
+// failureFrame answers a request that failed, sorted as the HTTP path
+// sorts it (answerFor): safe to resend, unknown outcome, or internal.
+func failureFrame(seq uint64, a forwardedAnswer) []byte {
+	switch a.Code {
 	case codeNotLeader:
 		return frame(streamNotLeader, seq, []byte(a.Message))
 	case codeUnknownOutcome:
@@ -561,16 +569,12 @@ func answerFrame(seq uint64, r *fsm.Result, err error) []byte {
 	return frame(streamInternal, seq, []byte(a.Message))
 }
 
-// trackStream records the leader's open streams so Shutdown closes them
-// (http.Server forgets a connection once it is hijacked). It reports false
-// when the node is already stopping.
-func (n *Node) trackStream(c net.Conn, add bool) bool {
+// addStream records one of the leader's open streams so Shutdown closes
+// it (http.Server forgets a connection once it is hijacked). It reports
+// false when the node is already stopping.
+func (n *Node) addStream(c net.Conn) bool {
 	n.closeMu.Lock()
 	defer n.closeMu.Unlock()
-	if !add {
-		delete(n.streams, c)
-		return true
-	}
 	if n.closed {
 		return false
 	}
@@ -579,6 +583,12 @@ func (n *Node) trackStream(c net.Conn, add bool) bool {
 	}
 	n.streams[c] = struct{}{}
 	return true
+}
+
+func (n *Node) removeStream(c net.Conn) {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	delete(n.streams, c)
 }
 
 // frameQueue holds answers for a stream's writer. It never blocks the
