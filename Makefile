@@ -70,6 +70,7 @@ bench: build ## Benchmark a 3-node cluster (writes vs etcd, failover, scheduler,
 	@test -f /usr/share/java/zookeeper.jar || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null; } \
 	  || echo "zookeeper could not be installed: the ZooKeeper figure will have no reference"
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm
+	$(GO) test -run '^$$' -bench SegmentSync -benchtime 3000x ./cluster
 	$(GO) run ./bench -armada $(BIN) -out docs/BENCHMARKS.md
 
 screenshots: deps ## Retake the UI screenshots in docs/screenshots (the browser test against 3 real nodes)

@@ -88,7 +88,7 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	}
 	n.state = st
 	hl := hclogger(n.log.With("component", "raft"))
-	n.parts, err = openRaftParts(cfg, hl)
+	n.parts, err = openRaftParts(cfg, hl, n.log.With("component", "raft"))
 	if err != nil {
 		st.Close()
 		return err

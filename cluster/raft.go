@@ -13,6 +13,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 	"go.etcd.io/bbolt"
 
 	"github.com/armada-orchestrator/armada/fsm"
@@ -69,6 +70,7 @@ func (s raftSnapshot) Release() { s.sn.Release() }
 type raftParts struct {
 	store     *raftboltdb.BoltStore // term and vote (Raft's stable store)
 	log       *wal.WAL              // the log
+	logFS     *zeroedFS             // the log's segment files
 	logMeta   *metadb.BoltMetaDB    // the log's segment list (WAL.Close leaves it open)
 	snaps     raft.SnapshotStore
 	transport *raft.NetworkTransport
@@ -82,12 +84,15 @@ func (p *raftParts) close() {
 		p.log.Close()
 		p.logMeta.Close()
 	}
+	if p.logFS != nil {
+		p.logFS.Close()
+	}
 	if p.store != nil {
 		p.store.Close()
 	}
 }
 
-func openRaftParts(cfg *Config, logger hclog.Logger) (*raftParts, error) {
+func openRaftParts(cfg *Config, logger hclog.Logger, slogger *slog.Logger) (*raftParts, error) {
 	p := &raftParts{}
 	var err error
 	// raft.db (BoltDB) keeps Raft's term and vote. The log itself is a
@@ -106,8 +111,11 @@ func openRaftParts(cfg *Config, logger hclog.Logger) (*raftParts, error) {
 		p.close()
 		return nil, fmt.Errorf("create raft log dir: %w", err)
 	}
+	p.logFS = newZeroedFS(walDir, slogger)
+	p.logFS.adoptSpare(uint64(cfg.LogSegmentSize))
 	meta := &metadb.BoltMetaDB{}
-	if p.log, err = wal.Open(walDir, wal.WithMetaStore(meta), wal.WithSegmentSize(cfg.LogSegmentSize), wal.WithLogger(logger.Named("wal"))); err != nil {
+	if p.log, err = wal.Open(walDir, wal.WithMetaStore(meta), wal.WithSegmentSize(cfg.LogSegmentSize),
+		wal.WithSegmentFiler(segment.NewFiler(walDir, p.logFS)), wal.WithLogger(logger.Named("wal"))); err != nil {
 		meta.Close()
 		p.close()
 		return nil, fmt.Errorf("open raft log: %w", err)
