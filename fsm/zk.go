@@ -411,34 +411,61 @@ func (c *ZKMulti) apply(t *txn) *Result {
 }
 
 // zkTx applies operations to an overlay of the tree, so that a multi whose
-// operation fails changes nothing; commit writes it out.
+// operation fails changes nothing; commit writes it out. Nodes it reads
+// stay in the overlay too, so each is read from the state once.
 type zkTx struct {
 	t       *txn
 	session int64
 	auth    []string
 	now     int64
 	zxid    int64
-	nodes   map[string]*ZKNode // nil: deleted
-	order   []string
+	nodes   map[string]*zkSlot
+	order   []string // the paths written, in order
 	changes []Change
 }
 
+// zkSlot is one path in the overlay. Nodes are never changed in place: a
+// change stores a changed copy.
+type zkSlot struct {
+	n       *ZKNode // as the transaction sees it; nil: absent
+	stored  bool    // the path was in the state before the transaction
+	owner   int64   // the stored node's ephemeral owner
+	written bool
+}
+
 func newZKTx(t *txn, session int64, auth []string, now, zxid int64) *zkTx {
-	return &zkTx{t: t, session: session, auth: auth, now: now, zxid: zxid, nodes: map[string]*ZKNode{}}
+	return &zkTx{t: t, session: session, auth: auth, now: now, zxid: zxid, nodes: make(map[string]*zkSlot, 2)}
 }
 
 func (z *zkTx) get(path string) (*ZKNode, bool) {
-	if n, ok := z.nodes[path]; ok {
-		return n, n != nil
+	s := z.slot(path)
+	return s.n, s.n != nil
+}
+
+// slot is path's place in the overlay, read from the state the first time.
+func (z *zkTx) slot(path string) *zkSlot {
+	if s, ok := z.nodes[path]; ok {
+		return s
 	}
-	return readZKNode(z.t.b(bZKNodes), path)
+	s := &zkSlot{}
+	if v := z.t.b(bZKNodes).Get([]byte(path)); v != nil {
+		if n, ok := decodeZKNode(path, v); ok {
+			s.n, s.stored, s.owner = n, true, n.Stat.EphemeralOwner
+		}
+	} else if path == "/" {
+		s.n = zkRoot()
+	}
+	z.nodes[path] = s
+	return s
 }
 
 func (z *zkTx) set(path string, n *ZKNode, op string) {
-	if _, ok := z.nodes[path]; !ok {
+	s := z.slot(path)
+	if !s.written {
+		s.written = true
 		z.order = append(z.order, path)
 	}
-	z.nodes[path] = n
+	s.n = n
 	if op != "" {
 		z.changes = append(z.changes, Change{Index: z.t.index, Topic: "zk", Key: path, Op: op})
 	}
@@ -482,7 +509,13 @@ func (z *zkTx) run(op *ZKOp) ZKOpResult {
 		if !ok {
 			return ZKOpResult{Err: ZKNoNode}
 		}
-		perm := map[uint8]int32{ZKOpSet: ZKPermWrite, ZKOpCheck: ZKPermRead, ZKOpSetACL: ZKPermAdmin}[op.Kind]
+		perm := ZKPermWrite
+		switch op.Kind {
+		case ZKOpCheck:
+			perm = ZKPermRead
+		case ZKOpSetACL:
+			perm = ZKPermAdmin
+		}
 		if !ZKAllowed(n.ACL, perm, z.auth) {
 			return ZKOpResult{Err: ZKNoAuth}
 		}
@@ -648,31 +681,33 @@ func (z *zkTx) fixACL(acl []ZKACL) ([]ZKACL, int32) {
 
 // commit writes the overlay to the state.
 func (z *zkTx) commit() {
-	b := z.t.b(bZKNodes)
 	for _, path := range z.order {
-		n := z.nodes[path]
-		old, had := readZKNode(b, path)
-		had = had && b.Get([]byte(path)) != nil
-		parentKey := append([]byte(zkParent(path)+"\x00"), zkBase(path)...)
-		if had && old.Stat.EphemeralOwner != 0 && (n == nil || n.Stat.EphemeralOwner != old.Stat.EphemeralOwner) {
-			z.t.del(bZKEphemerals, append(u64(uint64(old.Stat.EphemeralOwner)), path...))
+		s := z.nodes[path]
+		n, had := s.n, s.stored
+		if had && s.owner != 0 && (n == nil || n.Stat.EphemeralOwner != s.owner) {
+			z.t.del(bZKEphemerals, append(u64(uint64(s.owner)), path...))
 		}
 		if n == nil {
 			if had {
 				z.t.del(bZKNodes, []byte(path))
-				z.t.del(bZKChildren, parentKey)
+				z.t.del(bZKChildren, zkChildKey(path))
 			}
 			continue
 		}
 		z.t.put(bZKNodes, []byte(path), encodeZKNode(n))
 		if !had && path != "/" {
-			z.t.put(bZKChildren, parentKey, nil)
+			z.t.put(bZKChildren, zkChildKey(path), nil)
 		}
 		if n.Stat.EphemeralOwner != 0 {
 			z.t.put(bZKEphemerals, append(u64(uint64(n.Stat.EphemeralOwner)), path...), nil)
 		}
 	}
 	z.t.changes = append(z.t.changes, z.changes...)
+}
+
+// zkChildKey is path's key in the children index: parent, NUL, name.
+func zkChildKey(path string) []byte {
+	return append([]byte(zkParent(path)+"\x00"), zkBase(path)...)
 }
 
 func encodeZKNode(n *ZKNode) []byte {
