@@ -447,13 +447,10 @@ func (z *zkTx) slot(path string) *zkSlot {
 	if s, ok := z.nodes[path]; ok {
 		return s
 	}
-	s := &zkSlot{}
-	if v := z.t.b(bZKNodes).Get([]byte(path)); v != nil {
-		if n, ok := decodeZKNode(path, v); ok {
-			s.n, s.stored, s.owner = n, true, n.Stat.EphemeralOwner
-		}
-	} else if path == "/" {
-		s.n = zkRoot()
+	n, stored := readZKNode(z.t.b(bZKNodes), path)
+	s := &zkSlot{n: n, stored: stored}
+	if stored {
+		s.owner = n.Stat.EphemeralOwner
 	}
 	z.nodes[path] = s
 	return s
@@ -741,13 +738,14 @@ func zkRoot() *ZKNode {
 	return &ZKNode{Path: "/", ACL: []ZKACL{{Perms: ZKPermAll, Scheme: "world", ID: "anyone"}}}
 }
 
-// readZKNode reads a stored node; "/" always exists.
-func readZKNode(b *bbolt.Bucket, path string) (*ZKNode, bool) {
+// readZKNode reads a node, nil when there is none; "/" always exists.
+// stored tells whether the node is in the state, not "/" by default.
+func readZKNode(b *bbolt.Bucket, path string) (n *ZKNode, stored bool) {
 	if v := b.Get([]byte(path)); v != nil {
 		return decodeZKNode(path, v)
 	}
 	if path == "/" {
-		return zkRoot(), true
+		return zkRoot(), false
 	}
 	return nil, false
 }
@@ -886,11 +884,11 @@ func (v *View) ZKNode(path string) (*ZKNode, bool) {
 	if zkReadOnly(path) {
 		return v.zkVirtual(path)
 	}
-	n, ok := readZKNode(v.tx.Bucket(bZKNodes), path)
-	if ok && path == "/" {
+	n, _ := readZKNode(v.tx.Bucket(bZKNodes), path)
+	if n != nil && path == "/" {
 		n.Stat.NumChildren += 2 // zookeeper, armada
 	}
-	return n, ok
+	return n, n != nil
 }
 
 // ZKChildren lists a znode's children in order (false: no such node).
@@ -901,7 +899,7 @@ func (v *View) ZKChildren(path string) ([]string, bool) {
 		}
 		return v.zkVirtualChildren(path), true
 	}
-	if _, ok := readZKNode(v.tx.Bucket(bZKNodes), path); !ok {
+	if n, _ := readZKNode(v.tx.Bucket(bZKNodes), path); n == nil {
 		return nil, false
 	}
 	prefix := []byte(path + "\x00")

@@ -329,7 +329,7 @@ func checkZKTree(t *testing.T, h *harness) {
 				if v.tx.Bucket(bZKChildren).Get([]byte(zkParent(string(k))+"\x00"+zkBase(string(k)))) == nil {
 					t.Fatalf("%q is not indexed under its parent", k)
 				}
-				if _, ok := readZKNode(v.tx.Bucket(bZKNodes), zkParent(string(k))); !ok {
+				if n, _ := readZKNode(v.tx.Bucket(bZKNodes), zkParent(string(k))); n == nil {
 					t.Fatalf("%q has no parent", k)
 				}
 			}
