@@ -111,8 +111,7 @@ func openRaftParts(cfg *Config, logger hclog.Logger, slogger *slog.Logger) (*raf
 		p.close()
 		return nil, fmt.Errorf("create raft log dir: %w", err)
 	}
-	p.logFS = newZeroedFS(walDir, slogger)
-	p.logFS.adoptSpare(uint64(cfg.LogSegmentSize))
+	p.logFS = newZeroedFS(walDir, uint64(cfg.LogSegmentSize), slogger)
 	meta := &metadb.BoltMetaDB{}
 	if p.log, err = wal.Open(walDir, wal.WithMetaStore(meta), wal.WithSegmentSize(cfg.LogSegmentSize),
 		wal.WithSegmentFiler(segment.NewFiler(walDir, p.logFS)), wal.WithLogger(logger.Named("wal"))); err != nil {

@@ -23,9 +23,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The Raft log's segments are zero-filled files: none has an unwritten
-// (fallocated) extent, a new segment is the spare made ahead of it, and
-// the log reads back whole after a restart, with a stale spare replaced.
+// A log being written gets its segments from zeroed spares: a new segment
+// is the spare made ahead of it and has no unwritten (fallocated) extent;
+// a log written little zeroes nothing; the log reads back whole after a
+// restart, and a stale spare is not used.
 func TestLogSegmentsAreZeroFilled(t *testing.T) {
 	dir := t.TempDir()
 	const seg = 64 << 10
@@ -53,8 +54,32 @@ func TestLogSegmentsAreZeroFilled(t *testing.T) {
 		}
 	}
 
+	// The first segment is fallocated; until a segment is half written
+	// there is no spare.
+	store(1)
+	if _, err := os.Stat(spare); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a spare was made for a log written once: %v", err)
+	}
+	if initial := segments(t, walDir); len(initial) != 1 {
+		t.Fatalf("segments at start: %v", initial)
+	}
+	// spareFor writes until a spare is being made, waits for it, and
+	// returns its inode.
+	spareFor := func() uint64 {
+		t.Helper()
+		for range 10 * seg / 700 {
+			if _, err := os.Stat(spare); err == nil {
+				return inode(t, spare)
+			}
+			if !waitSpare(p.logFS) {
+				store(1)
+			}
+		}
+		t.Fatal("no spare was made while the log was written")
+		return 0
+	}
 	for rotation := range 4 {
-		ino := waitInode(t, spare)
+		ino := spareFor()
 		before := segments(t, walDir)
 		for len(segments(t, walDir)) == len(before) {
 			store(8)
@@ -65,8 +90,8 @@ func TestLogSegmentsAreZeroFilled(t *testing.T) {
 			t.Fatalf("rotation %d: segment %s is inode %d, not the spare (%d)", rotation, newest, got, ino)
 		}
 	}
-	waitInode(t, spare)
-	for _, name := range append(segments(t, walDir), spareName) {
+	spareFor()
+	for _, name := range append(segments(t, walDir)[1:], spareName) {
 		if n := unwrittenExtents(t, filepath.Join(walDir, name)); n != 0 {
 			t.Fatalf("%s has %d unwritten extents: it was fallocated, not zero-filled", name, n)
 		}
@@ -206,6 +231,19 @@ func TestLogSurvivesSIGKILL(t *testing.T) {
 	}
 }
 
+// waitSpare waits for the spare being made, if any, and reports whether
+// there was one.
+func waitSpare(z *zeroedFS) bool {
+	z.mu.Lock()
+	making := z.making
+	z.mu.Unlock()
+	if making == nil {
+		return false
+	}
+	<-making
+	return true
+}
+
 func segments(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -228,21 +266,6 @@ func inode(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return fi.Sys().(*syscall.Stat_t).Ino
-}
-
-// waitInode waits for the file at path and returns its inode.
-func waitInode(t *testing.T, path string) uint64 {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return inode(t, path)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never appeared", path)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // unwrittenExtents counts a file's extents that are allocated but were
@@ -299,17 +322,16 @@ func unwrittenExtents(t *testing.T, path string) int {
 //	go test -run '^$' -bench SegmentSync ./cluster
 func BenchmarkSegmentSync(b *testing.B) {
 	const size = 16 << 20
-	for _, c := range []struct {
-		name string
-		fs   interface {
-			Create(dir, name string, size uint64) (types.WritableFile, error)
-		}
-	}{{"fallocated", walfs.New()}, {"zero-filled", nil}} {
-		b.Run(c.name, func(b *testing.B) {
+	for _, zeroed := range []bool{false, true} {
+		name := map[bool]string{false: "fallocated", true: "zero-filled"}[zeroed]
+		b.Run(name, func(b *testing.B) {
 			dir := b.TempDir()
-			fs := c.fs
-			if fs == nil {
-				z := newZeroedFS(dir, slog.New(slog.DiscardHandler))
+			var fs interface {
+				Create(dir, name string, size uint64) (types.WritableFile, error)
+			} = walfs.New()
+			var z *zeroedFS
+			if zeroed {
+				z = newZeroedFS(dir, size, slog.New(slog.DiscardHandler))
 				defer z.Close()
 				fs = z
 			}
@@ -325,6 +347,10 @@ func BenchmarkSegmentSync(b *testing.B) {
 						f.Close()
 					}
 					seg++
+					if z != nil { // every segment from a spare, made outside the timing
+						z.startSpare()
+						waitSpare(z)
+					}
 					var err error
 					if f, err = fs.Create(dir, fmt.Sprintf("%020d-%016x.wal", seg, seg), size); err != nil {
 						b.Fatal(err)
