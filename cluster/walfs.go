@@ -172,7 +172,8 @@ const (
 	zeroPause = 2 * time.Millisecond
 )
 
-// zeroFile writes a new file of size zero bytes, a synced chunk at a time.
+// zeroFile writes a new file of size zero bytes, a synced chunk at a time
+// (the last chunk's sync makes the whole file and its size durable).
 func zeroFile(path string, size uint64) (err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -192,11 +193,11 @@ func zeroFile(path string, size uint64) (err error) {
 		if _, err := f.WriteAt(buf[:n], int64(off)); err != nil {
 			return err
 		}
-		if err := ignoringEINTR(func() error { return unix.Fdatasync(int(f.Fd())) }); err != nil {
+		if err := fdatasync(f); err != nil {
 			return err
 		}
 	}
-	return f.Sync()
+	return nil
 }
 
 // segmentFile is a segment being written: the first write past its middle
@@ -229,8 +230,8 @@ type zeroedFile struct {
 }
 
 func (f *zeroedFile) Sync() error {
-	if err := ignoringEINTR(func() error { return unix.Fdatasync(int(f.Fd())) }); err != nil {
-		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+	if err := fdatasync(f.File); err != nil {
+		return err
 	}
 	if f.synced {
 		return nil
@@ -247,10 +248,15 @@ func (f *zeroedFile) Sync() error {
 	return nil
 }
 
-func ignoringEINTR(fn func() error) error {
+// fdatasync syncs f's data, and its size if that changed.
+func fdatasync(f *os.File) error {
 	for {
-		if err := fn(); !errors.Is(err, unix.EINTR) {
-			return err
+		err := unix.Fdatasync(int(f.Fd()))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
 		}
 	}
 }
