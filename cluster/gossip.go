@@ -35,6 +35,9 @@ type meta struct {
 	// tell NotifyLeave whether a member left or died (Node.State is
 	// always StateAlive there, hashicorp/memberlist#293).
 	Leaving bool `json:"lv,omitempty"`
+	// Forwarded: this node applies fsm.Forwarded log entries and takes
+	// tagged writes on its forwarding stream (localResults).
+	Forwarded bool `json:"fw,omitempty"`
 }
 
 // member is a gossip member as this node sees it.

@@ -34,6 +34,8 @@ type Node struct {
 	streams map[net.Conn]struct{} // leader: followers' open streams (under closeMu)
 	met     *metrics
 	now     func() time.Time
+	results *localResults // forwarded writes' results, from this node's apply
+	tagged  taggedGate
 
 	notify chan bool
 	hooks  []func(ctx context.Context)
@@ -53,7 +55,8 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger, now: time.Now, notify: make(chan bool, 16), stop: make(chan struct{})}, nil
+	return &Node{cfg: cfg, log: cfg.Logger, now: time.Now, notify: make(chan bool, 16), stop: make(chan struct{}),
+		results: newLocalResults()}, nil
 }
 
 // OnLeader registers fn to run while this node is the established leader:
@@ -104,7 +107,7 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 		n.closeStores()
 		return fmt.Errorf("log cache: %w", err)
 	}
-	n.raft, err = raft.NewRaft(raftConfig(cfg, n.notify, hl), raftFSM{st}, logs, n.parts.store, n.parts.snaps, quietTransport{n.parts.transport})
+	n.raft, err = raft.NewRaft(raftConfig(cfg, n.notify, hl), raftFSM{st: st, results: n.results}, logs, n.parts.store, n.parts.snaps, quietTransport{n.parts.transport})
 	if err != nil {
 		n.closeStores()
 		return fmt.Errorf("start raft: %w", err)
@@ -124,7 +127,7 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	}
 
 	self := meta{Role: cfg.Role, Raft: raftAddr, HTTP: cfg.advertised(cfg.HTTPAddr), Labels: cfg.Labels,
-		CPUMHz: capacity.CPUMHz, MemoryMB: capacity.MemoryMB, Version: cfg.Version, Ports: cfg.PortsRange}
+		CPUMHz: capacity.CPUMHz, MemoryMB: capacity.MemoryMB, Version: cfg.Version, Ports: cfg.PortsRange, Forwarded: true}
 	n.gsp, err = newGossip(cfg, self, n.log.With("component", "gossip"))
 	if err != nil {
 		n.Shutdown()

@@ -21,7 +21,10 @@ import (
 
 // raftFSM adapts fsm.State to Raft's FSM and BatchingFSM: a batch of
 // committed entries becomes one BoltDB transaction.
-type raftFSM struct{ st *fsm.State }
+type raftFSM struct {
+	st      *fsm.State
+	results *localResults
+}
 
 func (f raftFSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
@@ -34,6 +37,7 @@ func (f raftFSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 	}
 	results := f.st.ApplyBatch(entries)
+	f.results.deliver(results)
 	out := make([]any, len(results))
 	for i, r := range results {
 		out[i] = r
@@ -51,7 +55,9 @@ func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.st.Restore(rc)
+	err := f.st.Restore(rc)
+	f.results.failAll()
+	return err
 }
 
 type raftSnapshot struct{ sn *fsm.Snapshot }

@@ -35,7 +35,12 @@ import (
 //	u32 length of the rest | u8 kind (request) or code (answer) | u64 seq | payload
 //
 // A request of kind streamApply carries one encoded command; its answer
-// with code streamOK carries the JSON fsm.Result. A streamReadIndex request
+// with code streamOK carries the JSON fsm.Result. A command tagged with its
+// sender (fsm.Forwarded, see localResults) is answered only when it failed
+// before it could be applied: the follower takes its result from its own
+// apply. A follower tags only for a leader that gossips it takes tags, and
+// the leader logs the tag only while every server gossips it can apply
+// one; otherwise it drops the tag and answers. A streamReadIndex request
 // is empty; its streamOK answer is a u64 index. Any other code carries a
 // message. A malformed frame closes the connection.
 //
@@ -109,7 +114,9 @@ func newStreamClient(n *Node) *streamClient {
 	return &streamClient{n: n, legacy: map[string]time.Time{}}
 }
 
-// apply forwards one encoded command and returns the leader's result.
+// apply forwards one encoded command and returns its result. A leader
+// that takes tagged writes sends no answer for one it applied: the result
+// comes from this node's own apply (localResults).
 func (s *streamClient) apply(ctx context.Context, entry []byte) (*fsm.Result, error) {
 	c, addr, err := s.leader(ctx)
 	if errors.Is(err, errLegacyLeader) {
@@ -118,21 +125,30 @@ func (s *streamClient) apply(ctx context.Context, entry []byte) (*fsm.Result, er
 	if err != nil {
 		return nil, err
 	}
-	code, payload, err := c.call(ctx, streamApply, entry)
+	var local chan *fsm.Result
+	if s.n.leaderTakesTagged() {
+		var seq uint64
+		seq, local = s.n.results.add()
+		defer s.n.results.remove(seq)
+		entry = fsm.EncodeForwarded(s.n.results.origin, seq, entry)
+	}
+	code, payload, r, err := c.call(ctx, streamApply, entry, local)
 	if err != nil {
 		return nil, err
 	}
-	if err := answerError(code, payload); err != nil {
-		return nil, err
-	}
-	var r fsm.Result
-	if err := json.Unmarshal(payload, &r); err != nil {
-		return nil, fmt.Errorf("%w: decode the leader's answer: %v", ErrUnknownOutcome, err)
+	if r == nil {
+		if err := answerError(code, payload); err != nil {
+			return nil, err
+		}
+		r = new(fsm.Result)
+		if err := json.Unmarshal(payload, r); err != nil {
+			return nil, fmt.Errorf("%w: decode the leader's answer: %v", ErrUnknownOutcome, err)
+		}
 	}
 	if r.Err != nil {
-		return &r, r.Err
+		return r, r.Err
 	}
-	return &r, nil
+	return r, nil
 }
 
 // readIndex asks the leader for a read index.
@@ -144,7 +160,7 @@ func (s *streamClient) readIndex(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	code, payload, err := c.call(ctx, streamReadIndex, nil)
+	code, payload, _, err := c.call(ctx, streamReadIndex, nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -322,16 +338,17 @@ func (c *streamConn) alive() bool {
 	}
 }
 
-// call sends a request and waits for its answer. A write whose request
-// may have reached the leader and got no answer has an unknown outcome;
-// one that never left is safe to send again.
-func (c *streamConn) call(ctx context.Context, kind byte, payload []byte) (byte, []byte, error) {
+// call sends a request and waits for its answer, or for its result from
+// this node's own apply on local (nil: none). A write whose request may
+// have reached the leader and got no answer has an unknown outcome; one
+// that never left is safe to send again.
+func (c *streamConn) call(ctx context.Context, kind byte, payload []byte, local <-chan *fsm.Result) (byte, []byte, *fsm.Result, error) {
 	call := &streamCall{done: make(chan streamAnswer, 1)}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		return 0, nil, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
+		return 0, nil, nil, retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
 	}
 	c.seq++
 	call.seq = c.seq
@@ -350,17 +367,23 @@ func (c *streamConn) call(ctx context.Context, kind byte, payload []byte) (byte,
 	case <-c.dead: // fail answers every pending call
 	case <-ctx.Done():
 		c.forget(call.seq)
-		return 0, nil, lost(!call.drop(), ctx.Err())
+		return 0, nil, nil, lost(!call.drop(), ctx.Err())
 	}
 	select {
 	case a := <-call.done:
 		if a.err != nil {
-			return 0, nil, lost(a.sent, a.err)
+			return 0, nil, nil, lost(a.sent, a.err)
 		}
-		return a.code, a.payload, nil
+		return a.code, a.payload, nil, nil
+	case r := <-local:
+		c.forget(call.seq)
+		if r == nil {
+			return 0, nil, nil, fmt.Errorf("%w: a snapshot replaced this node's log", ErrUnknownOutcome)
+		}
+		return streamOK, nil, r, nil
 	case <-ctx.Done():
 		c.forget(call.seq)
-		return 0, nil, lost(!call.drop(), ctx.Err())
+		return 0, nil, nil, lost(!call.drop(), ctx.Err())
 	}
 }
 
@@ -519,15 +542,24 @@ func (n *Node) serveStream(conn net.Conn, brw *bufio.ReadWriter) {
 	}
 }
 
-// streamApply queues one forwarded command in the leader's groups; its
-// answer goes out on q once applied.
+// streamApply queues one forwarded command in the leader's groups. Its
+// answer goes out on q once applied; a tagged command (fsm.Forwarded) gets
+// one only when it failed, as its sender learns the result from its own
+// apply. While some server does not know fsm.Forwarded the tag is dropped,
+// and the command is logged and answered as an untagged one.
 func (n *Node) streamApply(ctx context.Context, seq uint64, payload []byte, q *frameQueue) {
 	if n.raft.State() != raft.Leader {
 		q.push(frame(streamNotLeader, seq, []byte("not the leader")))
 		return
 	}
 	c, err := fsm.Decode(payload)
-	if err == nil {
+	tagged, isTagged := c.(*fsm.Forwarded)
+	if err == nil && isTagged {
+		err = forwardable(tagged.Cmd)
+		if !n.allServersTagged() {
+			c, isTagged = tagged.Cmd, false
+		}
+	} else if err == nil {
 		err = forwardable(c)
 	}
 	if err != nil {
@@ -537,7 +569,11 @@ func (n *Node) streamApply(ctx context.Context, seq uint64, payload []byte, q *f
 	n.met.forwarded.Inc()
 	fsm.Stamp(c, n.now())
 	ok := n.batch.enqueueThen(ctx, fsm.Encode(c), func(r *fsm.Result, err error) {
-		q.push(answerFrame(seq, r, err))
+		if !isTagged {
+			q.push(answerFrame(seq, r, err))
+		} else if a := answerFor(r, err); a.Code != "" {
+			q.push(failureFrame(seq, a))
+		}
 	})
 	if !ok {
 		q.push(frame(streamNotLeader, seq, []byte("not queued: connection closed")))

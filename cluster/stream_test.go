@@ -149,13 +149,18 @@ func TestStreamRefusesForgedCommandsAndBadFrames(t *testing.T) {
 		&fsm.Expire{Now: 1 << 62},
 		&fsm.Batch{Cmds: []fsm.Command{&fsm.KVPut{Key: "k", Value: []byte("v")}, &fsm.NodeRemove{Name: "n1"}}},
 	} {
-		code, msg, err := sc.call(ctx, streamApply, fsm.Encode(cmd))
-		if err != nil || code != streamRefused {
-			t.Fatalf("%T forwarded: code %d %q %v, want refused", cmd, code, msg, err)
+		for _, entry := range [][]byte{fsm.Encode(cmd), fsm.EncodeForwarded(7, 1, fsm.Encode(cmd))} {
+			code, msg, _, err := sc.call(ctx, streamApply, entry, nil)
+			if err != nil || code != streamRefused {
+				t.Fatalf("%T forwarded (tagged: %v): code %d %q %v, want refused", cmd, entry[0] == byte(fsm.CmdForwarded), code, msg, err)
+			}
 		}
 	}
-	if code, msg, err := sc.call(ctx, streamApply, []byte{0xff, 1, 2}); err != nil || code != streamRefused {
-		t.Fatalf("an undecodable command: code %d %q %v, want refused", code, msg, err)
+	nested := fsm.EncodeForwarded(7, 2, fsm.EncodeForwarded(7, 1, fsm.Encode(&fsm.KVPut{Key: "k", Value: []byte("v")})))
+	for _, entry := range [][]byte{{0xff, 1, 2}, nested} {
+		if code, msg, _, err := sc.call(ctx, streamApply, entry, nil); err != nil || code != streamRefused {
+			t.Fatalf("an undecodable command % x: code %d %q %v, want refused", entry, code, msg, err)
+		}
 	}
 	if _, ok := kvGet(l, "k"); ok {
 		t.Fatal("a refused batch wrote its client command")
@@ -181,7 +186,7 @@ func TestStreamRefusesForgedCommandsAndBadFrames(t *testing.T) {
 		}
 	}
 
-	code, payload, err := sc.call(ctx, streamApply, fsm.Encode(&fsm.KVPut{Key: "k", Value: []byte("v")}))
+	code, payload, _, err := sc.call(ctx, streamApply, fsm.Encode(&fsm.KVPut{Key: "k", Value: []byte("v")}), nil)
 	if err != nil || code != streamOK {
 		t.Fatalf("a client command: code %d %q %v", code, payload, err)
 	}
@@ -189,7 +194,7 @@ func TestStreamRefusesForgedCommandsAndBadFrames(t *testing.T) {
 	if err := json.Unmarshal(payload, &r); err != nil || r.KV == nil || r.KV.Key != "k" || r.Index == 0 {
 		t.Fatalf("result %s: %+v %v", payload, r, err)
 	}
-	code, payload, err = sc.call(ctx, streamReadIndex, nil)
+	code, payload, _, err = sc.call(ctx, streamReadIndex, nil, nil)
 	if err != nil || code != streamOK || len(payload) != 8 || binary.BigEndian.Uint64(payload) < r.Index {
 		t.Fatalf("read index: code %d %x %v, want at least %d", code, payload, err, r.Index)
 	}
@@ -246,14 +251,14 @@ func TestStreamLostAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = sc.call(ctx, streamApply, fsm.Encode(&fsm.KVPut{Key: "k"}))
+	_, _, _, err = sc.call(ctx, streamApply, fsm.Encode(&fsm.KVPut{Key: "k"}), nil)
 	var rt retryable
 	if !errors.Is(err, ErrUnknownOutcome) || errors.As(err, &rt) {
 		t.Fatalf("a sent write without an answer: %v, want an unknown outcome", err)
 	}
 	// The connection is gone: a write now never leaves.
 	<-sc.dead
-	if _, _, err := sc.call(ctx, streamApply, fsm.Encode(&fsm.KVPut{Key: "k"})); !errors.As(err, &rt) {
+	if _, _, _, err := sc.call(ctx, streamApply, fsm.Encode(&fsm.KVPut{Key: "k"}), nil); !errors.As(err, &rt) {
 		t.Fatalf("a write on a closed stream: %v, want retryable", err)
 	}
 
@@ -261,7 +266,7 @@ func TestStreamLostAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := sc.call(ctx, streamReadIndex, nil); !errors.As(err, &rt) {
+	if _, _, _, err := sc.call(ctx, streamReadIndex, nil, nil); !errors.As(err, &rt) {
 		t.Fatalf("a read index without an answer: %v, want retryable", err)
 	}
 
@@ -275,7 +280,7 @@ func TestStreamLostAnswers(t *testing.T) {
 	}
 	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancelShort()
-	if _, _, err := sc.call(short, streamApply, fsm.Encode(&fsm.KVPut{Key: "k"})); !errors.Is(err, ErrUnknownOutcome) {
+	if _, _, _, err := sc.call(short, streamApply, fsm.Encode(&fsm.KVPut{Key: "k"}), nil); !errors.Is(err, ErrUnknownOutcome) {
 		t.Fatalf("a write past its deadline: %v, want an unknown outcome", err)
 	}
 	sc.mu.Lock()
@@ -319,7 +324,7 @@ func TestStreamMatchesAnswersToCalls(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			want := strconv.Itoa(i)
-			code, payload, err := sc.call(ctx, streamApply, []byte(want))
+			code, payload, _, err := sc.call(ctx, streamApply, []byte(want), nil)
 			if err != nil || code != streamOK || string(payload) != want {
 				errs <- fmt.Errorf("call %d: code %d %q %v", i, code, payload, err)
 			}
@@ -343,7 +348,7 @@ func TestStreamDropsAbandonedWrites(t *testing.T) {
 
 	first := make(chan error, 1)
 	go func() {
-		_, _, err := c.call(context.Background(), streamApply, []byte("first"))
+		_, _, _, err := c.call(context.Background(), streamApply, []byte("first"), nil)
 		first <- err
 	}()
 	// The writer holds the first frame until the far end reads; the second
@@ -358,7 +363,7 @@ func TestStreamDropsAbandonedWrites(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, _, err := c.call(ctx, streamApply, []byte("second"))
+	_, _, _, err := c.call(ctx, streamApply, []byte("second"), nil)
 	var rt retryable
 	if !errors.As(err, &rt) {
 		t.Fatalf("an abandoned write still queued: %v, want retryable", err)

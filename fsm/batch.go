@@ -32,9 +32,9 @@ func (c *Batch) encode(e *encoder) {
 // EncodeBatch builds a Batch entry from commands already encoded with
 // Encode, without decoding them again.
 func EncodeBatch(entries [][]byte) []byte {
-	n := 1 + binaryLen(len(entries))
+	n := 1 + binaryLen(uint64(len(entries)))
 	for _, en := range entries {
-		n += binaryLen(len(en)) + len(en)
+		n += binaryLen(uint64(len(en))) + len(en)
 	}
 	e := encoder{b: make([]byte, 1, n)}
 	e.b[0] = byte(CmdBatch)
@@ -45,9 +45,10 @@ func EncodeBatch(entries [][]byte) []byte {
 	return e.b
 }
 
-func binaryLen(n int) int {
+// binaryLen is the length of v as a uvarint.
+func binaryLen(v uint64) int {
 	l := 1
-	for ; n >= 0x80; n >>= 7 {
+	for ; v >= 0x80; v >>= 7 {
 		l++
 	}
 	return l

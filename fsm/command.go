@@ -49,6 +49,7 @@ const (
 	CmdDeployUpdate   CmdType = 34
 	CmdUsageReport    CmdType = 35
 	CmdShipAllocate2  CmdType = 36 // ShipAllocate with request IDs; 32 is the older form
+	CmdForwarded      CmdType = 37 // a command a follower forwarded, tagged with its sender (forward.go)
 
 	// ZooKeeper (fsm/zk.go): 40..49.
 	CmdZKCreateSession CmdType = 40
@@ -106,6 +107,7 @@ var commandTable = [256]func() Command{
 	CmdEtcdTxn:        func() Command { return new(EtcdTxn) },
 	CmdShipAllocate:   func() Command { return new(shipAllocate1) },
 	CmdShipAllocate2:  func() Command { return new(ShipAllocate) },
+	CmdForwarded:      func() Command { return new(Forwarded) },
 	CmdShipSDK:        func() Command { return new(ShipSDK) },
 	CmdDeployUpdate:   func() Command { return new(DeployUpdate) },
 	CmdUsageReport:    func() Command { return new(UsageReport) },
@@ -178,6 +180,10 @@ type Result struct {
 	Etcd *EtcdTxnResult `json:"etcd,omitempty"`
 	// ZK is the answer to a ZooKeeper command.
 	ZK *ZKResult `json:"zk,omitempty"`
+	// Origin and Seq are a Forwarded command's tag, so that the node that
+	// sent it can pick its result out of its own apply.
+	Origin uint64 `json:"-"`
+	Seq    uint64 `json:"-"`
 }
 
 func fail(e *Error) *Result { return &Result{Err: e} }

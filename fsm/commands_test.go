@@ -64,6 +64,7 @@ func allCmdTables() map[string][]cmdCase {
 		"BlueprintDel":   blueprintDeleteCases(),
 		"ClusterInit":    clusterInitCases(),
 		"Batch":          batchCases(),
+		"Forwarded":      forwardedCases(),
 		"FleetPut":       fleetPutCases(),
 		"FleetDelete":    fleetDeleteCases(),
 		"FleetScale":     fleetScaleCases(),

@@ -569,7 +569,14 @@ func (g *logGen) noteIDs(c Command, r *Result) {
 		for i, sub := range c.Cmds {
 			g.noteIDs(sub, r.Batch[i])
 		}
+	case *Forwarded:
+		g.noteIDs(c.Cmd, r)
 	}
+}
+
+// forwarded is c as a follower forwards it, tagged with its sender.
+func (g *logGen) forwarded(c Command) Command {
+	return &Forwarded{Origin: g.rng.Uint64(), Seq: g.rng.Uint64N(1 << 20), Cmd: c}
 }
 
 // next appends one entry: mostly commands, sometimes an entry without
@@ -589,9 +596,16 @@ func (g *logGen) next() {
 		// TestBatchSubCommandsGetDistinctIDs.
 		b := &Batch{}
 		for range 1 + g.rng.IntN(6) {
-			b.Cmds = append(b.Cmds, g.command())
+			sub := g.command()
+			if g.rng.IntN(3) == 0 {
+				sub = g.forwarded(sub)
+			}
+			b.Cmds = append(b.Cmds, sub)
 		}
 		c = b
+		data = Encode(c)
+	case 5, 6:
+		c = g.forwarded(g.command())
 		data = Encode(c)
 	default:
 		c = g.command()

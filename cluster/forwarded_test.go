@@ -1,0 +1,204 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/armada-orchestrator/armada/fsm"
+)
+
+// setForwarded makes n gossip whether it takes tagged writes, as a node of
+// an older version would not, and waits until every live node knows.
+func setForwarded(t *testing.T, c *testCluster, n *testNode, on bool) {
+	t.Helper()
+	g := n.gsp
+	g.metaMu.Lock()
+	g.self.Forwarded = on
+	buf, err := json.Marshal(g.self)
+	g.metaBuf = buf
+	g.metaMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ml.UpdateNode(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range c.live() {
+		waitFor(t, settle, func() error {
+			if m, ok := o.gsp.member(n.cfg.Name); !ok || m.Meta.Forwarded != on {
+				return fmt.Errorf("%s does not see %s's flag turn %v", o.cfg.Name, n.cfg.Name, on)
+			}
+			return nil
+		})
+		o.tagged.mu.Lock()
+		o.tagged.until = time.Time{}
+		o.tagged.mu.Unlock()
+	}
+}
+
+// loggedTagged counts the tagged commands in n's log.
+func loggedTagged(t *testing.T, n *testNode) int {
+	t.Helper()
+	first, err := n.Node.logs.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := n.Node.logs.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for i := first; i <= last && i > 0; i++ {
+		var l raft.Log
+		if err := n.Node.logs.GetLog(i, &l); err != nil {
+			t.Fatalf("log %d: %v", i, err)
+		}
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		c, err := fsm.Decode(l.Data)
+		if err != nil {
+			t.Fatalf("log %d: %v", i, err)
+		}
+		cmds := []fsm.Command{c}
+		if b, ok := c.(*fsm.Batch); ok {
+			cmds = b.Cmds
+		}
+		for _, sub := range cmds {
+			if _, ok := sub.(*fsm.Forwarded); ok {
+				count++
+			}
+		}
+	}
+	return count
+}
+
+func followerOf(c *testCluster, l *testNode) *testNode {
+	for _, n := range c.live() {
+		if n != l {
+			return n
+		}
+	}
+	return nil
+}
+
+// A follower's forwarded writes are logged tagged; the leader sends no
+// answer for one it applied, and the follower takes the result, a
+// rejection included, from its own apply.
+func TestFollowerTakesForwardedResultsFromItsOwnApply(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(3, nil)
+	f := followerOf(c, l)
+	waitFor(t, settle, func() error {
+		if !f.leaderTakesTagged() {
+			return errors.New("the follower does not see the leader take tagged writes")
+		}
+		return nil
+	})
+
+	r := put(t, f, "fw/k", "v1")
+	if r.KV == nil || string(r.KV.Value) != "v1" || r.Index == 0 {
+		t.Fatalf("result of a forwarded put: %+v", r)
+	}
+	if v, ok := kvGet(f, "fw/k"); !ok || v != "v1" {
+		t.Fatalf("the follower does not read its own write: %q %v", v, ok)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := f.Apply(ctx, &fsm.KVPut{Key: "fw/k", Value: []byte("v2"), HasCAS: true, CAS: r.Index + 100})
+	var fe *fsm.Error
+	if !errors.As(err, &fe) || fe.Code != fsm.ErrConflict {
+		t.Fatalf("a forwarded put with a stale CAS: %v, want a conflict", err)
+	}
+	if n := loggedTagged(t, l); n < 2 {
+		t.Fatalf("%d tagged commands in the leader's log, want the follower's 2", n)
+	}
+	f.results.mu.Lock()
+	left := len(f.results.waits)
+	f.results.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d forwarded writes still wait for their result", left)
+	}
+
+	// On the wire: a tagged write gets no answer once applied, so the
+	// first answer on the stream is the untagged write's sent after it.
+	conn, br := rawStream(t, l.cfg.HTTPAddr)
+	if _, err := conn.Write(frame(streamApply, 1, fsm.EncodeForwarded(77, 1, fsm.Encode(&fsm.KVPut{Key: "raw/a", Value: []byte("a")})))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, settle, func() error {
+		if _, ok := kvGet(l, "raw/a"); !ok {
+			return errors.New("the tagged write is not applied")
+		}
+		return nil
+	})
+	if _, err := conn.Write(frame(streamApply, 2, fsm.Encode(&fsm.KVPut{Key: "raw/b", Value: []byte("b")}))); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	code, seq, payload, err := readFrame(br, maxStreamAnswer)
+	if err != nil || seq != 2 || code != streamOK {
+		t.Fatalf("first answer: seq %d code %d %q %v, want the untagged write's (seq 2)", seq, code, payload, err)
+	}
+}
+
+// While a server does not gossip that it applies tagged commands (an
+// older version), the leader logs forwarded writes untagged and answers
+// them; once it does, they are tagged again.
+func TestLeaderDropsTheTagWhileAServerCannotApplyIt(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(3, nil)
+	var f1, f2 *testNode
+	for _, n := range c.live() {
+		switch {
+		case n == l:
+		case f1 == nil:
+			f1 = n
+		default:
+			f2 = n
+		}
+	}
+	setForwarded(t, c, f2, false)
+	before := loggedTagged(t, l)
+
+	conn, br := rawStream(t, l.cfg.HTTPAddr)
+	if _, err := conn.Write(frame(streamApply, 1, fsm.EncodeForwarded(77, 1, fsm.Encode(&fsm.KVPut{Key: "raw/a", Value: []byte("a")})))); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	code, seq, payload, err := readFrame(br, maxStreamAnswer)
+	var r fsm.Result
+	if err == nil {
+		err = json.Unmarshal(payload, &r)
+	}
+	if err != nil || seq != 1 || code != streamOK || r.KV == nil || string(r.KV.Value) != "a" {
+		t.Fatalf("answer: seq %d code %d %q %v, want the result of seq 1", seq, code, payload, err)
+	}
+	put(t, f1, "fw/untagged", "1")
+	if n := loggedTagged(t, l); n != before {
+		t.Fatalf("%d tagged commands logged while %s cannot apply them", n-before, f2.cfg.Name)
+	}
+
+	setForwarded(t, c, f2, true)
+	put(t, f1, "fw/tagged", "1")
+	if n := loggedTagged(t, l); n != before+1 {
+		t.Fatalf("%d tagged commands logged once every server takes them, want 1", n-before)
+	}
+
+	// A follower does not tag what it sends a leader that does not say
+	// it takes tags.
+	setForwarded(t, c, l, false)
+	if f1.leaderTakesTagged() {
+		t.Fatal("the follower would tag writes for a leader that does not take them")
+	}
+	put(t, f1, "fw/old-leader", "1")
+	if n := loggedTagged(t, l); n != before+1 {
+		t.Fatalf("%d more tagged commands logged by a leader that does not take them", n-before-1)
+	}
+}
