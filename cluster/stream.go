@@ -553,22 +553,28 @@ func (n *Node) streamApply(ctx context.Context, seq uint64, payload []byte, q *f
 		return
 	}
 	c, err := fsm.Decode(payload)
+	inner := c
 	tagged, isTagged := c.(*fsm.Forwarded)
-	if err == nil && isTagged {
-		err = forwardable(tagged.Cmd)
-		if !n.allServersTagged() {
-			c, isTagged = tagged.Cmd, false
-		}
-	} else if err == nil {
-		err = forwardable(c)
+	if isTagged {
+		inner = tagged.Cmd
+	}
+	if err == nil {
+		err = forwardable(inner)
 	}
 	if err != nil {
 		q.push(frame(streamRefused, seq, []byte(err.Error())))
 		return
 	}
 	n.met.forwarded.Inc()
-	fsm.Stamp(c, n.now())
-	ok := n.batch.enqueueThen(ctx, fsm.Encode(c), func(r *fsm.Result, err error) {
+	entry := payload // as sent, unless it changes
+	if isTagged && !n.allServersTagged() {
+		c, isTagged = inner, false
+		entry = nil
+	}
+	if fsm.Stamp(inner, n.now()) || entry == nil {
+		entry = fsm.Encode(c)
+	}
+	ok := n.batch.enqueueThen(ctx, entry, func(r *fsm.Result, err error) {
 		if !isTagged {
 			q.push(answerFrame(seq, r, err))
 		} else if a := answerFor(r, err); a.Code != "" {

@@ -147,11 +147,14 @@ func Decode(b []byte) (Command, error) {
 	return c, nil
 }
 
-// Stamp sets the leader's time on commands that carry one.
-func Stamp(c Command, now time.Time) {
+// Stamp sets the leader's time on a command that carries one, and reports
+// whether c does.
+func Stamp(c Command, now time.Time) bool {
 	if s, ok := c.(stamper); ok {
 		s.stamp(now.UnixMilli())
+		return true
 	}
+	return false
 }
 
 // Result is what applying a command produced. Err is a deterministic
