@@ -65,7 +65,7 @@ func (c *Batch) decode(d *decoder) {
 	}
 	c.Cmds = make([]Command, 0, n)
 	for range n {
-		b := d.bytes()
+		b := d.raw() // the commands may keep parts of the entry: nothing reuses it
 		if d.err != nil {
 			return
 		}

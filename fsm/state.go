@@ -243,6 +243,7 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 			// batch: they need wmu to flush). The index committed with it
 			// is the last entry applied.
 			if s.pendingChanges+len(t.changes)-t.flushed >= flushChanges && i < len(entries)-1 {
+				t.saveLastID()
 				if err = t.tx.Bucket(bMeta).Put(kIndex, u64(last)); err != nil {
 					break
 				}
@@ -259,6 +260,7 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 		changes = t.changes
 		tx = t.tx
 		if err == nil {
+			t.saveLastID()
 			err = tx.Bucket(bMeta).Put(kIndex, u64(last))
 		}
 		s.pendingChanges += len(t.changes) - t.flushed

@@ -26,6 +26,11 @@ type txn struct {
 	pools map[string]*allocPool
 	// allocating is set while ShipAllocate writes the ship it picked.
 	allocating bool
+	// lastID is the last ID newID gave (once loaded); saveLastID writes it
+	// to the state before the transaction commits.
+	lastID       uint64
+	lastIDLoaded bool
+	lastIDDirty  bool
 }
 
 func newTxn(tx *bbolt.Tx) *txn { return &txn{tx: tx} }
@@ -37,9 +42,21 @@ func (t *txn) b(name []byte) *bbolt.Bucket { return t.tx.Bucket(name) }
 // earlier entry's batch) already took it. IDs stay unique and increasing,
 // and equal the index for entries that allocate one ID.
 func (t *txn) newID() uint64 {
-	id := max(t.index, getU64(t.b(bMeta).Get(kLastID))+1)
-	t.put(bMeta, kLastID, u64(id))
-	return id
+	if !t.lastIDLoaded {
+		t.lastID, t.lastIDLoaded = getU64(t.b(bMeta).Get(kLastID)), true
+	}
+	t.lastID = max(t.index, t.lastID+1)
+	t.lastIDDirty = true
+	return t.lastID
+}
+
+// saveLastID writes the last ID newID gave, once per commit rather than
+// once per ID.
+func (t *txn) saveLastID() {
+	if t.lastIDDirty {
+		t.put(bMeta, kLastID, u64(t.lastID))
+		t.lastIDDirty = false
+	}
 }
 
 func (t *txn) changed(topic, key, op string) {

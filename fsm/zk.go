@@ -377,7 +377,7 @@ func (c *ZKMulti) apply(t *txn) *Result {
 	}
 	r := &ZKResult{Ops: make([]ZKOpResult, len(c.Ops))}
 	if c.Session != 0 {
-		if _, ok := t.session(c.Session); !ok {
+		if t.b(bZKSessions).Get(u64(uint64(c.Session))) == nil {
 			r.Err = ZKSessionExpired
 			for i := range r.Ops {
 				r.Ops[i].Err = ZKSessionExpired
