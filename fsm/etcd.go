@@ -255,18 +255,17 @@ func checkEtcdKey(field string, key []byte) *Error {
 func checkEtcdOps(name string, ops []EtcdOp) *Error {
 	for i := range ops {
 		op := &ops[i]
-		field := fmt.Sprintf("%s[%d]", name, i)
 		if op.Kind < EtcdOpRange || op.Kind > EtcdOpDelete {
-			return errf(ErrInvalid, field, "unknown operation %d", op.Kind)
+			return errf(ErrInvalid, elemField(name, i), "unknown operation %d", op.Kind)
 		}
-		if e := checkEtcdKey(field+".key", op.Key); e != nil {
-			return e
+		if len(op.Key) == 0 || len(op.Key) > MaxKeyLen {
+			return checkEtcdKey(elemField(name, i)+".key", op.Key)
 		}
 		if len(op.Value) > MaxValueLen {
-			return errf(ErrInvalid, field+".value", "value is %d bytes; the limit is %d", len(op.Value), MaxValueLen)
+			return errf(ErrInvalid, elemField(name, i)+".value", "value is %d bytes; the limit is %d", len(op.Value), MaxValueLen)
 		}
 		if op.Kind == EtcdOpRange && (op.SortOrder > EtcdSortDescend || op.SortTarget > EtcdSortValue) {
-			return errf(ErrInvalid, field+".sort", "unknown sort order or target")
+			return errf(ErrInvalid, elemField(name, i)+".sort", "unknown sort order or target")
 		}
 	}
 	return nil
@@ -287,12 +286,11 @@ func (c *EtcdTxn) check() *Error {
 	}
 	for i := range c.Compares {
 		cp := &c.Compares[i]
-		field := fmt.Sprintf("compares[%d]", i)
-		if e := checkEtcdKey(field+".key", cp.Key); e != nil {
-			return e
+		if len(cp.Key) == 0 || len(cp.Key) > MaxKeyLen {
+			return checkEtcdKey(elemField("compares", i)+".key", cp.Key)
 		}
 		if cp.Target > EtcdTargetLease || cp.Result > EtcdNotEqual {
-			return errf(ErrInvalid, field, "unknown target or result")
+			return errf(ErrInvalid, elemField("compares", i), "unknown target or result")
 		}
 	}
 	if e := checkEtcdOps("success", c.Success); e != nil {

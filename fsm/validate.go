@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -293,3 +294,7 @@ func PrepareBlueprint(key []byte, bp *Blueprint) (*BlueprintPut, error) {
 	spec.Secrets = nil
 	return &BlueprintPut{Spec: spec, Sealed: sealed, SecretsHash: hash}, nil
 }
+
+// elemField names the i-th element of a list field, for an error: checks
+// build it only once they fail.
+func elemField(name string, i int) string { return name + "[" + strconv.Itoa(i) + "]" }

@@ -356,16 +356,15 @@ func (c *ZKMulti) check() *Error {
 	}
 	for i := range c.Ops {
 		op := &c.Ops[i]
-		field := fmt.Sprintf("ops[%d]", i)
 		switch {
 		case op.Kind < ZKOpCreate || op.Kind > ZKOpSetACL:
-			return errf(ErrInvalid, field+".kind", "unknown operation %d", op.Kind)
+			return errf(ErrInvalid, elemField("ops", i)+".kind", "unknown operation %d", op.Kind)
 		case len(op.Path) > MaxZKPath:
-			return errf(ErrInvalid, field+".path", "path is %d bytes; the limit is %d", len(op.Path), MaxZKPath)
+			return errf(ErrInvalid, elemField("ops", i)+".path", "path is %d bytes; the limit is %d", len(op.Path), MaxZKPath)
 		case len(op.Data) > MaxZKData:
-			return errf(ErrInvalid, field+".data", "data is %d bytes; the limit is %d", len(op.Data), MaxZKData)
+			return errf(ErrInvalid, elemField("ops", i)+".data", "data is %d bytes; the limit is %d", len(op.Data), MaxZKData)
 		case len(op.ACL) > MaxZKACLs:
-			return errf(ErrInvalid, field+".acl", "at most %d ACL entries", MaxZKACLs)
+			return errf(ErrInvalid, elemField("ops", i)+".acl", "at most %d ACL entries", MaxZKACLs)
 		}
 	}
 	return nil
