@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -437,6 +438,7 @@ func (c *streamConn) writeLoop() {
 		case <-c.dead:
 			return
 		}
+		runtime.Gosched()
 	more:
 		for {
 			if call.state.CompareAndSwap(callQueued, callSent) {
