@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -116,6 +117,7 @@ func (g *grouper) run(stop <-chan struct{}) {
 			first.answer(nil, raft.ErrRaftShutdown)
 			return
 		}
+		runtime.Gosched()
 		group := []*pendingApply{first}
 		size := len(first.entry)
 	drain:
