@@ -117,6 +117,7 @@ func (g *grouper) run(stop <-chan struct{}) {
 			first.answer(nil, raft.ErrRaftShutdown)
 			return
 		}
+		// Let the commands being sent right now join this group.
 		runtime.Gosched()
 		group := []*pendingApply{first}
 		size := len(first.entry)

@@ -130,3 +130,24 @@ func (n *Node) leaderTakesTagged() bool {
 	m, ok := n.gsp.member(n.Leader())
 	return ok && m.Meta.Forwarded
 }
+
+// appliesLog reports whether this node applies the log: it is a server of
+// the configuration it knows and has applied an entry. Only such a node can
+// take a forwarded write's result from its own apply; a node that has just
+// joined (not yet a server, or not yet caught up) forwards untagged, and
+// the leader answers it.
+func (n *Node) appliesLog() bool {
+	if n.raft.AppliedIndex() == 0 {
+		return false
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == n.cfg.Name {
+			return true
+		}
+	}
+	return false
+}

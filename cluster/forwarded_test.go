@@ -96,8 +96,8 @@ func TestFollowerTakesForwardedResultsFromItsOwnApply(t *testing.T) {
 	l := c.startGroup(3, nil)
 	f := followerOf(c, l)
 	waitFor(t, settle, func() error {
-		if !f.leaderTakesTagged() {
-			return errors.New("the follower does not see the leader take tagged writes")
+		if !f.leaderTakesTagged() || !f.appliesLog() {
+			return errors.New("the follower does not see the leader take tagged writes, or does not apply the log")
 		}
 		return nil
 	})
@@ -201,4 +201,28 @@ func TestLeaderDropsTheTagWhileAServerCannotApplyIt(t *testing.T) {
 	if n := loggedTagged(t, l); n != before+1 {
 		t.Fatalf("%d more tagged commands logged by a leader that does not take them", n-before-1)
 	}
+}
+
+// A node outside the configuration never gets the entries its writes
+// become, so it must not count on its own apply for their results (it
+// forwards them untagged, and the leader answers them).
+func TestRemovedServerDoesNotCountOnItsOwnApply(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(3, nil)
+	f := followerOf(c, l)
+	waitFor(t, settle, func() error {
+		if !f.appliesLog() {
+			return errors.New("a server of the configuration does not apply the log")
+		}
+		return nil
+	})
+	if err := l.raft.RemoveServer(raft.ServerID(f.cfg.Name), 0, 0).Error(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, settle, func() error {
+		if f.appliesLog() {
+			return errors.New("a removed server still counts itself as applying the log")
+		}
+		return nil
+	})
 }

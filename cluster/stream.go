@@ -127,7 +127,7 @@ func (s *streamClient) apply(ctx context.Context, entry []byte) (*fsm.Result, er
 		return nil, err
 	}
 	var local chan *fsm.Result
-	if s.n.leaderTakesTagged() {
+	if s.n.leaderTakesTagged() && s.n.appliesLog() {
 		var seq uint64
 		seq, local = s.n.results.add()
 		defer s.n.results.remove(seq)
@@ -438,6 +438,7 @@ func (c *streamConn) writeLoop() {
 		case <-c.dead:
 			return
 		}
+		// Let the writes being sent right now go out in this write.
 		runtime.Gosched()
 	more:
 		for {
