@@ -65,17 +65,8 @@ func (c *Batch) decode(d *decoder) {
 	}
 	c.Cmds = make([]Command, 0, n)
 	for range n {
-		b := d.raw() // the commands may keep parts of the entry: nothing reuses it
+		sub := d.command(CmdBatch)
 		if d.err != nil {
-			return
-		}
-		if len(b) > 0 && CmdType(b[0]) == CmdBatch {
-			d.fail(errors.New("nested batch"))
-			return
-		}
-		sub, err := Decode(b)
-		if err != nil {
-			d.fail(err)
 			return
 		}
 		c.Cmds = append(c.Cmds, sub)

@@ -3,6 +3,8 @@ package fsm
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -186,4 +188,24 @@ func (d *decoder) strs() []string {
 		out[i] = d.str()
 	}
 	return out
+}
+
+// command decodes a command held inside another (a Batch's, a Forwarded's),
+// refusing the types that may not be nested there. The command may keep
+// parts of the entry: nothing reuses it.
+func (d *decoder) command(refuse ...CmdType) Command {
+	b := d.raw()
+	if d.err != nil {
+		return nil
+	}
+	if len(b) > 0 && slices.Contains(refuse, CmdType(b[0])) {
+		d.fail(fmt.Errorf("a command of type %d may not be nested here", b[0]))
+		return nil
+	}
+	c, err := Decode(b)
+	if err != nil {
+		d.fail(err)
+		return nil
+	}
+	return c
 }

@@ -1,7 +1,5 @@
 package fsm
 
-import "errors"
-
 // Forwarded is a command that a follower forwarded to the leader, tagged
 // with its sender: Origin is a random number the sending node picked when
 // it started, and Seq numbers that node's forwarded commands. It applies
@@ -46,20 +44,7 @@ func EncodeForwarded(origin, seq uint64, entry []byte) []byte {
 func (c *Forwarded) decode(d *decoder) {
 	c.Origin = d.uvarint()
 	c.Seq = d.uvarint()
-	b := d.raw()
-	if d.err != nil {
-		return
-	}
-	if len(b) > 0 && (CmdType(b[0]) == CmdBatch || CmdType(b[0]) == CmdForwarded) {
-		d.fail(errors.New("a forwarded command may not hold a batch or another forwarded command"))
-		return
-	}
-	sub, err := Decode(b)
-	if err != nil {
-		d.fail(err)
-		return
-	}
-	c.Cmd = sub
+	c.Cmd = d.command(CmdBatch, CmdForwarded)
 }
 
 func (c *Forwarded) apply(t *txn) *Result {
