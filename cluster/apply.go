@@ -73,15 +73,21 @@ func withRetry[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 }
 
 func (n *Node) leaderHTTP() (string, error) {
+	m, err := n.leaderMeta()
+	return m.HTTP, err
+}
+
+// leaderMeta is what the leader gossips about itself.
+func (n *Node) leaderMeta() (meta, error) {
 	leader := n.Leader()
 	if leader == "" {
-		return "", retryable{ErrNoLeader}
+		return meta{}, retryable{ErrNoLeader}
 	}
 	m, ok := n.gsp.member(leader)
 	if !ok || m.Meta.HTTP == "" {
-		return "", retryable{fmt.Errorf("%w: leader %s not known to gossip yet", ErrNoLeader, leader)}
+		return meta{}, retryable{fmt.Errorf("%w: leader %s not known to gossip yet", ErrNoLeader, leader)}
 	}
-	return m.Meta.HTTP, nil
+	return m.Meta, nil
 }
 
 // applyLocal logs a command on this node, which must be the leader. The

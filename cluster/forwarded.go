@@ -89,65 +89,60 @@ func (l *localResults) failAll() {
 	l.n.Store(0)
 }
 
-// taggedGate caches whether every server of the configuration logs
-// fsm.Forwarded (a version that knows the command type), so that a leader
-// never logs an entry an older server could not apply.
-type taggedGate struct {
+// cachedCheck holds a check's last answer for a while, so that a check
+// over the configuration and gossip does not run on every write.
+type cachedCheck struct {
 	mu    sync.Mutex
 	until time.Time
 	ok    bool
 }
 
-const taggedGateTTL = time.Second
+const cachedCheckTTL = time.Second
 
-// allServersTagged reports whether every server gossips that it applies
-// fsm.Forwarded. It is checked at most once a second.
-func (n *Node) allServersTagged() bool {
-	g := &n.tagged
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := time.Now()
-	if now.Before(g.until) {
-		return g.ok
+func (c *cachedCheck) get(check func() bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := time.Now(); !now.Before(c.until) {
+		c.ok, c.until = check(), now.Add(cachedCheckTTL)
 	}
-	g.ok = false
-	if servers, err := n.servers(); err == nil {
-		g.ok = true
+	return c.ok
+}
+
+// expire makes the next get run the check.
+func (c *cachedCheck) expire() {
+	c.mu.Lock()
+	c.until = time.Time{}
+	c.mu.Unlock()
+}
+
+// allServersTagged reports whether every server of the configuration
+// gossips that it applies fsm.Forwarded (a version that knows the command
+// type), so that a leader never logs an entry an older server could not
+// apply. It is checked at most once a second.
+func (n *Node) allServersTagged() bool {
+	return n.tagged.get(func() bool {
+		servers, err := n.servers()
+		if err != nil {
+			return false
+		}
 		for name := range servers {
 			if m, ok := n.gsp.member(name); !ok || !m.Meta.Forwarded {
-				g.ok = false
-				break
+				return false
 			}
 		}
-	}
-	g.until = now.Add(taggedGateTTL)
-	return g.ok
+		return true
+	})
 }
 
-// leaderTakesTagged reports whether the leader gossips that it understands
-// tagged (fsm.Forwarded) writes.
-func (n *Node) leaderTakesTagged() bool {
-	m, ok := n.gsp.member(n.Leader())
-	return ok && m.Meta.Forwarded
-}
-
-// appliesLog reports whether this node applies the log: it is a server of
-// the configuration it knows and has applied an entry. Only such a node can
-// take a forwarded write's result from its own apply; a node that has just
-// joined (not yet a server, or not yet caught up) forwards untagged, and
-// the leader answers it.
+// appliesLog reports whether this node applies the log: it has applied an
+// entry and is a server of the configuration it knows (checked at most
+// once a second). Only such a node can take a forwarded write's result
+// from its own apply; a node that has just joined (not yet a server, or
+// not yet caught up) forwards untagged, and the leader answers it.
 func (n *Node) appliesLog() bool {
-	if n.raft.AppliedIndex() == 0 {
-		return false
-	}
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == n.cfg.Name {
-			return true
-		}
-	}
-	return false
+	return n.raft.AppliedIndex() > 0 && n.member.get(func() bool {
+		servers, err := n.servers()
+		_, ok := servers[n.cfg.Name]
+		return err == nil && ok
+	})
 }

@@ -35,7 +35,8 @@ type Node struct {
 	met     *metrics
 	now     func() time.Time
 	results *localResults // forwarded writes' results, from this node's apply
-	tagged  taggedGate
+	tagged  cachedCheck   // leader: every server applies fsm.Forwarded
+	member  cachedCheck   // this node is a server of the configuration
 
 	notify chan bool
 	hooks  []func(ctx context.Context)

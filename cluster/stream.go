@@ -119,15 +119,15 @@ func newStreamClient(n *Node) *streamClient {
 // that takes tagged writes sends no answer for one it applied: the result
 // comes from this node's own apply (localResults).
 func (s *streamClient) apply(ctx context.Context, entry []byte) (*fsm.Result, error) {
-	c, addr, err := s.leader(ctx)
+	c, leader, err := s.leader(ctx)
 	if errors.Is(err, errLegacyLeader) {
-		return s.n.fwd.apply(ctx, addr, entry)
+		return s.n.fwd.apply(ctx, leader.HTTP, entry)
 	}
 	if err != nil {
 		return nil, err
 	}
 	var local chan *fsm.Result
-	if s.n.leaderTakesTagged() && s.n.appliesLog() {
+	if leader.Forwarded && s.n.appliesLog() {
 		var seq uint64
 		seq, local = s.n.results.add()
 		defer s.n.results.remove(seq)
@@ -154,9 +154,9 @@ func (s *streamClient) apply(ctx context.Context, entry []byte) (*fsm.Result, er
 
 // readIndex asks the leader for a read index.
 func (s *streamClient) readIndex(ctx context.Context) (uint64, error) {
-	c, addr, err := s.leader(ctx)
+	c, leader, err := s.leader(ctx)
 	if errors.Is(err, errLegacyLeader) {
-		return s.n.fwd.readIndex(ctx, addr)
+		return s.n.fwd.readIndex(ctx, leader.HTTP)
 	}
 	if err != nil {
 		return 0, err
@@ -192,15 +192,16 @@ func answerError(code byte, payload []byte) error {
 	return fmt.Errorf("leader: %s", payload)
 }
 
-// leader returns the connection to the current leader and its address;
-// errLegacyLeader means the leader is to be sent HTTP requests instead.
-func (s *streamClient) leader(ctx context.Context) (*streamConn, string, error) {
-	addr, err := s.n.leaderHTTP()
+// leader returns the connection to the current leader and what the
+// leader gossips (its address in HTTP); errLegacyLeader means the leader
+// is to be sent HTTP requests instead.
+func (s *streamClient) leader(ctx context.Context) (*streamConn, meta, error) {
+	m, err := s.n.leaderMeta()
 	if err != nil {
-		return nil, "", err
+		return nil, m, err
 	}
-	c, err := s.connTo(ctx, addr)
-	return c, addr, err
+	c, err := s.connTo(ctx, m.HTTP)
+	return c, m, err
 }
 
 // connTo returns the connection to the leader at addr, dialling it if
@@ -569,12 +570,12 @@ func (n *Node) streamApply(ctx context.Context, seq uint64, payload []byte, q *f
 		return
 	}
 	n.met.forwarded.Inc()
-	entry := payload // as sent, unless it changes
-	if isTagged && !n.allServersTagged() {
+	untag := isTagged && !n.allServersTagged()
+	if untag {
 		c, isTagged = inner, false
-		entry = nil
 	}
-	if fsm.Stamp(inner, n.now()) || entry == nil {
+	entry := payload // logged as sent, unless stamping or untagging changed it
+	if fsm.Stamp(inner, n.now()) || untag {
 		entry = fsm.Encode(c)
 	}
 	ok := n.batch.enqueueThen(ctx, entry, func(r *fsm.Result, err error) {
