@@ -232,6 +232,12 @@ func (n *Node) Args() []string {
 		// runs (where auto would pick it, on the host's own systemd).
 		args = append(args, "--driver", "exec")
 	}
+	if !slices.Contains(n.Extra, "--ports-range") {
+		// Ship ports above the worker package's test range (20000-20099):
+		// go test runs the packages at once, and a worker refuses a port
+		// another process holds on the host.
+		args = append(args, "--ports-range", "24000-29999")
+	}
 	args = append(args, n.Extra...)
 	return append(args, n.Seeds...)
 }
