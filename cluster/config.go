@@ -46,6 +46,13 @@ type Config struct {
 	// (default 500ms); a crashed member is declared dead after about
 	// 5 of these.
 	ProbeInterval time.Duration
+	// CommitTimeout is how long a leader with no new entries to send
+	// waits before it sends a follower its commit index anyway (default
+	// 20ms, staggered up to twice that). A leader also tells its followers
+	// each commit as soon as it applies it, so this only bounds how late a
+	// follower can learn one when that push was lost (a pipeline being
+	// set up, or broken).
+	CommitTimeout time.Duration
 	// ReconcileInterval is how often the leader sweeps membership even
 	// without gossip events (default 1s).
 	ReconcileInterval time.Duration
@@ -95,6 +102,7 @@ func (c *Config) setDefaults() error {
 	def(&c.HeartbeatTimeout, 500*time.Millisecond)
 	def(&c.ProbeInterval, 500*time.Millisecond)
 	def(&c.ReconcileInterval, time.Second)
+	def(&c.CommitTimeout, 20*time.Millisecond)
 	def(&c.ReapTimeout, 24*time.Hour)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192

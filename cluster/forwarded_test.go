@@ -232,3 +232,31 @@ func TestRemovedServerDoesNotCountOnItsOwnApply(t *testing.T) {
 		return nil
 	})
 }
+
+// A leader tells its followers each commit as soon as it applies it, so a
+// write through a follower (which answers once it has applied the write
+// itself) does not wait for Raft's CommitTimeout, set here far beyond the
+// writes' deadline.
+func TestFollowerLearnsCommitsAtOnce(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(3, func(cfg *Config) { cfg.CommitTimeout = 10 * time.Minute })
+	f := followerOf(c, l)
+	waitFor(t, settle, func() error {
+		if !f.appliesLog() {
+			return errors.New("the follower has not applied the log")
+		}
+		return nil
+	})
+	for i := range 5 {
+		key := fmt.Sprintf("push/%d", i)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := f.Apply(ctx, &fsm.KVPut{Key: key, Value: []byte("v")})
+		cancel()
+		if err != nil {
+			t.Fatalf("put %s through a follower: %v", key, err)
+		}
+		if f.State().Index() < r.Index {
+			t.Fatalf("put %s answered at %d before the follower applied it (%d)", key, r.Index, f.State().Index())
+		}
+	}
+}

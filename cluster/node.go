@@ -35,6 +35,7 @@ type Node struct {
 	met     *metrics
 	now     func() time.Time
 	results *localResults // forwarded writes' results, from this node's apply
+	push    *commitPush   // leader: tells followers each commit at once
 	tagged  cachedCheck   // leader: every server applies fsm.Forwarded
 	member  cachedCheck   // this node is a server of the configuration
 
@@ -57,7 +58,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	return &Node{cfg: cfg, log: cfg.Logger, now: time.Now, notify: make(chan bool, 16), stop: make(chan struct{}),
-		results: newLocalResults()}, nil
+		results: newLocalResults(), push: newCommitPush()}, nil
 }
 
 // OnLeader registers fn to run while this node is the established leader:
@@ -108,7 +109,8 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 		n.closeStores()
 		return fmt.Errorf("log cache: %w", err)
 	}
-	n.raft, err = raft.NewRaft(raftConfig(cfg, n.notify, hl), raftFSM{st: st, results: n.results}, logs, n.parts.store, n.parts.snaps, quietTransport{n.parts.transport})
+	n.raft, err = raft.NewRaft(raftConfig(cfg, n.notify, hl), raftFSM{st: st, results: n.results, push: n.push}, logs, n.parts.store, n.parts.snaps,
+		quietTransport{n.parts.transport, n.push})
 	if err != nil {
 		n.closeStores()
 		return fmt.Errorf("start raft: %w", err)
@@ -144,6 +146,7 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	n.spawn(func() { n.gsp.join(seeds, n.stop) })
 	n.spawn(n.leaderLoop)
 	n.spawn(func() { n.batch.run(n.stop) })
+	n.spawn(func() { n.push.run(n.stop) })
 	n.spawn(n.memberLoop)
 	n.spawn(n.watchHeartbeats)
 	n.log.Info("node started", "name", cfg.Name, "role", cfg.Role, "gossip", n.gsp.addr(), "raft", raftAddr,

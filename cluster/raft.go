@@ -24,6 +24,7 @@ import (
 type raftFSM struct {
 	st      *fsm.State
 	results *localResults
+	push    *commitPush
 }
 
 func (f raftFSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
@@ -36,6 +37,8 @@ func (f raftFSM) ApplyBatch(logs []*raft.Log) []any {
 			entries[i].Data = l.Data
 		}
 	}
+	// Committed: a leader tells its followers now, while it applies.
+	f.push.applied(logs[len(logs)-1].Index)
 	results := f.st.ApplyBatch(entries)
 	f.results.deliver(results)
 	out := make([]any, len(results))
@@ -195,7 +198,7 @@ func raftConfig(cfg *Config, notify chan bool, logger hclog.Logger) *raft.Config
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	rc.ElectionTimeout = cfg.HeartbeatTimeout
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
-	rc.CommitTimeout = 20 * time.Millisecond
+	rc.CommitTimeout = cfg.CommitTimeout
 	// Concurrent applies are grouped into one log write and one FSM
 	// transaction.
 	rc.BatchApplyCh = true

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -23,9 +24,11 @@ import (
 // nothing to send learns it from the new leader's heartbeats. The repeats
 // that still go out find a broken pipeline (a follower that restarted)
 // and so tell a restarted follower the commit index, within repeatAfter
-// rather than CommitTimeout.
+// rather than CommitTimeout. Its pipelines also carry commitPush's
+// appends, which tell followers each commit at once.
 type quietTransport struct {
 	*raft.NetworkTransport
+	push *commitPush
 }
 
 // AppendEntriesPipeline implements raft.Transport.
@@ -34,7 +37,9 @@ func (t quietTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Serv
 	if err != nil {
 		return nil, err
 	}
-	return &quietPipeline{AppendPipeline: p}, nil
+	q := &quietPipeline{AppendPipeline: p, push: t.push}
+	t.push.add(q)
+	return q, nil
 }
 
 // repeatAfter is how long a pipeline stays quiet when it has nothing new
@@ -45,12 +50,16 @@ const repeatAfter = 500 * time.Millisecond
 // for repeatAfter.
 type quietPipeline struct {
 	raft.AppendPipeline
-	now func() time.Time // time.Now if nil
+	now  func() time.Time // time.Now if nil
+	push *commitPush      // nil: none
 
-	mu   sync.Mutex
-	sent bool
-	last appendKey
-	at   time.Time // when last was sent
+	mu     sync.Mutex
+	sent   bool
+	last   appendKey
+	at     time.Time                 // when last was sent
+	head   raft.AppendEntriesRequest // the last append sent, without entries
+	tip    raft.Log                  // the last entry sent (Index and Term)
+	closed bool
 }
 
 // appendKey is what an empty append tells a follower.
@@ -79,7 +88,141 @@ func (p *quietPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raf
 		return f, err
 	}
 	p.sent, p.last, p.at = true, key, t
+	p.head = *args
+	p.head.Entries = nil
+	if len(args.Entries) > 0 {
+		e := args.Entries[len(args.Entries)-1]
+		p.tip.Index, p.tip.Term = e.Index, e.Term
+	} else {
+		p.tip.Index, p.tip.Term = args.PrevLogEntry, args.PrevLogTerm
+	}
 	return f, nil
+}
+
+// Close implements raft.AppendPipeline.
+func (p *quietPipeline) Close() error {
+	p.push.remove(p)
+	// First the pipeline itself: that ends a tell blocked in a send (its
+	// responses are no longer read), which holds mu.
+	err := p.AppendPipeline.Close()
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	return err
+}
+
+// tell sends the follower commit, capped at the last entry sent on the
+// pipeline, unless an append already told it as much. The append
+// follows the last one sent: the same term, its last entry as the
+// previous one, no entries. Raft's decoder takes its response as any
+// other (a success only marks the contact; a refusal or a newer term ends
+// the pipeline, as it would for Raft's own empty appends).
+func (p *quietPipeline) tell(commit uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	commit = min(commit, p.tip.Index)
+	if p.closed || !p.sent || commit <= p.head.LeaderCommitIndex {
+		return
+	}
+	req := p.head
+	req.PrevLogEntry, req.PrevLogTerm, req.LeaderCommitIndex = p.tip.Index, p.tip.Term, commit
+	if _, err := p.AppendPipeline.AppendEntries(&req, new(raft.AppendEntriesResponse)); err != nil {
+		p.sent = false
+		return
+	}
+	p.head = req
+	p.last = appendKey{req.Term, req.PrevLogEntry, req.PrevLogTerm, req.LeaderCommitIndex}
+	p.at = p.clock()
+}
+
+func (p *quietPipeline) clock() time.Time {
+	if p.now != nil {
+		return p.now()
+	}
+	return time.Now()
+}
+
+// commitPush tells followers that entries committed as soon as the leader
+// applies them. Raft tells a follower its leader's commit index only in
+// its next append: the next entries' (once the leader has written them to
+// its own log) or, without new entries, one sent after CommitTimeout
+// (20-40 ms here). A follower answers a write forwarded by its clients
+// once it has applied the write itself, so a lone write through a
+// follower waited that long, and under load each one waited for the
+// leader's next log write. The leader applies an entry once it has
+// committed, so its apply hands the index to commitPush, whose goroutine
+// sends it on every follower pipeline that has not carried it yet.
+type commitPush struct {
+	index atomic.Uint64 // the highest index the leader applied
+	kick  chan struct{}
+	count atomic.Int32 // pipelines open: applies skip the kick without
+
+	mu    sync.Mutex
+	pipes map[*quietPipeline]struct{}
+}
+
+func newCommitPush() *commitPush {
+	return &commitPush{kick: make(chan struct{}, 1), pipes: map[*quietPipeline]struct{}{}}
+}
+
+func (c *commitPush) add(p *quietPipeline) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.pipes[p] = struct{}{}
+	c.count.Store(int32(len(c.pipes)))
+	c.mu.Unlock()
+}
+
+func (c *commitPush) remove(p *quietPipeline) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.pipes, p)
+	c.count.Store(int32(len(c.pipes)))
+	c.mu.Unlock()
+}
+
+// applied records that this node applied up to index; on a leader with
+// follower pipelines it wakes run.
+func (c *commitPush) applied(index uint64) {
+	if c == nil || c.count.Load() == 0 {
+		return
+	}
+	for {
+		old := c.index.Load()
+		if index <= old || c.index.CompareAndSwap(old, index) {
+			break
+		}
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run sends each applied index on the pipelines until stop closes.
+func (c *commitPush) run(stop <-chan struct{}) {
+	var pipes []*quietPipeline
+	for {
+		select {
+		case <-stop:
+			return
+		case <-c.kick:
+		}
+		c.mu.Lock()
+		pipes = pipes[:0]
+		for p := range c.pipes {
+			pipes = append(pipes, p)
+		}
+		c.mu.Unlock()
+		index := c.index.Load()
+		for _, p := range pipes {
+			p.tell(index)
+		}
+	}
 }
 
 // droppedAppend is the future of an append that was not sent.

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,16 +13,28 @@ import (
 // fakePipeline records the appends sent through it.
 type fakePipeline struct {
 	raft.AppendPipeline
+	mu   sync.Mutex
 	sent []raft.AppendEntriesRequest
 	fail bool
 }
 
 func (f *fakePipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.fail {
 		return nil, errors.New("broken pipe")
 	}
 	f.sent = append(f.sent, *args)
 	return nil, nil
+}
+
+func (f *fakePipeline) Close() error { return nil }
+
+// appends returns what was sent so far.
+func (f *fakePipeline) appends() []raft.AppendEntriesRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]raft.AppendEntriesRequest(nil), f.sent...)
 }
 
 // Only an empty append that repeats the last one sent is dropped, and only
@@ -76,5 +90,85 @@ func TestQuietPipelineDropsRepeatedEmptyAppends(t *testing.T) {
 	f.fail = false
 	if _, err := p.AppendEntries(empty(3, 11, 11), &raft.AppendEntriesResponse{}); err != nil || len(f.sent) != 7 {
 		t.Fatalf("after a failed send the repeat of the last append sent was dropped (%d sent, %v)", len(f.sent), err)
+	}
+}
+
+// A commit the leader applied goes to the follower at once, in an empty
+// append that follows the last one sent, capped at the last entry sent,
+// and only when no append has carried it yet; Raft's own repeat of it is
+// then dropped as any repeat.
+func TestQuietPipelineTellsCommits(t *testing.T) {
+	f := &fakePipeline{}
+	clock := time.Unix(1000, 0)
+	push := newCommitPush()
+	p := &quietPipeline{AppendPipeline: f, now: func() time.Time { return clock }, push: push}
+	push.add(p)
+	hdr := raft.RPCHeader{ProtocolVersion: 3, ID: []byte("n1"), Addr: []byte("127.0.0.1:1")}
+	p.tell(5)
+	if n := len(f.appends()); n != 0 {
+		t.Fatalf("told a commit before any append was sent (%d sent)", n)
+	}
+	send := func(req *raft.AppendEntriesRequest) {
+		t.Helper()
+		if _, err := p.AppendEntries(req, &raft.AppendEntriesResponse{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&raft.AppendEntriesRequest{RPCHeader: hdr, Term: 2, PrevLogEntry: 10, PrevLogTerm: 1,
+		LeaderCommitIndex: 10, Entries: []*raft.Log{{Index: 11, Term: 2}, {Index: 12, Term: 2}}})
+	want := func(n int, prev, prevTerm, commit uint64) {
+		t.Helper()
+		sent := f.appends()
+		if len(sent) != n {
+			t.Fatalf("%d appends sent, want %d: %+v", len(sent), n, sent)
+		}
+		got := sent[n-1]
+		if got.Term != 2 || string(got.ID) != "n1" || string(got.Addr) != "127.0.0.1:1" || len(got.Entries) != 0 ||
+			got.PrevLogEntry != prev || got.PrevLogTerm != prevTerm || got.LeaderCommitIndex != commit {
+			t.Fatalf("last append %+v, want an empty one of term 2 after %d (term %d) with commit %d", got, prev, prevTerm, commit)
+		}
+	}
+	p.tell(11)
+	want(2, 12, 2, 11)
+	p.tell(11) // told already
+	p.tell(10) // older
+	if n := len(f.appends()); n != 2 {
+		t.Fatalf("a commit already told went out again (%d sent)", n)
+	}
+	p.tell(15) // beyond what the pipeline sent: capped
+	want(3, 12, 2, 12)
+	p.tell(15)
+	if n := len(f.appends()); n != 3 {
+		t.Fatalf("a capped commit went out twice (%d sent)", n)
+	}
+	send(&raft.AppendEntriesRequest{RPCHeader: hdr, Term: 2, PrevLogEntry: 12, PrevLogTerm: 2, LeaderCommitIndex: 12})
+	if n := len(f.appends()); n != 3 {
+		t.Fatalf("Raft's repeat of a commit told was sent (%d sent)", n)
+	}
+	send(&raft.AppendEntriesRequest{RPCHeader: hdr, Term: 2, PrevLogEntry: 12, PrevLogTerm: 2,
+		LeaderCommitIndex: 12, Entries: []*raft.Log{{Index: 13, Term: 2}}})
+	// Through commitPush: an apply wakes its goroutine, which tells every
+	// open pipeline.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { push.run(stop); close(done) }()
+	defer func() { close(stop); <-done }()
+	push.applied(13)
+	waitFor(t, 10*time.Second, func() error {
+		if n := len(f.appends()); n != 5 {
+			return fmt.Errorf("%d appends sent, want 5", n)
+		}
+		return nil
+	})
+	want(5, 13, 2, 13)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if push.count.Load() != 0 {
+		t.Fatal("a closed pipeline is still registered")
+	}
+	p.tell(14)
+	if n := len(f.appends()); n != 5 {
+		t.Fatalf("a closed pipeline sent (%d sent)", n)
 	}
 }
