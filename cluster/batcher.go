@@ -19,8 +19,15 @@ import (
 // grow only when commands queue up behind the ones in flight.
 const (
 	maxGroupBytes = 1 << 20 // a bigger command still goes alone
-	leaderFlights = 2       // Raft applies outstanding at once
+	leaderFlights = 1       // Raft applies outstanding at once
 )
+
+// One entry in flight at a time: whatever arrives while it is out forms
+// the next one. Its round trip is short because the leader tells its
+// followers each commit at once (commitPush), and bigger, fewer entries
+// cost fewer log syncs and appends per command. Against two in flight,
+// side by side on this project's 2-core test machine: ZooKeeper Set at 64
+// clients +5-15%, etcd Put +7-23%, about 10% less CPU per write.
 
 type pendingApply struct {
 	entry []byte // the encoded command
