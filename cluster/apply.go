@@ -199,6 +199,9 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 		}
 		return 0, fmt.Errorf("verify leader: %w", err)
 	}
+	// A follower asking waits until it has applied idx: tell it the commit.
+	n.push.committed(idx)
+	n.push.kick()
 	if target, ok := n.stateIndexAt(idx); ok {
 		return target, nil
 	}

@@ -233,10 +233,10 @@ func TestRemovedServerDoesNotCountOnItsOwnApply(t *testing.T) {
 	})
 }
 
-// A leader tells its followers each commit as soon as it applies it, so a
+// A leader tells its followers a commit as soon as one waits for it, so a
 // write through a follower (which answers once it has applied the write
-// itself) does not wait for Raft's CommitTimeout, set here far beyond the
-// writes' deadline.
+// itself) or a consistent read there does not wait for Raft's
+// CommitTimeout, set here far beyond their deadlines.
 func TestFollowerLearnsCommitsAtOnce(t *testing.T) {
 	c := newTestCluster(t)
 	l := c.startGroup(3, func(cfg *Config) { cfg.CommitTimeout = 10 * time.Minute })
@@ -258,5 +258,18 @@ func TestFollowerLearnsCommitsAtOnce(t *testing.T) {
 		if f.State().Index() < r.Index {
 			t.Fatalf("put %s answered at %d before the follower applied it (%d)", key, r.Index, f.State().Index())
 		}
+	}
+	// The leader's own write is not pushed (no follower waits for it), but
+	// a consistent read on a follower, which waits to apply the leader's
+	// read index, gets it told.
+	r := put(t, l, "push/leader", "v")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	idx, err := f.ReadIndex(ctx)
+	if err != nil {
+		t.Fatalf("consistent read on a follower: %v", err)
+	}
+	if v, ok := kvGet(f, "push/leader"); idx < r.Index || !ok || v != "v" {
+		t.Fatalf("consistent read at %d on a follower after a write at %d: %q %v", idx, r.Index, v, ok)
 	}
 }

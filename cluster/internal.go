@@ -66,6 +66,7 @@ func (a *internalAPI) apply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.n.met.forwarded.Inc()
+	defer a.n.push.kick() // the follower waits to apply what it sent
 	if b, ok := c.(*fsm.Batch); ok {
 		writeJSON(w, map[string]any{"batch": a.n.applyForwardedBatch(r.Context(), b)})
 		return

@@ -300,7 +300,15 @@ type streamConn struct {
 	retired bool  // close once nothing is pending
 	once    sync.Once
 	dead    chan struct{}
+
+	lostWait time.Duration // lostWriteWait, unless a test sets it
 }
+
+// lostWriteWait is how long a tagged write whose stream broke after it
+// was sent waits for its result from this node's own apply: the leader
+// may still commit it, or the next leader may (an election takes one to
+// two heartbeat timeouts). Only then is its outcome unknown.
+const lostWriteWait = 3 * time.Second
 
 type streamCall struct {
 	seq   uint64
@@ -373,20 +381,49 @@ func (c *streamConn) call(ctx context.Context, kind byte, payload []byte, local 
 	}
 	select {
 	case a := <-call.done:
+		if a.err != nil && a.sent && local != nil {
+			return c.awaitLocal(ctx, local, a.err)
+		}
 		if a.err != nil {
 			return 0, nil, nil, lost(a.sent, a.err)
 		}
 		return a.code, a.payload, nil, nil
 	case r := <-local:
 		c.forget(call.seq)
-		if r == nil {
-			return 0, nil, nil, fmt.Errorf("%w: a snapshot replaced this node's log", ErrUnknownOutcome)
-		}
-		return streamOK, nil, r, nil
+		return localAnswer(r)
 	case <-ctx.Done():
 		c.forget(call.seq)
 		return 0, nil, nil, lost(!call.drop(), ctx.Err())
 	}
+}
+
+// awaitLocal waits for the result of a tagged write whose stream broke
+// (why) after it was sent, from this node's own apply, for lostWriteWait
+// at most: a write that commits after all gets its real result rather
+// than an unknown outcome.
+func (c *streamConn) awaitLocal(ctx context.Context, local <-chan *fsm.Result, why error) (byte, []byte, *fsm.Result, error) {
+	wait := c.lostWait
+	if wait == 0 {
+		wait = lostWriteWait
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case r := <-local:
+		return localAnswer(r)
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return 0, nil, nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, why)
+}
+
+// localAnswer is call's answer for a result from this node's own apply;
+// nil means a snapshot replaced the log while the write was out.
+func localAnswer(r *fsm.Result) (byte, []byte, *fsm.Result, error) {
+	if r == nil {
+		return 0, nil, nil, fmt.Errorf("%w: a snapshot replaced this node's log", ErrUnknownOutcome)
+	}
+	return streamOK, nil, r, nil
 }
 
 func (c *streamConn) forget(seq uint64) {
@@ -581,6 +618,7 @@ func (n *Node) streamApply(ctx context.Context, seq uint64, payload []byte, q *f
 	ok := n.batch.enqueueThen(ctx, entry, func(r *fsm.Result, err error) {
 		if !isTagged {
 			q.push(answerFrame(seq, r, err))
+			n.push.kick() // the follower waits to apply it
 		} else if a := answerFor(r, err); a.Code != "" {
 			q.push(failureFrame(seq, a))
 		}

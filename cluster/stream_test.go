@@ -291,6 +291,52 @@ func TestStreamLostAnswers(t *testing.T) {
 	}
 }
 
+// A tagged write whose stream breaks after it was sent waits for its
+// result from this node's own apply: the leader, or the next one, may
+// still commit it. Only when none comes is its outcome unknown.
+func TestStreamLostTaggedWriteTakesItsOwnApply(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hangUp := fakeLeader(t, func(byte, uint64, []byte) []byte { return nil })
+	entry := fsm.EncodeForwarded(7, 1, fsm.Encode(&fsm.KVPut{Key: "k"}))
+
+	sc, err := dialStream(ctx, hangUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := make(chan *fsm.Result, 1)
+	go func() {
+		<-sc.dead // the leader hung up after it read the write
+		local <- &fsm.Result{Index: 42}
+	}()
+	code, _, r, err := sc.call(ctx, streamApply, entry, local)
+	if err != nil || code != streamOK || r == nil || r.Index != 42 {
+		t.Fatalf("a lost tagged write whose apply came: code %d %+v %v, want its result", code, r, err)
+	}
+
+	sc, err = dialStream(ctx, hangUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.lostWait = 300 * time.Millisecond
+	_, _, r, err = sc.call(ctx, streamApply, entry, make(chan *fsm.Result))
+	var rt retryable
+	if !errors.Is(err, ErrUnknownOutcome) || errors.As(err, &rt) || r != nil {
+		t.Fatalf("a lost tagged write whose apply never came: %+v %v, want an unknown outcome", r, err)
+	}
+
+	// A snapshot replaced the log while it waited: unknown.
+	sc, err = dialStream(ctx, hangUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := make(chan *fsm.Result, 1)
+	go func() { <-sc.dead; snap <- nil }()
+	if _, _, _, err := sc.call(ctx, streamApply, entry, snap); !errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("a lost tagged write during a snapshot restore: %v, want an unknown outcome", err)
+	}
+}
+
 // Answers come back out of order and in any number: each caller gets its
 // own.
 func TestStreamMatchesAnswersToCalls(t *testing.T) {

@@ -143,26 +143,29 @@ func (p *quietPipeline) clock() time.Time {
 }
 
 // commitPush tells followers that entries committed as soon as the leader
-// applies them. Raft tells a follower its leader's commit index only in
-// its next append: the next entries' (once the leader has written them to
-// its own log) or, without new entries, one sent after CommitTimeout
-// (20-40 ms here). A follower answers a write forwarded by its clients
-// once it has applied the write itself, so a lone write through a
-// follower waited that long, and under load each one waited for the
-// leader's next log write. The leader applies an entry once it has
-// committed, so its apply hands the index to commitPush, whose goroutine
-// sends it on every follower pipeline that has not carried it yet.
+// has applied them, when a follower waits for that. Raft tells a follower
+// its leader's commit index only in its next append: the next entries'
+// (once the leader has written them to its own log) or, without new
+// entries, one sent after CommitTimeout (20-40 ms here). A follower
+// answers a write forwarded by its clients once it has applied the write
+// itself, and serves a consistent read once it has applied the leader's
+// read index, so a lone write or read through a follower waited that
+// long. The leader records each index it applies (committed), and kicks the
+// push when a follower waits: an applied entry holds a tagged forwarded
+// write, or the leader answered an untagged one or served a read index.
+// Commits nobody waits for are not pushed: a leader's own writes (the
+// scheduler's placements) keep followers' applies off their path.
 type commitPush struct {
-	index atomic.Uint64 // the highest index the leader applied
-	kick  chan struct{}
-	count atomic.Int32 // pipelines open: applies skip the kick without
+	index atomic.Uint64 // the highest index known committed
+	wake  chan struct{}
+	count atomic.Int32 // pipelines open: without, applied and kick do nothing
 
 	mu    sync.Mutex
 	pipes map[*quietPipeline]struct{}
 }
 
 func newCommitPush() *commitPush {
-	return &commitPush{kick: make(chan struct{}, 1), pipes: map[*quietPipeline]struct{}{}}
+	return &commitPush{wake: make(chan struct{}, 1), pipes: map[*quietPipeline]struct{}{}}
 }
 
 func (c *commitPush) add(p *quietPipeline) {
@@ -185,32 +188,39 @@ func (c *commitPush) remove(p *quietPipeline) {
 	c.mu.Unlock()
 }
 
-// applied records that this node applied up to index; on a leader with
-// follower pipelines it wakes run.
-func (c *commitPush) applied(index uint64) {
+// committed records that the log is committed up to index.
+func (c *commitPush) committed(index uint64) {
 	if c == nil || c.count.Load() == 0 {
 		return
 	}
 	for {
 		old := c.index.Load()
 		if index <= old || c.index.CompareAndSwap(old, index) {
-			break
+			return
 		}
 	}
+}
+
+// kick wakes run, on a leader with follower pipelines.
+func (c *commitPush) kick() {
+	if c == nil || c.count.Load() == 0 {
+		return
+	}
 	select {
-	case c.kick <- struct{}{}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-// run sends each applied index on the pipelines until stop closes.
+// run sends the commit index on the pipelines at each kick until stop
+// closes.
 func (c *commitPush) run(stop <-chan struct{}) {
 	var pipes []*quietPipeline
 	for {
 		select {
 		case <-stop:
 			return
-		case <-c.kick:
+		case <-c.wake:
 		}
 		c.mu.Lock()
 		pipes = pipes[:0]

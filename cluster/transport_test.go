@@ -147,13 +147,17 @@ func TestQuietPipelineTellsCommits(t *testing.T) {
 	}
 	send(&raft.AppendEntriesRequest{RPCHeader: hdr, Term: 2, PrevLogEntry: 12, PrevLogTerm: 2,
 		LeaderCommitIndex: 12, Entries: []*raft.Log{{Index: 13, Term: 2}}})
-	// Through commitPush: an apply wakes its goroutine, which tells every
-	// open pipeline.
+	// Through commitPush: a commit alone tells nobody; a kick wakes its
+	// goroutine, which tells every open pipeline the last commit.
+	push.committed(13)
+	if len(push.wake) != 0 {
+		t.Fatal("a commit without a kick woke the push")
+	}
+	push.kick()
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { push.run(stop); close(done) }()
 	defer func() { close(stop); <-done }()
-	push.applied(13)
 	waitFor(t, 10*time.Second, func() error {
 		if n := len(f.appends()); n != 5 {
 			return fmt.Errorf("%d appends sent, want 5", n)
