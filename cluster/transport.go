@@ -25,7 +25,7 @@ import (
 // that still go out find a broken pipeline (a follower that restarted)
 // and so tell a restarted follower the commit index, within repeatAfter
 // rather than CommitTimeout. Its pipelines also carry commitPush's
-// appends, which tell followers each commit at once.
+// appends, which tell followers a commit at once when one waits for it.
 type quietTransport struct {
 	*raft.NetworkTransport
 	push *commitPush
@@ -112,7 +112,8 @@ func (p *quietPipeline) Close() error {
 }
 
 // tell sends the follower commit, capped at the last entry sent on the
-// pipeline, unless an append already told it as much. The append
+// pipeline (as Raft requires: the follower's log matches the leader's
+// only up to there), unless an append already told it as much. The append
 // follows the last one sent: the same term, its last entry as the
 // previous one, no entries. Raft's decoder takes its response as any
 // other (a success only marks the contact; a refusal or a newer term ends
@@ -158,7 +159,7 @@ func (p *quietPipeline) clock() time.Time {
 type commitPush struct {
 	index atomic.Uint64 // the highest index known committed
 	wake  chan struct{}
-	count atomic.Int32 // pipelines open: without, applied and kick do nothing
+	count atomic.Int32 // pipelines open: without any, committed and kick do nothing
 
 	mu    sync.Mutex
 	pipes map[*quietPipeline]struct{}
