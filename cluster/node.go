@@ -146,7 +146,6 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	n.spawn(func() { n.gsp.join(seeds, n.stop) })
 	n.spawn(n.leaderLoop)
 	n.spawn(func() { n.batch.run(n.stop) })
-	n.spawn(func() { n.push.run(n.stop) })
 	n.spawn(n.memberLoop)
 	n.spawn(n.watchHeartbeats)
 	n.log.Info("node started", "name", cfg.Name, "role", cfg.Role, "gossip", n.gsp.addr(), "raft", raftAddr,

@@ -60,6 +60,8 @@ type quietPipeline struct {
 	head   raft.AppendEntriesRequest // the last append sent, without entries
 	tip    raft.Log                  // the last entry sent (Index and Term)
 	closed bool
+
+	wake, done chan struct{} // commitPush's kicks; closed when p closes
 }
 
 // appendKey is what an empty append tells a follower.
@@ -157,41 +159,60 @@ func (p *quietPipeline) clock() time.Time {
 // Commits nobody waits for are not pushed: a leader's own writes (the
 // scheduler's placements) keep followers' applies off their path.
 type commitPush struct {
-	index atomic.Uint64 // the highest index known committed
-	wake  chan struct{}
-	count atomic.Int32 // pipelines open: without any, committed and kick do nothing
-
+	index atomic.Uint64                    // the highest index known committed
+	pipes atomic.Pointer[[]*quietPipeline] // the open pipelines, replaced (under mu) on a change
 	mu    sync.Mutex
-	pipes map[*quietPipeline]struct{}
 }
 
-func newCommitPush() *commitPush {
-	return &commitPush{wake: make(chan struct{}, 1), pipes: map[*quietPipeline]struct{}{}}
+func newCommitPush() *commitPush { return &commitPush{} }
+
+func (c *commitPush) open() []*quietPipeline {
+	if v := c.pipes.Load(); v != nil {
+		return *v
+	}
+	return nil
 }
 
+// add registers p and starts its goroutine, which tells p's follower the
+// commit at each kick until p closes: one per pipeline, so a follower
+// whose connection stalls delays no other's.
 func (c *commitPush) add(p *quietPipeline) {
 	if c == nil {
 		return
 	}
+	p.wake, p.done = make(chan struct{}, 1), make(chan struct{})
+	go p.pushLoop(c)
 	c.mu.Lock()
-	c.pipes[p] = struct{}{}
-	c.count.Store(int32(len(c.pipes)))
+	pipes := append(append([]*quietPipeline(nil), c.open()...), p)
+	c.pipes.Store(&pipes)
 	c.mu.Unlock()
 }
 
+// remove unregisters p and ends its goroutine.
 func (c *commitPush) remove(p *quietPipeline) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
-	delete(c.pipes, p)
-	c.count.Store(int32(len(c.pipes)))
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	var pipes []*quietPipeline
+	found := false
+	for _, q := range c.open() {
+		if q == p {
+			found = true
+		} else {
+			pipes = append(pipes, q)
+		}
+	}
+	if found {
+		c.pipes.Store(&pipes)
+		close(p.done)
+	}
 }
 
 // committed records that the log is committed up to index.
 func (c *commitPush) committed(index uint64) {
-	if c == nil || c.count.Load() == 0 {
+	if c == nil || len(c.open()) == 0 {
 		return
 	}
 	for {
@@ -202,36 +223,28 @@ func (c *commitPush) committed(index uint64) {
 	}
 }
 
-// kick wakes run, on a leader with follower pipelines.
+// kick wakes every pipeline's goroutine to tell the last commit.
 func (c *commitPush) kick() {
-	if c == nil || c.count.Load() == 0 {
+	if c == nil {
 		return
 	}
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	for _, p := range c.open() {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// run sends the commit index on the pipelines at each kick until stop
+// pushLoop tells p's follower the last commit at each kick until p
 // closes.
-func (c *commitPush) run(stop <-chan struct{}) {
-	var pipes []*quietPipeline
+func (p *quietPipeline) pushLoop(c *commitPush) {
 	for {
 		select {
-		case <-stop:
+		case <-p.wake:
+			p.tell(c.index.Load())
+		case <-p.done:
 			return
-		case <-c.wake:
-		}
-		c.mu.Lock()
-		pipes = pipes[:0]
-		for p := range c.pipes {
-			pipes = append(pipes, p)
-		}
-		c.mu.Unlock()
-		index := c.index.Load()
-		for _, p := range pipes {
-			p.tell(index)
 		}
 	}
 }

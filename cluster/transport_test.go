@@ -13,12 +13,16 @@ import (
 // fakePipeline records the appends sent through it.
 type fakePipeline struct {
 	raft.AppendPipeline
-	mu   sync.Mutex
-	sent []raft.AppendEntriesRequest
-	fail bool
+	stall chan struct{} // when set, a send waits until it closes
+	mu    sync.Mutex
+	sent  []raft.AppendEntriesRequest
+	fail  bool
 }
 
 func (f *fakePipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	if f.stall != nil {
+		<-f.stall
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail {
@@ -147,17 +151,13 @@ func TestQuietPipelineTellsCommits(t *testing.T) {
 	}
 	send(&raft.AppendEntriesRequest{RPCHeader: hdr, Term: 2, PrevLogEntry: 12, PrevLogTerm: 2,
 		LeaderCommitIndex: 12, Entries: []*raft.Log{{Index: 13, Term: 2}}})
-	// Through commitPush: a commit alone tells nobody; a kick wakes its
-	// goroutine, which tells every open pipeline the last commit.
+	// Through commitPush: a commit alone tells nobody; a kick wakes the
+	// pipeline's goroutine, which tells its follower the last commit.
 	push.committed(13)
-	if len(push.wake) != 0 {
+	if len(p.wake) != 0 {
 		t.Fatal("a commit without a kick woke the push")
 	}
 	push.kick()
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { push.run(stop); close(done) }()
-	defer func() { close(stop); <-done }()
 	waitFor(t, 10*time.Second, func() error {
 		if n := len(f.appends()); n != 5 {
 			return fmt.Errorf("%d appends sent, want 5", n)
@@ -168,11 +168,54 @@ func TestQuietPipelineTellsCommits(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if push.count.Load() != 0 {
+	if len(push.open()) != 0 {
 		t.Fatal("a closed pipeline is still registered")
+	}
+	select {
+	case <-p.done:
+	default:
+		t.Fatal("a closed pipeline's goroutine was not told to end")
 	}
 	p.tell(14)
 	if n := len(f.appends()); n != 5 {
 		t.Fatalf("a closed pipeline sent (%d sent)", n)
+	}
+}
+
+// A follower whose connection stalls delays no other follower's push.
+func TestCommitPushGoesOnPastAStalledFollower(t *testing.T) {
+	push := newCommitPush()
+	stuck, ok := &fakePipeline{}, &fakePipeline{}
+	var pipes []*quietPipeline
+	for _, f := range []*fakePipeline{stuck, ok} {
+		p := &quietPipeline{AppendPipeline: f, push: push}
+		push.add(p)
+		if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1, PrevLogEntry: 1, PrevLogTerm: 1, LeaderCommitIndex: 1,
+			Entries: []*raft.Log{{Index: 2, Term: 1}}}, &raft.AppendEntriesResponse{}); err != nil {
+			t.Fatal(err)
+		}
+		pipes = append(pipes, p)
+	}
+	stall := make(chan struct{})
+	stuck.stall = stall
+	push.committed(2)
+	push.kick()
+	waitFor(t, 10*time.Second, func() error {
+		if sent := ok.appends(); len(sent) != 2 || sent[1].LeaderCommitIndex != 2 {
+			return fmt.Errorf("the healthy follower was sent %+v", sent)
+		}
+		return nil
+	})
+	close(stall)
+	waitFor(t, 10*time.Second, func() error {
+		if sent := stuck.appends(); len(sent) != 2 || sent[1].LeaderCommitIndex != 2 {
+			return fmt.Errorf("the stalled follower was sent %+v once free", sent)
+		}
+		return nil
+	})
+	for _, p := range pipes {
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
