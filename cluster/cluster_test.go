@@ -383,8 +383,15 @@ func TestRestoreSnapshotThroughFollower(t *testing.T) {
 	if _, err := follower.Restore(context.Background(), bytes.NewReader(backup.Bytes())); err != nil {
 		t.Fatalf("restore through a follower: %v", err)
 	}
+	// Every node has installed the restored state once Raft has applied
+	// the restore's index there: a follower that has not yet applied the
+	// write after the snapshot lacks it too, without having restored.
+	restored := l.raft.LastIndex()
 	for _, n := range c.live() {
 		waitFor(t, settle, func() error {
+			if a := n.raft.AppliedIndex(); a < restored {
+				return fmt.Errorf("%s has applied up to %d, before the restore at %d", n.cfg.Name, a, restored)
+			}
 			if _, ok := kvGet(n, "lost"); ok {
 				return fmt.Errorf("%s still has the key written after the snapshot", n.cfg.Name)
 			}
