@@ -294,7 +294,10 @@ func TestEventsTopicsAndObjects(t *testing.T) {
 func TestEventsSlowConsumerDropped(t *testing.T) {
 	t.Parallel()
 	tc := newCluster(t)
-	ctx := t.Context()
+	// Bounded, so that a stream that is never dropped fails the test
+	// rather than hanging it.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
 	since := strconv.FormatUint(tc.stateIndex(), 10)
 	// A tiny receive buffer, so the server's queue fills soon.
 	slow := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -304,8 +307,11 @@ func TestEventsSlowConsumerDropped(t *testing.T) {
 	}}).DialContext}}
 	resp := tc.subscribe(ctx, slow, "?buffer=4096&since="+since)
 
-	// Big events: blueprints with 2 KiB of env each, written by 8 writers.
-	env := "env: {PAD: " + strings.Repeat("x", 2048) + "}\n"
+	// Big events: blueprints with 16 KiB of env each, written by 8 writers:
+	// about 5 MB in all, more than the server's socket can buffer (Linux
+	// grows a send buffer up to 4 MiB); with less, the kernel could take
+	// every event and the subscriber would never fall behind.
+	env := "env: {PAD: " + strings.Repeat("x", 16<<10) + "}\n"
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := range 8 {
