@@ -55,8 +55,7 @@ type quietPipeline struct {
 
 	mu     sync.Mutex
 	sent   bool
-	last   appendKey
-	at     time.Time                 // when last was sent
+	at     time.Time                 // when head was sent
 	head   raft.AppendEntriesRequest // the last append sent, without entries
 	tip    raft.Log                  // the last entry sent (Index and Term)
 	closed bool
@@ -69,17 +68,16 @@ type appendKey struct {
 	term, prevEntry, prevTerm, commit uint64
 }
 
+func keyOf(a *raft.AppendEntriesRequest) appendKey {
+	return appendKey{a.Term, a.PrevLogEntry, a.PrevLogTerm, a.LeaderCommitIndex}
+}
+
 // AppendEntries implements raft.AppendPipeline.
 func (p *quietPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	key := appendKey{args.Term, args.PrevLogEntry, args.PrevLogTerm, args.LeaderCommitIndex}
-	now := time.Now
-	if p.now != nil {
-		now = p.now
-	}
-	t := now()
+	t := p.clock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(args.Entries) == 0 && p.sent && key == p.last && t.Sub(p.at) < repeatAfter {
+	if len(args.Entries) == 0 && p.sent && keyOf(args) == keyOf(&p.head) && t.Sub(p.at) < repeatAfter {
 		// Raft ignores the future of a pipelined send; its response is
 		// never consumed.
 		return droppedAppend{args: args, resp: resp, start: t}, nil
@@ -89,7 +87,7 @@ func (p *quietPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raf
 		p.sent = false
 		return f, err
 	}
-	p.sent, p.last, p.at = true, key, t
+	p.sent, p.at = true, t
 	p.head = *args
 	p.head.Entries = nil
 	if len(args.Entries) > 0 {
@@ -133,9 +131,7 @@ func (p *quietPipeline) tell(commit uint64) {
 		p.sent = false
 		return
 	}
-	p.head = req
-	p.last = appendKey{req.Term, req.PrevLogEntry, req.PrevLogTerm, req.LeaderCommitIndex}
-	p.at = p.clock()
+	p.head, p.at = req, p.clock()
 }
 
 func (p *quietPipeline) clock() time.Time {
