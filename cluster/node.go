@@ -35,7 +35,7 @@ type Node struct {
 	met     *metrics
 	now     func() time.Time
 	results *localResults // forwarded writes' results, from this node's apply
-	push    *commitPush   // leader: tells followers each commit at once
+	push    *commitPush   // leader: tells followers a commit they wait for
 	tagged  cachedCheck   // leader: every server applies fsm.Forwarded
 	member  cachedCheck   // this node is a server of the configuration
 

@@ -39,31 +39,12 @@ func (f raftFSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	results := f.st.ApplyBatch(entries)
 	f.push.committed(logs[len(logs)-1].Index)
-	if forwardedIn(results) {
-		f.push.kick() // the followers that sent them wait for their own apply
-	}
 	f.results.deliver(results)
 	out := make([]any, len(results))
 	for i, r := range results {
 		out[i] = r
 	}
 	return out
-}
-
-// forwardedIn reports whether results hold one of a tagged forwarded
-// write (fsm.Forwarded), whose follower waits to apply it.
-func forwardedIn(results []*fsm.Result) bool {
-	for _, r := range results {
-		if r.Origin != 0 {
-			return true
-		}
-		for _, sub := range r.Batch {
-			if sub.Origin != 0 {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {

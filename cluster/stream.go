@@ -618,10 +618,10 @@ func (n *Node) streamApply(ctx context.Context, seq uint64, payload []byte, q *f
 	ok := n.batch.enqueueThen(ctx, entry, func(r *fsm.Result, err error) {
 		if !isTagged {
 			q.push(answerFrame(seq, r, err))
-			n.push.kick() // the follower waits to apply it
 		} else if a := answerFor(r, err); a.Code != "" {
 			q.push(failureFrame(seq, a))
 		}
+		n.push.kick() // the follower answers its client once it has applied the write
 	})
 	if !ok {
 		q.push(frame(streamNotLeader, seq, []byte("not queued: connection closed")))

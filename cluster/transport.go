@@ -150,8 +150,8 @@ func (p *quietPipeline) clock() time.Time {
 // itself, and serves a consistent read once it has applied the leader's
 // read index, so a lone write or read through a follower waited that
 // long. The leader records each index it applies (committed), and kicks the
-// push when a follower waits: an applied entry holds a tagged forwarded
-// write, or the leader answered an untagged one or served a read index.
+// push when a follower waits: it has applied a write a follower forwarded,
+// or served a follower a read index.
 // Commits nobody waits for are not pushed: a leader's own writes (the
 // scheduler's placements) keep followers' applies off their path.
 type commitPush struct {
