@@ -81,6 +81,9 @@ func (c *Batch) apply(t *txn) *Result {
 		t.flushNodes()
 		r.Index = t.index
 		out[i] = r
+		if i < len(c.Cmds)-1 {
+			t.checkpoint()
+		}
 	}
 	return &Result{Batch: out}
 }

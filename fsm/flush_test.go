@@ -99,3 +99,59 @@ func viewKV(s *State, key string) (*KV, bool) {
 	})
 	return kv, ok
 }
+
+// One Batch entry of ship creates writes far more keys than flushChanges
+// (the scheduler sends a big fleet's creates together, and the leader
+// groups them into one entry): the state commits between its commands, or
+// BoltDB's quadratic insert into unsplit nodes made one such entry of
+// 100,000 ships take over 10 s. The result, the state and the recorded
+// index are those of applying the entry whole.
+func TestBatchEntryCommitsBetweenItsCommands(t *testing.T) {
+	h := newHarness(t)
+	h.ok(&BlueprintPut{Spec: *validBlueprint(), Now: 1})
+	const per, cmds = 1500, 6 // each create writes a ship, a queue item and an index key per ship
+	h.ok(webFleet(per * cmds))
+	var batch Batch
+	for range cmds {
+		batch.Cmds = append(batch.Cmds, &ShipCreate{Fleet: "game", Blueprint: "web", Version: 1, Count: per, Now: 20})
+	}
+	h.s.wmu.Lock()
+	h.s.flushLocked()
+	before := h.s.commits
+	h.s.wmu.Unlock()
+
+	r := h.ok(&batch)
+	h.s.wmu.Lock()
+	during := h.s.commits - before
+	h.s.wmu.Unlock()
+	if during < 2 {
+		t.Fatalf("one entry of %d ship creates committed %d times while it applied, want it split (at least 2)", per*cmds, during)
+	}
+	created := 0
+	for i, sub := range r.Batch {
+		if sub.Err != nil {
+			t.Fatalf("create %d: %v", i, sub.Err)
+		}
+		created += sub.Count
+	}
+	if created != per*cmds {
+		t.Fatalf("created %d ships, want %d", created, per*cmds)
+	}
+	var ships, queued int
+	h.view(func(v *View) {
+		ships = len(v.Ships(ShipFilter{}))
+		queued = len(v.Queue(SchedulerQueue))
+		requireEqual(t, "view index", v.Index(), h.idx)
+	})
+	if ships != per*cmds || queued != per*cmds {
+		t.Fatalf("state holds %d ships and %d queued, want %d of each", ships, queued, per*cmds)
+	}
+	// IDs given before a split are recorded with it: the next entry's
+	// ship gets a new one.
+	h.ok(webFleet(per*cmds + 1))
+	r = h.ok(&ShipCreate{Fleet: "game", Blueprint: "web", Version: 1, Count: 1, Now: 30})
+	h.view(func(v *View) { ships = len(v.Ships(ShipFilter{})) })
+	if ships != per*cmds+1 {
+		t.Fatalf("after one more create the state holds %d ships, want %d (ship %s reused an ID)", ships, per*cmds+1, r.Ships[0].ID)
+	}
+}

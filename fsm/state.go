@@ -65,6 +65,7 @@ type State struct {
 	pending        int // bytes of entries applied to wtx
 	pendingEntries int
 	pendingChanges int
+	commits        int // write transactions committed (tests check the splitting)
 
 	index atomic.Uint64
 	feed  *feed
@@ -97,6 +98,7 @@ func (s *State) flushLocked() {
 	}
 	err := s.wtx.Commit()
 	s.wtx, s.pending, s.pendingEntries, s.pendingChanges = nil, 0, 0, 0
+	s.commits++
 	if err != nil {
 		// The entries are committed in the log: a state that cannot record
 		// them would silently diverge. Stop; a restart rebuilds from the log.
@@ -215,14 +217,36 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 		s.wtx, err = s.db.Begin(true)
 	}
 	if err == nil {
-		tx := s.wtx
-		t := newTxn(tx)
+		t := newTxn(s.wtx)
 		t.pools = s.pools
+		// A big batch commits as it goes, between entries and between a
+		// Batch entry's commands (views wait for the whole batch: they
+		// need wmu to flush).
+		t.split = func(done uint64) error {
+			if s.pendingChanges+len(t.changes)-t.flushed < flushChanges {
+				return nil
+			}
+			t.saveLastID()
+			if err := t.tx.Bucket(bMeta).Put(kIndex, u64(done)); err != nil {
+				return err
+			}
+			s.pendingChanges += len(t.changes) - t.flushed
+			t.flushed = len(t.changes)
+			s.wtx = t.tx
+			s.flushLocked()
+			tx, err := s.db.Begin(true)
+			if err != nil {
+				return err
+			}
+			s.wtx, t.tx = tx, tx
+			return nil
+		}
 		for i, en := range entries {
 			if en.Index <= last {
 				results[i] = &Result{Index: en.Index, Err: errf(ErrConflict, "", "entry %d already applied", en.Index)}
 				continue
 			}
+			t.applied = last
 			last = en.Index
 			t.index = en.Index
 			if en.Data == nil {
@@ -239,26 +263,16 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 			}
 			r.Index = en.Index
 			results[i] = r
-			// A big batch commits as it goes (views wait for the whole
-			// batch: they need wmu to flush). The index committed with it
-			// is the last entry applied.
-			if s.pendingChanges+len(t.changes)-t.flushed >= flushChanges && i < len(entries)-1 {
-				t.saveLastID()
-				if err = t.tx.Bucket(bMeta).Put(kIndex, u64(last)); err != nil {
-					break
-				}
-				s.pendingChanges += len(t.changes) - t.flushed
-				t.flushed = len(t.changes)
-				s.wtx = t.tx
-				s.flushLocked()
-				if s.wtx, err = s.db.Begin(true); err != nil {
-					break
-				}
-				t.tx = s.wtx
+			if i < len(entries)-1 {
+				t.applied = last
+				t.checkpoint()
+			}
+			if err = t.splitErr; err != nil {
+				break
 			}
 		}
 		changes = t.changes
-		tx = t.tx
+		tx := t.tx
 		if err == nil {
 			t.saveLastID()
 			err = tx.Bucket(bMeta).Put(kIndex, u64(last))

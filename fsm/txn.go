@@ -13,10 +13,17 @@ type txn struct {
 	tx      *bbolt.Tx
 	index   uint64
 	changes []Change
-	now     int64            // the leader's time carried by the command being applied
-	flushed int              // changes already counted towards a commit of the state
-	nodes   map[string]*Node // node cache of the command being applied
-	dirty   map[string]bool  // nodes to write back when it ends
+	now     int64 // the leader's time carried by the command being applied
+	flushed int   // changes already counted towards a commit of the state
+	// split, set by State.ApplyBatch, commits the transaction so far and
+	// begins the next once it holds enough changes; done is the last entry
+	// wholly applied, the index the commit records. splitErr is its first
+	// failure: the state cannot record the log, and the apply stops.
+	split    func(done uint64) error
+	splitErr error
+	applied  uint64           // the last entry wholly applied before this one
+	nodes    map[string]*Node // node cache of the command being applied
+	dirty    map[string]bool  // nodes to write back when it ends
 	// pools are the state's allocation pools (State.pools): what
 	// allocation knows of each fleet's ready ships, kept across commands
 	// and entries. Any write of a ship, a fleet or a node drops them all,
@@ -36,6 +43,18 @@ type txn struct {
 func newTxn(tx *bbolt.Tx) *txn { return &txn{tx: tx} }
 
 func (t *txn) b(name []byte) *bbolt.Bucket { return t.tx.Bucket(name) }
+
+// checkpoint lets the state commit between the commands of one entry (a
+// Batch): an entry of many ship commands writes far more keys than one
+// transaction should hold (see flushChanges). The commit records the
+// entry before as the last applied; the state file is a cache of the log,
+// rebuilt at boot, and readers wait for the whole entry, so no reader or
+// restart sees the entry half applied.
+func (t *txn) checkpoint() {
+	if t.split != nil && t.splitErr == nil {
+		t.splitErr = t.split(t.applied)
+	}
+}
 
 // newID allocates an ID for a lease, queue item or lock token: the entry's
 // index, unless an earlier command of the same Batch entry (or of an
