@@ -19,9 +19,10 @@ import (
 var (
 	// ErrNoLeader means no leader could be reached before the deadline.
 	ErrNoLeader = errors.New("no cluster leader")
-	// ErrUnknownOutcome means the leader was lost while a write was in
-	// flight: it may or may not have been committed.
-	ErrUnknownOutcome = errors.New("leadership lost during the write; it may or may not have been applied")
+	// ErrUnknownOutcome means a write was in flight when the leader was
+	// lost or the caller's deadline ended: it may or may not have been
+	// committed. The wrapping error says which.
+	ErrUnknownOutcome = errors.New("outcome of the write unknown; it may or may not have been applied")
 )
 
 // retryable marks failures that happened before the write could have been

@@ -102,7 +102,7 @@ func (p *pendingApply) wait(ctx context.Context) (*fsm.Result, error) {
 	case r := <-p.done:
 		return r.res, r.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, ctx.Err())
+		return nil, fmt.Errorf("%w: waiting for it: %v", ErrUnknownOutcome, ctx.Err())
 	}
 }
 
@@ -200,7 +200,7 @@ func applyError(err error) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
 		return retryable{fmt.Errorf("%w: %v", ErrNoLeader, err)}
 	case errors.Is(err, raft.ErrLeadershipLost):
-		return ErrUnknownOutcome
+		return fmt.Errorf("%w: leadership lost during the write", ErrUnknownOutcome)
 	}
 	return fmt.Errorf("apply: %w", err)
 }
