@@ -22,6 +22,9 @@ const (
 	RoleBoth   = "both"   // voter candidate and runs ships
 )
 
+// defaultHeartbeatTimeout is Config.HeartbeatTimeout's default.
+const defaultHeartbeatTimeout = 500 * time.Millisecond
+
 // Config is what a node needs to run. Zero durations take the defaults
 // documented on each field.
 type Config struct {
@@ -99,7 +102,7 @@ func (c *Config) setDefaults() error {
 			*d = v
 		}
 	}
-	def(&c.HeartbeatTimeout, 500*time.Millisecond)
+	def(&c.HeartbeatTimeout, defaultHeartbeatTimeout)
 	def(&c.ProbeInterval, 500*time.Millisecond)
 	def(&c.ReconcileInterval, time.Second)
 	def(&c.CommitTimeout, 20*time.Millisecond)

@@ -234,6 +234,7 @@ func (s *streamClient) connTo(ctx context.Context, addr string) (*streamConn, er
 	if err != nil {
 		return nil, err
 	}
+	c.lostWait = lostWriteWait(s.n.cfg.HeartbeatTimeout)
 	s.conn = c
 	return c, nil
 }
@@ -301,14 +302,16 @@ type streamConn struct {
 	once    sync.Once
 	dead    chan struct{}
 
-	lostWait time.Duration // lostWriteWait, unless a test sets it
+	lostWait time.Duration // see lostWriteWait; 0 means the default heartbeat's
 }
 
 // lostWriteWait is how long a tagged write whose stream broke after it
 // was sent waits for its result from this node's own apply: the leader
-// may still commit it, or the next leader may (an election takes one to
-// two heartbeat timeouts). Only then is its outcome unknown.
-const lostWriteWait = 3 * time.Second
+// may still commit it, or the next leader may. An election takes one to
+// two heartbeat timeouts, and the new leader's first entry commits the
+// old one's tail; six give that room (3 s at the default 500 ms). Only
+// then is its outcome unknown.
+func lostWriteWait(heartbeat time.Duration) time.Duration { return 6 * heartbeat }
 
 type streamCall struct {
 	seq   uint64
@@ -398,13 +401,13 @@ func (c *streamConn) call(ctx context.Context, kind byte, payload []byte, local 
 }
 
 // awaitLocal waits for the result of a tagged write whose stream broke
-// (why) after it was sent, from this node's own apply, for lostWriteWait
+// (why) after it was sent, from this node's own apply, for c.lostWait
 // at most: a write that commits after all gets its real result rather
 // than an unknown outcome.
 func (c *streamConn) awaitLocal(ctx context.Context, local <-chan *fsm.Result, why error) (byte, []byte, *fsm.Result, error) {
 	wait := c.lostWait
 	if wait == 0 {
-		wait = lostWriteWait
+		wait = lostWriteWait(defaultHeartbeatTimeout)
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -314,11 +315,16 @@ func TestStreamLostTaggedWriteTakesItsOwnApply(t *testing.T) {
 		t.Fatalf("a lost tagged write whose apply came: code %d %+v %v, want its result", code, r, err)
 	}
 
-	sc, err = dialStream(ctx, hangUp)
+	// The wait is six of the node's heartbeat timeouts.
+	client := newStreamClient(&Node{cfg: Config{HeartbeatTimeout: 50 * time.Millisecond}, log: slog.New(slog.DiscardHandler)})
+	defer client.close()
+	sc, err = client.connTo(ctx, hangUp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc.lostWait = 300 * time.Millisecond
+	if sc.lostWait != 300*time.Millisecond {
+		t.Fatalf("a node with a 50 ms heartbeat waits %s for a lost write, want 300ms", sc.lostWait)
+	}
 	_, _, r, err = sc.call(ctx, streamApply, entry, make(chan *fsm.Result))
 	var rt retryable
 	if !errors.Is(err, ErrUnknownOutcome) || errors.As(err, &rt) || r != nil {
