@@ -273,3 +273,51 @@ func TestFollowerLearnsCommitsAtOnce(t *testing.T) {
 		t.Fatalf("consistent read at %d on a follower after a write at %d: %q %v", idx, r.Index, v, ok)
 	}
 }
+
+// A new leader tells followers at once what its barrier committed from
+// earlier terms: a follower whose forwarded write the old leader logged
+// but never told committed waits for exactly that. Here the old leader's
+// own write stands in for it: with a commit timeout of 10 minutes and no
+// push for a leader's own writes, the third node learns the write's
+// commit only from the new leader's kick.
+func TestNewLeaderTellsFollowersWhatItCommitted(t *testing.T) {
+	c := newTestCluster(t)
+	l := c.startGroup(3, func(cfg *Config) { cfg.CommitTimeout = 10 * time.Minute })
+	for _, n := range c.live() {
+		waitFor(t, settle, func() error {
+			if !n.appliesLog() {
+				return fmt.Errorf("%s has not applied the log", n.cfg.Name)
+			}
+			return nil
+		})
+	}
+	r := put(t, l, "old-term", "v")
+	var next, third *testNode
+	for _, n := range c.live() {
+		switch {
+		case n == l:
+		case next == nil:
+			next = n
+		default:
+			third = n
+		}
+	}
+	if err := l.raft.LeadershipTransferToServer(raft.ServerID(next.cfg.Name), raft.ServerAddress(next.cfg.RaftAddr)).Error(); err != nil {
+		t.Fatalf("leadership transfer: %v", err)
+	}
+	waitFor(t, settle, func() error {
+		if !next.IsLeader() {
+			return errors.New("the transfer's target does not lead yet")
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, func() error {
+		if third.State().Index() < r.Index {
+			return fmt.Errorf("%s applied up to %d, the old leader's write is at %d", third.cfg.Name, third.State().Index(), r.Index)
+		}
+		return nil
+	})
+	if v, ok := kvGet(third, "old-term"); !ok || v != "v" {
+		t.Fatalf("%s has old-term = %q %v after applying past it", third.cfg.Name, v, ok)
+	}
+}

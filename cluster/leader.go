@@ -73,6 +73,10 @@ func (n *Node) lead(ctx context.Context, done chan struct{}) {
 	n.leadStart = n.now()
 	n.leaderMu.Unlock()
 	n.setLeading(true)
+	// The barrier committed what earlier terms left uncommitted, writes
+	// that followers forwarded and still wait to apply among them: tell
+	// the followers now rather than with the next entries.
+	n.push.kick()
 	n.log.Info("leadership established", "term", n.raft.CurrentTerm(), "index", n.state.Index())
 	n.initCluster(ctx)
 
