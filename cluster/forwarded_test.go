@@ -93,6 +93,21 @@ func followerOf(c *testCluster, l *testNode) *testNode {
 	return nil
 }
 
+// twoFollowers returns the two live nodes of a 3-node cluster other than
+// its leader l.
+func twoFollowers(c *testCluster, l *testNode) (a, b *testNode) {
+	for _, n := range c.live() {
+		switch {
+		case n == l:
+		case a == nil:
+			a = n
+		default:
+			b = n
+		}
+	}
+	return a, b
+}
+
 // A follower's forwarded writes are logged tagged; the leader sends no
 // answer for one it applied, and the follower takes the result, a
 // rejection included, from its own apply.
@@ -159,16 +174,7 @@ func TestFollowerTakesForwardedResultsFromItsOwnApply(t *testing.T) {
 func TestLeaderDropsTheTagWhileAServerCannotApplyIt(t *testing.T) {
 	c := newTestCluster(t)
 	l := c.startGroup(3, nil)
-	var f1, f2 *testNode
-	for _, n := range c.live() {
-		switch {
-		case n == l:
-		case f1 == nil:
-			f1 = n
-		default:
-			f2 = n
-		}
-	}
+	f1, f2 := twoFollowers(c, l)
 	setForwarded(t, c, f2, false)
 	before := loggedTagged(t, l)
 
@@ -292,16 +298,7 @@ func TestNewLeaderTellsFollowersWhatItCommitted(t *testing.T) {
 		})
 	}
 	r := put(t, l, "old-term", "v")
-	var next, third *testNode
-	for _, n := range c.live() {
-		switch {
-		case n == l:
-		case next == nil:
-			next = n
-		default:
-			third = n
-		}
-	}
+	next, third := twoFollowers(c, l)
 	if err := l.raft.LeadershipTransferToServer(raft.ServerID(next.cfg.Name), raft.ServerAddress(next.cfg.RaftAddr)).Error(); err != nil {
 		t.Fatalf("leadership transfer: %v", err)
 	}
