@@ -31,6 +31,19 @@ type quietTransport struct {
 	push *commitPush
 }
 
+// AppendEntries implements raft.Transport. Raft sends these appends
+// outside a pipeline: to a follower it is catching up, before it opens a
+// pipeline to it, and its heartbeats. The last one a follower took seeds
+// the pipeline Raft opens to it next, so that a commit can be pushed
+// before that pipeline has sent anything.
+func (t quietTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil && resp.Success && (len(args.Entries) > 0 || args.PrevLogEntry > 0) { // not a heartbeat
+		t.push.took(target, lastSentOf(args))
+	}
+	return err
+}
+
 // AppendEntriesPipeline implements raft.Transport.
 func (t quietTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
 	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
@@ -38,7 +51,7 @@ func (t quietTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Serv
 		return nil, err
 	}
 	q := &quietPipeline{AppendPipeline: p, push: t.push}
-	t.push.add(q)
+	t.push.add(q, target)
 	return q, nil
 }
 
@@ -55,12 +68,30 @@ type quietPipeline struct {
 
 	mu     sync.Mutex
 	sent   bool
-	at     time.Time                 // when head was sent
-	head   raft.AppendEntriesRequest // the last append sent, without entries
-	tip    raft.Log                  // the last entry sent (Index and Term)
+	at     time.Time // when last was sent
+	last   lastSent  // what the last append sent told
 	closed bool
 
 	wake, done chan struct{} // commitPush's kicks; closed when p closes
+}
+
+// lastSent is what an append told a follower: the append without its
+// entries, and the last entry the follower then has in common with the
+// leader (its last entry, or the previous one of an empty append).
+type lastSent struct {
+	head raft.AppendEntriesRequest
+	tip  raft.Log // Index and Term
+}
+
+func lastSentOf(args *raft.AppendEntriesRequest) lastSent {
+	l := lastSent{head: *args}
+	l.head.Entries = nil
+	if n := len(args.Entries); n > 0 {
+		l.tip.Index, l.tip.Term = args.Entries[n-1].Index, args.Entries[n-1].Term
+	} else {
+		l.tip.Index, l.tip.Term = args.PrevLogEntry, args.PrevLogTerm
+	}
+	return l
 }
 
 // appendKey is what an empty append tells a follower.
@@ -77,7 +108,7 @@ func (p *quietPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raf
 	t := p.clock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(args.Entries) == 0 && p.sent && keyOf(args) == keyOf(&p.head) && t.Sub(p.at) < repeatAfter {
+	if len(args.Entries) == 0 && p.sent && keyOf(args) == keyOf(&p.last.head) && t.Sub(p.at) < repeatAfter {
 		// Raft ignores the future of a pipelined send; its response is
 		// never consumed.
 		return droppedAppend{args: args, resp: resp, start: t}, nil
@@ -87,15 +118,7 @@ func (p *quietPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raf
 		p.sent = false
 		return f, err
 	}
-	p.sent, p.at = true, t
-	p.head = *args
-	p.head.Entries = nil
-	if len(args.Entries) > 0 {
-		e := args.Entries[len(args.Entries)-1]
-		p.tip.Index, p.tip.Term = e.Index, e.Term
-	} else {
-		p.tip.Index, p.tip.Term = args.PrevLogEntry, args.PrevLogTerm
-	}
+	p.sent, p.at, p.last = true, t, lastSentOf(args)
 	return f, nil
 }
 
@@ -121,17 +144,17 @@ func (p *quietPipeline) Close() error {
 func (p *quietPipeline) tell(commit uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	commit = min(commit, p.tip.Index)
-	if p.closed || !p.sent || commit <= p.head.LeaderCommitIndex {
+	commit = min(commit, p.last.tip.Index)
+	if p.closed || !p.sent || commit <= p.last.head.LeaderCommitIndex {
 		return
 	}
-	req := p.head
-	req.PrevLogEntry, req.PrevLogTerm, req.LeaderCommitIndex = p.tip.Index, p.tip.Term, commit
+	req := p.last.head
+	req.PrevLogEntry, req.PrevLogTerm, req.LeaderCommitIndex = p.last.tip.Index, p.last.tip.Term, commit
 	if _, err := p.AppendPipeline.AppendEntries(&req, new(raft.AppendEntriesResponse)); err != nil {
 		p.sent = false
 		return
 	}
-	p.head, p.at = req, p.clock()
+	p.last.head, p.at = req, p.clock()
 }
 
 func (p *quietPipeline) clock() time.Time {
@@ -155,12 +178,23 @@ func (p *quietPipeline) clock() time.Time {
 // Commits nobody waits for are not pushed: a leader's own writes (the
 // scheduler's placements) keep followers' applies off their path.
 type commitPush struct {
-	index atomic.Uint64                    // the highest index known committed
-	pipes atomic.Pointer[[]*quietPipeline] // the open pipelines, replaced (under mu) on a change
-	mu    sync.Mutex
+	index  atomic.Uint64                    // the highest index known committed
+	pipes  atomic.Pointer[[]*quietPipeline] // the open pipelines, replaced (under mu) on a change
+	mu     sync.Mutex
+	sentTo map[raft.ServerAddress]lastSent // per follower, the last append it took outside a pipeline
 }
 
-func newCommitPush() *commitPush { return &commitPush{} }
+func newCommitPush() *commitPush { return &commitPush{sentTo: map[raft.ServerAddress]lastSent{}} }
+
+// took records the last append a follower took outside a pipeline.
+func (c *commitPush) took(target raft.ServerAddress, l lastSent) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sentTo[target] = l
+}
 
 func (c *commitPush) open() []*quietPipeline {
 	if v := c.pipes.Load(); v != nil {
@@ -169,19 +203,29 @@ func (c *commitPush) open() []*quietPipeline {
 	return nil
 }
 
-// add registers p and starts its goroutine, which tells p's follower the
-// commit at each kick until p closes: one per pipeline, so a follower
-// whose connection stalls delays no other's.
-func (c *commitPush) add(p *quietPipeline) {
+// add registers p, the pipeline to target, and starts its goroutine,
+// which tells p's follower the commit at each kick until p closes: one per
+// pipeline, so a follower whose connection stalls delays no other's. Raft
+// opens a pipeline once an append outside one succeeded: p starts from
+// that append, and tells at once a commit the follower was not told (a
+// kick while Raft was still catching the follower up found no pipeline).
+func (c *commitPush) add(p *quietPipeline, target raft.ServerAddress) {
 	if c == nil {
 		return
 	}
 	p.wake, p.done = make(chan struct{}, 1), make(chan struct{})
-	go p.pushLoop(c)
 	c.mu.Lock()
+	if l, ok := c.sentTo[target]; ok {
+		delete(c.sentTo, target)
+		p.sent, p.at, p.last = true, p.clock(), l
+		if c.index.Load() > l.head.LeaderCommitIndex {
+			p.wake <- struct{}{}
+		}
+	}
 	pipes := append(append([]*quietPipeline(nil), c.open()...), p)
 	c.pipes.Store(&pipes)
 	c.mu.Unlock()
+	go p.pushLoop(c)
 }
 
 // remove unregisters p and ends its goroutine.
@@ -208,7 +252,7 @@ func (c *commitPush) remove(p *quietPipeline) {
 
 // committed records that the log is committed up to index.
 func (c *commitPush) committed(index uint64) {
-	if c == nil || len(c.open()) == 0 {
+	if c == nil {
 		return
 	}
 	for {

@@ -106,7 +106,7 @@ func TestQuietPipelineTellsCommits(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	push := newCommitPush()
 	p := &quietPipeline{AppendPipeline: f, now: func() time.Time { return clock }, push: push}
-	push.add(p)
+	push.add(p, "")
 	hdr := raft.RPCHeader{ProtocolVersion: 3, ID: []byte("n1"), Addr: []byte("127.0.0.1:1")}
 	p.tell(5)
 	if n := len(f.appends()); n != 0 {
@@ -189,7 +189,7 @@ func TestCommitPushGoesOnPastAStalledFollower(t *testing.T) {
 	var pipes []*quietPipeline
 	for _, f := range []*fakePipeline{stuck, ok} {
 		p := &quietPipeline{AppendPipeline: f, push: push}
-		push.add(p)
+		push.add(p, "")
 		if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1, PrevLogEntry: 1, PrevLogTerm: 1, LeaderCommitIndex: 1,
 			Entries: []*raft.Log{{Index: 2, Term: 1}}}, &raft.AppendEntriesResponse{}); err != nil {
 			t.Fatal(err)
@@ -217,5 +217,43 @@ func TestCommitPushGoesOnPastAStalledFollower(t *testing.T) {
 		if err := p.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Raft opens a pipeline to a follower only after an append outside one
+// succeeded, and a kick may come before: the pipeline starts from that
+// append and tells at once the commit the follower was not told.
+func TestPipelineStartsFromTheAppendBeforeIt(t *testing.T) {
+	push := newCommitPush()
+	hdr := raft.RPCHeader{ProtocolVersion: 3, ID: []byte("n1"), Addr: []byte("127.0.0.1:1")}
+	push.took("n2", lastSentOf(&raft.AppendEntriesRequest{RPCHeader: hdr, Term: 3, PrevLogEntry: 10, PrevLogTerm: 2,
+		LeaderCommitIndex: 9, Entries: []*raft.Log{{Index: 11, Term: 3}, {Index: 12, Term: 3}}}))
+	push.committed(12)
+	push.kick() // no pipeline yet
+
+	f := &fakePipeline{}
+	p := &quietPipeline{AppendPipeline: f, push: push}
+	push.add(p, "n2")
+	defer p.Close()
+	waitFor(t, 10*time.Second, func() error {
+		if n := len(f.appends()); n != 1 {
+			return fmt.Errorf("%d appends sent, want 1", n)
+		}
+		return nil
+	})
+	got := f.appends()[0]
+	if got.Term != 3 || string(got.ID) != "n1" || len(got.Entries) != 0 || got.PrevLogEntry != 12 || got.PrevLogTerm != 3 || got.LeaderCommitIndex != 12 {
+		t.Fatalf("first append %+v, want an empty one of term 3 after 12 (term 3) with commit 12", got)
+	}
+
+	// The record is used once, and only for its follower: a pipeline with
+	// nothing before it sends nothing until it has sent an append.
+	other := &fakePipeline{}
+	q := &quietPipeline{AppendPipeline: other, push: push}
+	push.add(q, "n2")
+	defer q.Close()
+	q.tell(12)
+	if n := len(other.appends()); n != 0 {
+		t.Fatalf("a pipeline reused another's start (%d sent)", n)
 	}
 }
