@@ -172,11 +172,14 @@ func (p *quietPipeline) clock() time.Time {
 // answers a write forwarded by its clients once it has applied the write
 // itself, and serves a consistent read once it has applied the leader's
 // read index, so a lone write or read through a follower waited that
-// long. The leader records each index it applies (committed), and kicks the
-// push when a follower waits: it has applied a write a follower forwarded,
-// or served a follower a read index.
-// Commits nobody waits for are not pushed: a leader's own writes (the
-// scheduler's placements) keep followers' applies off their path.
+// long. Every node records each index it applies (committed; a node that
+// becomes leader starts from what it applied as a follower), and the
+// leader kicks the push when a follower waits: it has applied a write a
+// follower forwarded, served a follower a read index, or has just been
+// elected and committed what earlier terms left. A pipeline Raft opens
+// also tells at once a commit its follower was not told (see add).
+// Other commits are not pushed: a leader's own writes (the scheduler's
+// placements) keep followers' applies off their path.
 type commitPush struct {
 	index  atomic.Uint64                    // the highest index known committed
 	pipes  atomic.Pointer[[]*quietPipeline] // the open pipelines, replaced (under mu) on a change
