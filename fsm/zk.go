@@ -929,6 +929,35 @@ func (v *View) ZKDescendants(path string) int {
 	return n
 }
 
+// ZKTotals sums up the ZooKeeper tree for the mntr admin word.
+type ZKTotals struct {
+	// Nodes counts "/", what clients created under it, and ZooKeeper's own
+	// /zookeeper and /zookeeper/quota; not the /armada views.
+	Nodes int
+	// Ephemerals counts the ephemeral nodes, Sessions the open sessions.
+	Ephemerals, Sessions int
+	// DataSize sums the lengths of those nodes' paths and data, as
+	// ZooKeeper's approximate data size.
+	DataSize int64
+}
+
+// ZKTotals reads the whole tree: it is for admin words, not the hot path.
+func (v *View) ZKTotals() ZKTotals {
+	t := ZKTotals{Nodes: 3, DataSize: int64(len("/") + len("/zookeeper") + len("/zookeeper/quota"))}
+	v.tx.Bucket(bZKNodes).ForEach(func(k, val []byte) error {
+		if string(k) != "/" {
+			t.Nodes++
+			t.DataSize += int64(len(k))
+		}
+		d := decoder{b: val}
+		t.DataSize += int64(d.length())
+		return nil
+	})
+	t.Ephemerals = v.tx.Bucket(bZKEphemerals).Stats().KeyN
+	t.Sessions = v.tx.Bucket(bZKSessions).Stats().KeyN
+	return t
+}
+
 // zkQueueViews maps each queue path of the /armada view to its queue name:
 // the scheduler queue, every worker node's queue, and any other queue whose
 // name is a path under /armada/.

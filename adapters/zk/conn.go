@@ -7,7 +7,6 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -31,6 +30,9 @@ type conn struct {
 	// closing is set once the client asked to close its session: the
 	// dispatcher then leaves the connection to answer and end by itself.
 	closing atomic.Bool
+
+	// received and sent count this connection's packets (stat lists them).
+	received, sent atomic.Int64
 
 	mu      sync.Mutex
 	session int64
@@ -78,14 +80,30 @@ func (c *conn) notify(ev EventType, path string) {
 	}
 	select {
 	case c.out <- frame:
+		c.counted()
 	default:
 		c.close()
 	}
 }
 
+// counted counts a packet queued for the client.
+func (c *conn) counted() {
+	c.sent.Add(1)
+	c.s.stats.sent.Add(1)
+}
+
+// got counts a packet from the client.
+func (c *conn) got() {
+	c.received.Add(1)
+	c.s.stats.received.Add(1)
+}
+
 func (c *conn) send(frame []byte) bool {
 	select {
 	case c.out <- frame:
+		if frame != nil {
+			c.counted()
+		}
 		return true
 	case <-c.done:
 		return false
@@ -139,6 +157,7 @@ func (c *conn) serve() {
 	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if b, err := c.fr.Peek(4); err == nil {
 		if w, ok := FourLetterWord(b); ok {
+			c.got()
 			c.send([]byte(c.s.fourLetter(w)))
 			c.finish()
 			return
@@ -148,6 +167,7 @@ func (c *conn) serve() {
 	if err != nil {
 		return
 	}
+	c.got()
 	req, err := ParseConnectRequest(frame)
 	if err != nil {
 		c.s.log.Debug("zookeeper handshake", "err", err)
@@ -170,12 +190,18 @@ func (c *conn) serve() {
 		if err != nil {
 			return
 		}
+		c.got()
 		h, req, err := ParseRequest(frame)
 		if err != nil {
 			c.s.log.Debug("zookeeper request", "err", err)
 			return
 		}
-		if !c.handle(h, req) {
+		start := time.Now()
+		c.s.stats.outstanding.Add(1)
+		ok := c.handle(h, req)
+		c.s.stats.outstanding.Add(-1)
+		c.s.stats.handled(time.Since(start))
+		if !ok {
 			c.finish()
 			return
 		}
@@ -622,30 +648,4 @@ func (c *conn) setWatches(xid int32, rel int64, data, exist, child []string) boo
 		return nil
 	})
 	return c.reply(xid, -1, ErrOK, nil, index)
-}
-
-// fourLetter answers a four-letter admin word.
-func (s *Server) fourLetter(w string) string {
-	switch w {
-	case "ruok":
-		return "imok"
-	case "isro":
-		return "rw"
-	case "srvr", "stat":
-		mode := "follower"
-		if s.raft.IsLeader() {
-			mode = "leader"
-		}
-		var zxid int64
-		s.st.View(func(v *fsm.View) error {
-			zxid = v.ZKZxid()
-			return nil
-		})
-		s.mu.Lock()
-		n := len(s.conns)
-		s.mu.Unlock()
-		return fmt.Sprintf("Zookeeper version: 3.8.0-armada\nLatency min/avg/max: 0/0/0\nReceived: 0\nSent: 0\n"+
-			"Connections: %d\nOutstanding: 0\nZxid: 0x%x\nMode: %s\nNode count: 0\n", n, zxid, mode)
-	}
-	return w + " is not executed because it is not in the whitelist.\n"
 }

@@ -100,16 +100,20 @@
 //
 // # Four-letter words
 //
-// ruok, srvr, stat and isro are answered (srvr names the leader and
-// followers by their Raft roles); others answer that they are not
-// whitelisted.
+// ruok, isro, srvr, stat and mntr are answered in ZooKeeper 3.8's format
+// (stats.go): the node's own counters (packets in and out, request
+// latency, outstanding requests, connections, watches) and totals of the
+// replicated tree (znodes, ephemerals, sessions, approximate data size).
+// The mode is leader for the Raft leader, follower for other voters,
+// observer for non-voters; the leader's mntr adds its learners and which
+// of them gossip sees alive. Others answer that they are not whitelisted.
 //
 // # Proof
 //
 // The differential tests run the same go-zookeeper session (plain,
 // sequential and ephemeral nodes, every error, data, exists and child
-// watches, multi, digest/auth/world ACLs, sync) and the same zkCli session
-// against a real ZooKeeper 3.8 (the Debian package) and a 3-node Armada and
+// watches, multi, digest/auth/world ACLs, sync), the same zkCli session
+// and the same admin words against a real ZooKeeper 3.8 (the Debian package) and a 3-node Armada and
 // require identical transcripts (zxids numbered by first appearance). A
 // failover test kills the Raft leader under two sessions: the one that can
 // reconnect keeps its ephemeral node, the one that cannot expires and loses

@@ -42,7 +42,7 @@ func waitFor(t testing.TB, timeout time.Duration, fn func() error) {
 func startNode(t *testing.T, base, name string, seeds []string) *testNode {
 	t.Helper()
 	b := testnode.Start(t, base, name, seeds)
-	srv := New(b.Node.State(), b.Node, Config{Addr: "127.0.0.1:0", TouchInterval: 300 * time.Millisecond,
+	srv := New(b.Node.State(), b.Node, Config{Addr: "127.0.0.1:0", Node: name, TouchInterval: 300 * time.Millisecond,
 		Logger: b.Log.With("component", "zk")})
 	if err := srv.Start(context.Background()); err != nil {
 		b.Stop()

@@ -3,7 +3,6 @@ package zk
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -55,40 +54,5 @@ func TestQueueView(t *testing.T) {
 	}
 	if _, err := c.Create(fsm.SchedulerQueue+"/new", nil, 0, gozk.WorldACL(gozk.PermAll)); err != gozk.ErrNoAuth {
 		t.Fatalf("create in the queue view: %v", err)
-	}
-}
-
-// TestFourLetterWords answers ruok and srvr like ZooKeeper.
-func TestFourLetterWords(t *testing.T) {
-	nodes := startCluster(t)
-	ask := func(addr, w string) string {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.Write([]byte(w))
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		var b strings.Builder
-		buf := make([]byte, 512)
-		for {
-			n, err := c.Read(buf)
-			b.Write(buf[:n])
-			if err != nil {
-				return b.String()
-			}
-		}
-	}
-	if got := ask(nodes[0].zk.Addr(), "ruok"); got != "imok" {
-		t.Fatalf("ruok: %q", got)
-	}
-	modes := ""
-	for _, n := range nodes {
-		out := ask(n.zk.Addr(), "srvr")
-		_, mode, _ := strings.Cut(out, "Mode: ")
-		modes += strings.TrimSpace(strings.Split(mode, "\n")[0]) + " "
-	}
-	if strings.Count(modes, "leader") != 1 || strings.Count(modes, "follower") != 2 {
-		t.Fatalf("modes: %s", modes)
 	}
 }

@@ -33,6 +33,8 @@ type Raft interface {
 type Config struct {
 	// Addr is the address to listen on (host:port; port 0 picks one).
 	Addr string
+	// Node is this node's name: srvr and mntr report its Raft role.
+	Node string
 	// TickTime is ZooKeeper's tick: session timeouts are negotiated into
 	// [2, 20] ticks (default 2s, so 4s..40s, as ZooKeeper's defaults).
 	TickTime time.Duration
@@ -57,6 +59,8 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	stats stats
+
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 }
@@ -79,6 +83,7 @@ func New(st Store, raft Raft, cfg Config) *Server {
 		cfg.WriteTimeout = 10 * time.Second
 	}
 	s := &Server{st: st, raft: raft, cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}}
+	s.stats.start = time.Now()
 	s.w = newWatches(s)
 	return s
 }

@@ -212,6 +212,19 @@ func (w *watches) add(m map[string]map[*conn]uint64, path string, c *conn, index
 	}
 }
 
+// count is the number of watches set, data and child (mntr's watch_count).
+func (w *watches) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, m := range []map[string]map[*conn]uint64{w.data, w.child} {
+		for _, cs := range m {
+			n += len(cs)
+		}
+	}
+	return n
+}
+
 // drop removes every watch of a closed connection.
 func (w *watches) drop(c *conn) {
 	w.mu.Lock()

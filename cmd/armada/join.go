@@ -209,7 +209,7 @@ func startRedis(ctx context.Context, f *joinFlags, node *cluster.Node, log *slog
 
 // startZK serves the ZooKeeper protocol from the node's state.
 func startZK(ctx context.Context, f *joinFlags, node *cluster.Node, log *slog.Logger) (*zk.Server, error) {
-	zs := zk.New(node.State(), node, zk.Config{Addr: f.zkAddr, Logger: log.With("component", "zk")})
+	zs := zk.New(node.State(), node, zk.Config{Addr: f.zkAddr, Node: f.name, Logger: log.With("component", "zk")})
 	if err := zs.Start(ctx); err != nil {
 		return nil, fmt.Errorf("--zk-addr: %w", err)
 	}
