@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -16,13 +17,15 @@ import (
 	"github.com/armada-orchestrator/armada/fsm"
 )
 
-// SDK is the endpoint ships call on their own node (ARMADA_SDK_ADDR,
-// loopback only). A ship names itself with the X-Armada-Ship header and
-// proves it with X-Armada-Token (its ARMADA_SDK_TOKEN, an HMAC of its id
-// under the cluster's key, so no other process on the host can act as
-// it, and no web page either: a custom header needs a CORS preflight
-// this endpoint never grants). It can only act on itself, and only while
-// it is placed on this node:
+// SDK is the endpoint ships call on their own node (loopback only). Each
+// ship's ARMADA_SDK_ADDR is its own URL on it, /ships/{id}/{token}, so
+// `curl -XPOST $ARMADA_SDK_ADDR/ready` needs nothing else. The token
+// (ARMADA_SDK_TOKEN, an HMAC of the ship's id under the cluster's key) is
+// what proves the ship: no other process on the host can act as it, and
+// no web page either, as it cannot know the token. A client may also call
+// the endpoint's root and name the ship in the X-Armada-Ship and
+// X-Armada-Token headers. A ship can only act on itself, and only while it
+// is placed on this node:
 //
 //	POST /ready                 ready to serve (health type sdk)
 //	POST /health                heartbeat (health type sdk)
@@ -44,7 +47,44 @@ func (w *Worker) SDK() http.Handler {
 	mux.HandleFunc("PUT /labels/{key}", w.sdkOp(fsm.SDKLabel))
 	mux.HandleFunc("GET /ship", w.sdkShip)
 	mux.HandleFunc("GET /watch", w.sdkWatch)
-	return mux
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, shipsPrefix) {
+			var err error
+			if r, err = shipURL(r); err != nil {
+				writeErr(rw, err)
+				return
+			}
+		}
+		mux.ServeHTTP(rw, r)
+	})
+}
+
+const shipsPrefix = "/ships/"
+
+// SDKPath is a ship's own path on the SDK endpoint, with its id and token.
+func SDKPath(ship, token string) string {
+	return shipsPrefix + url.PathEscape(ship) + "/" + url.PathEscape(token)
+}
+
+// shipURL turns a call to /ships/{id}/{token}/rest into one to /rest that
+// names the ship in the headers.
+func shipURL(r *http.Request) (*http.Request, error) {
+	parts := strings.SplitN(strings.TrimPrefix(r.URL.EscapedPath(), shipsPrefix), "/", 3)
+	if len(parts) < 3 {
+		return nil, sdkFail(http.StatusNotFound, fsm.ErrNotFound, "path", "%s is not a ship's SDK path: /ships/{id}/{token}/...", r.URL.Path)
+	}
+	id, err1 := url.PathUnescape(parts[0])
+	token, err2 := url.PathUnescape(parts[1])
+	rest := "/" + parts[2]
+	path, err3 := url.PathUnescape(rest)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, sdkFail(http.StatusBadRequest, fsm.ErrInvalid, "path", "bad SDK path: %v", err)
+	}
+	r = r.Clone(r.Context())
+	r.URL.Path, r.URL.RawPath = path, rest
+	r.Header.Set("X-Armada-Ship", id)
+	r.Header.Set("X-Armada-Token", token)
+	return r, nil
 }
 
 // sdkError is an SDK answer other than 200.

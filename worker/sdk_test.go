@@ -177,6 +177,51 @@ func TestSDKReadyHeartbeatAndMissedHeartbeats(t *testing.T) {
 	h.waitGone(d, id)
 }
 
+// A ship that uses nothing but its ARMADA_SDK_ADDR reaches the SDK: the
+// URL carries its id and token. A wrong token in it is refused, and so is
+// a path that is not a ship's.
+func TestSDKShipURL(t *testing.T) {
+	t.Parallel()
+	h, d, _, _, id := sdkWorld(t, 5)
+	addr := h.procEnv(d, id)["ARMADA_SDK_ADDR"]
+	call := func(method, u, body string) int {
+		t.Helper()
+		req, err := http.NewRequest(method, u, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	root, _, ok := strings.Cut(addr, "/ships/"+id+"/")
+	if !ok {
+		t.Fatalf("ARMADA_SDK_ADDR %q is not the ship's own URL", addr)
+	}
+	if code := call("POST", root+"/ships/"+id+"/0123456789abcdef0123456789abcdef/ready", ""); code != http.StatusUnauthorized {
+		t.Fatalf("wrong token in the URL: %d", code)
+	}
+	if code := call("POST", root+"/ships/"+id+"/ready", ""); code != http.StatusNotFound {
+		t.Fatalf("URL without a token: %d", code)
+	}
+	if s := h.ship(id); s.State == fsm.ShipReady {
+		t.Fatalf("refused calls made the ship ready: %+v", s)
+	}
+	if code := call("POST", addr+"/ready", ""); code != http.StatusOK {
+		t.Fatalf("POST $ARMADA_SDK_ADDR/ready: %d", code)
+	}
+	h.waitShip(id, fsm.ShipReady)
+	if code := call("PUT", addr+"/labels/map%2Fname", "dust"); code != http.StatusOK {
+		t.Fatalf("PUT $ARMADA_SDK_ADDR/labels/map%%2Fname: %d", code)
+	}
+	if s := h.ship(id); s.Labels["map/name"] != "dust" {
+		t.Fatalf("label through the ship's URL: %v", s.Labels)
+	}
+}
+
 // procEnv reads a running ship's environment from /proc.
 func (h *harness) procEnv(d Driver, id string) map[string]string {
 	h.t.Helper()

@@ -35,7 +35,8 @@ type Config struct {
 	Node       string
 	PortsRange string
 	Driver     Driver
-	// SDKAddr is the local SDK endpoint handed to ships as ARMADA_SDK_ADDR.
+	// SDKAddr is the local SDK endpoint: each ship gets its own URL on it
+	// (SDKPath) as ARMADA_SDK_ADDR.
 	SDKAddr string
 	// Balancer is told about the ships of fleets with update.drain_lb;
 	// default: none.
@@ -613,8 +614,9 @@ func (w *Worker) spec(v *fsm.View, s *fsm.Ship) (*Spec, error) {
 	env["ARMADA_VERSION"] = fmt.Sprint(s.Version)
 	env["ARMADA_ADDRESS"] = s.Address
 	if w.cfg.SDKAddr != "" {
-		env["ARMADA_SDK_ADDR"] = w.cfg.SDKAddr
-		env["ARMADA_SDK_TOKEN"] = SDKToken(v.SecretKey(), s.ID)
+		token := SDKToken(v.SecretKey(), s.ID)
+		env["ARMADA_SDK_ADDR"] = strings.TrimSuffix(w.cfg.SDKAddr, "/") + SDKPath(s.ID, token)
+		env["ARMADA_SDK_TOKEN"] = token
 	}
 	for name, port := range s.Ports {
 		env["ARMADA_PORT_"+strings.ToUpper(name)] = fmt.Sprint(port)

@@ -443,7 +443,7 @@ func TestWorkerStartsPlacedShip(t *testing.T) {
 			"ARMADA_BLUEPRINT": "game",
 			"ARMADA_VERSION":   "1",
 			"ARMADA_ADDRESS":   "10.0.0.1",
-			"ARMADA_SDK_ADDR":  "127.0.0.1:7070",
+			"ARMADA_SDK_ADDR":  "127.0.0.1:7070" + SDKPath(id, SDKToken(h.key, id)),
 			"ARMADA_SDK_TOKEN": SDKToken(h.key, id),
 			"ARMADA_PORT_WEB":  fmt.Sprint([]int{20000, 20042}[i]),
 			"OUT":              h.out,
