@@ -216,7 +216,7 @@ func (s *Server) putKV(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("X-Armada-Index", strconv.FormatUint(res.Index, 10))
-	return c.JSON(http.StatusOK, toKVOut(res.KV, true))
+	return c.JSON(http.StatusOK, toKVOut(res.KV, false))
 }
 
 func (s *Server) deleteKV(c echo.Context) error {

@@ -44,7 +44,7 @@ func TestKVPutGetDelete(t *testing.T) {
 	tc := newCluster(t)
 
 	put := tc.putKV("app/config", []byte(`{"x": "ü"}`))
-	if put.Key != "app/config" || put.Version != 1 || put.CreateIndex == 0 || put.CreateIndex != put.ModifyIndex || put.Lease != 0 {
+	if put.Key != "app/config" || put.Value != `{"x": "ü"}` || put.Version != 1 || put.CreateIndex == 0 || put.CreateIndex != put.ModifyIndex || put.Lease != 0 {
 		t.Errorf("PUT = %+v", put)
 	}
 	got, resp := tc.getKV("app/config")
@@ -57,7 +57,7 @@ func TestKVPutGetDelete(t *testing.T) {
 
 	// An update keeps create_index and bumps version and modify_index.
 	upd := tc.putKV("app/config", []byte("v2"))
-	if upd.CreateIndex != put.CreateIndex || upd.ModifyIndex <= put.ModifyIndex || upd.Version != 2 {
+	if upd.Value != "v2" || upd.CreateIndex != put.CreateIndex || upd.ModifyIndex <= put.ModifyIndex || upd.Version != 2 {
 		t.Errorf("update = %+v after %+v", upd, put)
 	}
 	got, _ = tc.getKV("app/config?consistent=true")
