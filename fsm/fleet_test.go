@@ -182,9 +182,9 @@ func TestParseFleet(t *testing.T) {
 		{"replicas not a number", "name: x\nreplicas: lots\n", "replicas", "int"},
 		{"weight not a number", "versions: [{weight: x}]\n", "versions.weight", "int"},
 		{"versions not a list", "versions: web\n", "versions", "[]fsm.FleetVersion"},
-		{"two documents", "name: x\n---\nname: y\n", "", "trailing data"},
-		{"duplicate key", "name: x\nname: y\n", "", "already set"},
-		{"not a document", "{", "", "YAML"},
+		{"two documents", "name: x\n---\nname: y\n", FieldBody, "trailing data"},
+		{"duplicate key", "name: x\nname: y\n", FieldBody, "already set"},
+		{"not a document", "{", FieldBody, "YAML"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := ParseFleet([]byte(tc.doc))

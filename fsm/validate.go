@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,19 +51,24 @@ func ParseBlueprint(data []byte) (*Blueprint, error) {
 	return &bp, nil
 }
 
+// FieldBody is the field an error names when the document as a whole is
+// at fault (not YAML or JSON, empty, trailing data): the request's body.
+const FieldBody = "body"
+
 // StrictUnmarshal decodes YAML or JSON into v, refusing unknown fields and
-// trailing data. Errors are *Error naming the field when it is known.
+// trailing data. Errors are *Error naming the field, FieldBody when the
+// document as a whole is at fault.
 func StrictUnmarshal(data []byte, v any) error {
 	// Strict: a key given twice is an error, not "the last one wins".
 	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
-		return errf(ErrInvalid, "", "not valid YAML or JSON: %v", err)
+		return errf(ErrInvalid, FieldBody, "not valid YAML or JSON: %v", err)
 	}
 	// YAMLToJSON converts the first document only and silently drops
 	// whatever follows it (a second document, a second JSON object, stray
 	// characters), so look for that separately.
 	if extraDocument(data) {
-		return errf(ErrInvalid, "", "trailing data after the document")
+		return errf(ErrInvalid, FieldBody, "trailing data after the document")
 	}
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
@@ -73,7 +79,7 @@ func StrictUnmarshal(data []byte, v any) error {
 			if te.Type == reflect.TypeFor[Duration]() {
 				want = `a duration like "5s"`
 			}
-			return errf(ErrInvalid, te.Field, "must be %s, not %s", want, te.Value)
+			return errf(ErrInvalid, cmp.Or(te.Field, FieldBody), "must be %s, not %s", want, te.Value)
 		}
 		msg := err.Error()
 		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
@@ -81,12 +87,12 @@ func StrictUnmarshal(data []byte, v any) error {
 			return errf(ErrInvalid, f, "unknown field %q", f)
 		}
 		if err == io.EOF {
-			return errf(ErrInvalid, "", "empty document")
+			return errf(ErrInvalid, FieldBody, "empty document")
 		}
-		return errf(ErrInvalid, "", "%s", strings.TrimPrefix(msg, "json: "))
+		return errf(ErrInvalid, FieldBody, "%s", strings.TrimPrefix(msg, "json: "))
 	}
 	if dec.More() {
-		return errf(ErrInvalid, "", "trailing data after the document")
+		return errf(ErrInvalid, FieldBody, "trailing data after the document")
 	}
 	return nil
 }

@@ -23,10 +23,10 @@ func (s *Server) putBlueprint(c echo.Context) error {
 	}
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxBlueprintBody+1))
 	if err != nil {
-		return badRequest("", "read body: %v", err)
+		return badRequest(fsm.FieldBody, "read body: %v", err)
 	}
 	if len(body) > maxBlueprintBody {
-		return &statusError{status: http.StatusRequestEntityTooLarge, body: apiError{Code: "too_large", Message: fmt.Sprintf("blueprint is over %d bytes", maxBlueprintBody)}}
+		return &statusError{status: http.StatusRequestEntityTooLarge, body: apiError{Code: "too_large", Field: fsm.FieldBody, Message: fmt.Sprintf("blueprint is over %d bytes", maxBlueprintBody)}}
 	}
 	bp, err := fsm.ParseBlueprint(body)
 	if err != nil {

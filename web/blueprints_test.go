@@ -325,7 +325,7 @@ func TestBlueprintRejectsInvalidAndWritesNothing(t *testing.T) {
 		{"unknown nested field", strings.Replace(minimal, "memory_mb: 64", "memory_mb: 64, gpus: 1", 1), 422, "gpus"},
 		{"wrong type", strings.Replace(minimal, "cpu_mhz: 100", "cpu_mhz: lots", 1), 422, "resources.cpu_mhz"},
 		{"ports not a list", strings.Replace(minimal, "ports: [{name: game}]", "ports: game", 1), 422, "ports"},
-		{"not YAML", "{{{", 422, ""},
+		{"not YAML", "{{{", 422, fsm.FieldBody},
 		{"name mismatch", "name: other\n" + minimal, 422, "name"},
 	}
 	for _, c := range cases {
@@ -366,7 +366,7 @@ func TestBlueprintRejectsInvalidAndWritesNothing(t *testing.T) {
 	before := tc.stateIndex()
 	big := minimal + "labels: {x: " + strings.Repeat("a", 2<<20) + "}\n"
 	resp, body := tc.do(http.MethodPut, "/v1/blueprints/big", []byte(big))
-	checkError(t, "PUT 2 MiB blueprint", resp, body, http.StatusRequestEntityTooLarge, "too_large", "")
+	checkError(t, "PUT 2 MiB blueprint", resp, body, http.StatusRequestEntityTooLarge, "too_large", fsm.FieldBody)
 	if after := tc.stateIndex(); after != before {
 		t.Errorf("oversize PUT wrote to the log: index %d -> %d", before, after)
 	}
@@ -407,7 +407,7 @@ func TestBlueprintRejectsTrailingData(t *testing.T) {
 			tc.do(http.MethodDelete, "/v1/blueprints/trailing", nil)
 			continue
 		}
-		checkError(t, c.name, resp, body, 422, "invalid", "")
+		checkError(t, c.name, resp, body, 422, "invalid", fsm.FieldBody)
 		if after := tc.stateIndex(); after != before {
 			t.Errorf("%s: written to the log: index %d -> %d", c.name, before, after)
 		}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,10 +111,10 @@ func (s *Server) putFleet(c echo.Context) error {
 	}
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxFleetBody+1))
 	if err != nil {
-		return badRequest("", "read body: %v", err)
+		return badRequest(fsm.FieldBody, "read body: %v", err)
 	}
 	if len(body) > maxFleetBody {
-		return &statusError{status: http.StatusRequestEntityTooLarge, body: apiError{Code: "too_large", Message: fmt.Sprintf("fleet is over %d bytes", maxFleetBody)}}
+		return &statusError{status: http.StatusRequestEntityTooLarge, body: apiError{Code: "too_large", Field: fsm.FieldBody, Message: fmt.Sprintf("fleet is over %d bytes", maxFleetBody)}}
 	}
 	f, err := fsm.ParseFleet(body)
 	if err != nil {
@@ -257,13 +258,13 @@ func (s *Server) deleteFleet(c echo.Context) error {
 func decodeJSON(c echo.Context, v any) error {
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxSmallBody+1))
 	if err != nil {
-		return badRequest("", "read body: %v", err)
+		return badRequest(fsm.FieldBody, "read body: %v", err)
 	}
 	if len(body) > maxSmallBody {
-		return &statusError{status: http.StatusRequestEntityTooLarge, body: apiError{Code: "too_large", Message: fmt.Sprintf("body is over %d bytes", maxSmallBody)}}
+		return &statusError{status: http.StatusRequestEntityTooLarge, body: apiError{Code: "too_large", Field: fsm.FieldBody, Message: fmt.Sprintf("body is over %d bytes", maxSmallBody)}}
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return badRequest("", "a JSON object is required")
+		return badRequest(fsm.FieldBody, "a JSON object is required")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -272,19 +273,19 @@ func decodeJSON(c echo.Context, v any) error {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &te):
-			return badRequest(te.Field, "must be %s, not %s", te.Type, te.Value)
+			return badRequest(cmp.Or(te.Field, fsm.FieldBody), "must be %s, not %s", te.Type, te.Value)
 		case errors.As(err, &se):
-			return badRequest("", "not valid JSON: %v", err)
+			return badRequest(fsm.FieldBody, "not valid JSON: %v", err)
 		}
 		msg := err.Error()
 		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 			f = strings.Trim(f, `"`)
 			return badRequest(f, "unknown field %q", f)
 		}
-		return badRequest("", "not valid JSON: %s", strings.TrimPrefix(msg, "json: "))
+		return badRequest(fsm.FieldBody, "not valid JSON: %s", strings.TrimPrefix(msg, "json: "))
 	}
 	if rest := body[dec.InputOffset():]; len(bytes.TrimSpace(rest)) > 0 {
-		return badRequest("", "trailing data after the JSON object")
+		return badRequest(fsm.FieldBody, "trailing data after the JSON object")
 	}
 	return nil
 }

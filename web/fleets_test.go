@@ -191,8 +191,8 @@ func TestFleetRejectsInvalidAndWritesNothing(t *testing.T) {
 		{"no versions", "replicas: 1\n", 422, "versions"},
 		{"zero weights", "versions: [{blueprint: arena, weight: 0}, {blueprint: arena, version: 1, weight: 0}]\n", 422, "versions"},
 		{"buffer ready over max", strings.Replace(arenaEUYAML, "ready: 5", "ready: 500", 1), 422, "buffer.ready"},
-		{"not YAML", "{{{", 422, ""},
-		{"two documents", arenaEUYAML + "---\n" + arenaEUYAML, 422, ""},
+		{"not YAML", "{{{", 422, fsm.FieldBody},
+		{"two documents", arenaEUYAML + "---\n" + arenaEUYAML, 422, fsm.FieldBody},
 	}
 	for _, c := range cases {
 		for _, target := range []string{"arena-eu", "absent"} {
@@ -228,7 +228,7 @@ func TestFleetRejectsInvalidAndWritesNothing(t *testing.T) {
 	// A body over the limit.
 	big := arenaEUYAML + "# " + strings.Repeat("a", 2<<20) + "\n"
 	resp, body := tc.do(http.MethodPut, "/v1/fleets/big", []byte(big))
-	checkError(t, "PUT 2 MiB fleet", resp, body, http.StatusRequestEntityTooLarge, "too_large", "")
+	checkError(t, "PUT 2 MiB fleet", resp, body, http.StatusRequestEntityTooLarge, "too_large", fsm.FieldBody)
 }
 
 // TestFleetStatusCounts: the status counts a fleet's ships per state and
@@ -330,11 +330,11 @@ func TestFleetScale(t *testing.T) {
 		{"replicas a string", "arena-eu", `{"replicas": "4"}`, 400, "bad_request", "replicas"},
 		{"replicas a fraction", "arena-eu", `{"replicas": 1.5}`, 400, "bad_request", "replicas"},
 		{"unknown field", "arena-eu", `{"replicas": 4, "count": 4}`, 400, "bad_request", "count"},
-		{"empty body", "arena-eu", ``, 400, "bad_request", ""},
-		{"not JSON", "arena-eu", `replicas: 4`, 400, "bad_request", ""},
-		{"trailing data", "arena-eu", `{"replicas": 4} {"replicas": 5}`, 400, "bad_request", ""},
-		{"stray bracket", "arena-eu", `{"replicas": 4}}`, 400, "bad_request", ""},
-		{"a list", "arena-eu", `[4]`, 400, "bad_request", ""},
+		{"empty body", "arena-eu", ``, 400, "bad_request", fsm.FieldBody},
+		{"not JSON", "arena-eu", `replicas: 4`, 400, "bad_request", fsm.FieldBody},
+		{"trailing data", "arena-eu", `{"replicas": 4} {"replicas": 5}`, 400, "bad_request", fsm.FieldBody},
+		{"stray bracket", "arena-eu", `{"replicas": 4}}`, 400, "bad_request", fsm.FieldBody},
+		{"a list", "arena-eu", `[4]`, 400, "bad_request", fsm.FieldBody},
 		{"unknown fleet", "ghost", `{"replicas": 4}`, 404, "not_found", "name"},
 	} {
 		before := tc.stateIndex()

@@ -136,8 +136,8 @@ func TestShipCreateRejects(t *testing.T) {
 		{"empty blueprint", `{"blueprint": ""}`, 400, "bad_request", "blueprint"},
 		{"blueprint not a string", `{"blueprint": 7}`, 400, "bad_request", "blueprint"},
 		{"unknown field", `{"blueprint": "arena", "count": 3}`, 400, "bad_request", "count"},
-		{"empty body", ``, 400, "bad_request", ""},
-		{"not JSON", `blueprint: arena`, 400, "bad_request", ""},
+		{"empty body", ``, 400, "bad_request", fsm.FieldBody},
+		{"not JSON", `blueprint: arena`, 400, "bad_request", fsm.FieldBody},
 		{"unknown blueprint", `{"blueprint": "nope"}`, 422, "invalid", "blueprint"},
 		{"bad blueprint name", `{"blueprint": "No Pe"}`, 422, "invalid", "blueprint"},
 		{"unknown version", `{"blueprint": "arena", "version": 9}`, 422, "invalid", "version"},
@@ -238,7 +238,7 @@ func TestNodeDrain(t *testing.T) {
 		{"missing enable", tc.name, `{}`, 400, "bad_request", "enable"},
 		{"enable a string", tc.name, `{"enable": "yes"}`, 400, "bad_request", "enable"},
 		{"unknown field", tc.name, `{"enable": true, "force": true}`, 400, "bad_request", "force"},
-		{"empty body", tc.name, ``, 400, "bad_request", ""},
+		{"empty body", tc.name, ``, 400, "bad_request", fsm.FieldBody},
 		{"unknown node", "ghost", `{"enable": true}`, 404, "not_found", "name"},
 	} {
 		resp, body := tc.do(http.MethodPost, "/v1/nodes/"+c.node+"/drain", []byte(c.body))
