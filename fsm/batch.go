@@ -9,7 +9,7 @@ const MaxBatch = 1024
 // that they cost one log entry, one replication message and one decode
 // instead of one each. They apply in order within the entry; each succeeds
 // or fails on its own, exactly as it would alone, and all share the entry's
-// index.
+// index. Each takes IDs and a key-space revision of its own (txn.revision).
 type Batch struct{ Cmds []Command }
 
 func (*Batch) Type() CmdType { return CmdBatch }
@@ -76,10 +76,10 @@ func (c *Batch) decode(d *decoder) {
 func (c *Batch) apply(t *txn) *Result {
 	out := make([]*Result, len(c.Cmds))
 	for i, sub := range c.Cmds {
-		t.now = 0
+		t.startCommand()
 		r := sub.apply(t)
 		t.flushNodes()
-		r.Index = t.index
+		r.Index, r.Rev = t.index, t.current()
 		out[i] = r
 		if i < len(c.Cmds)-1 {
 			t.checkpoint()

@@ -160,7 +160,10 @@ func Stamp(c Command, now time.Time) bool {
 // Result is what applying a command produced. Err is a deterministic
 // rejection: the command changed nothing.
 type Result struct {
-	Index     uint64     `json:"index"`
+	Index uint64 `json:"index"`
+	// Rev is the state's revision once the command applied (View.Revision
+	// at that point): the command's own revision when it wrote keys.
+	Rev       uint64     `json:"rev,omitempty"`
 	Err       *Error     `json:"error,omitempty"`
 	KV        *KV        `json:"kv,omitempty"`
 	Prev      *KV        `json:"prev,omitempty"`

@@ -16,6 +16,11 @@ type Change struct {
 	// MaxFeedValue bytes (nil otherwise), so that watchers get the exact
 	// value even after later writes of the key.
 	KV *KV `json:"-"`
+	// Rev is the key-space revision of a kv change (the key's modify
+	// revision for a put, the deleting command's revision for a delete),
+	// and the state's revision at the time for any other: it never goes
+	// down along the feed.
+	Rev uint64 `json:"rev,omitempty"`
 }
 
 // MaxFeedValue bounds the values the feed keeps with kv changes: the ring
@@ -34,27 +39,31 @@ var errClosed = errors.New("state closed")
 // applied batch. Readers pull at their own pace, so a slow reader can fall
 // behind (and get ErrCompacted) but never slows Apply.
 type feed struct {
-	mu     sync.Mutex
-	ring   []Change
-	start  int    // position of the oldest change in ring
-	n      int    // number of changes in ring
-	floor  uint64 // changes with Index <= floor are gone
-	index  uint64
-	notify chan struct{}
-	closed bool
-	resets uint64 // Restores counted (a state restored may go back in index)
+	mu    sync.Mutex
+	ring  []Change
+	start int    // position of the oldest change in ring
+	n     int    // number of changes in ring
+	floor uint64 // changes with Index <= floor are gone
+	// floorRev is the highest revision of a change gone from the ring (or
+	// the state's revision when the feed was last reset).
+	floorRev uint64
+	index    uint64
+	notify   chan struct{}
+	closed   bool
+	resets   uint64 // Restores counted (a state restored may go back in index)
 }
 
 func newFeed(size int) *feed {
 	return &feed{ring: make([]Change, size), notify: make(chan struct{})}
 }
 
-// reset empties the feed for a state now at index (opened, or restored
-// from a snapshot, which may take the index back) and counts the resets.
-func (f *feed) reset(index uint64) {
+// reset empties the feed for a state now at index and revision rev
+// (opened, or restored from a snapshot, which may take the index back) and
+// counts the resets.
+func (f *feed) reset(index, rev uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.start, f.n, f.floor, f.index = 0, 0, index, index
+	f.start, f.n, f.floor, f.floorRev, f.index = 0, 0, index, rev, index
 	f.resets++
 	f.wake()
 }
@@ -89,9 +98,7 @@ func (f *feed) publish(index uint64, changes []Change) {
 	defer f.mu.Unlock()
 	for _, c := range changes {
 		if f.n == len(f.ring) {
-			f.floor = f.ring[f.start].Index
-			f.start = (f.start + 1) % len(f.ring)
-			f.n--
+			f.drop()
 		}
 		f.ring[(f.start+f.n)%len(f.ring)] = c
 		f.n++
@@ -99,11 +106,19 @@ func (f *feed) publish(index uint64, changes []Change) {
 	// A batch may push out only part of one index's changes: drop the rest
 	// of that index too so nobody sees half of an entry.
 	for f.n > 0 && f.ring[f.start].Index <= f.floor {
-		f.start = (f.start + 1) % len(f.ring)
-		f.n--
+		f.drop()
 	}
 	f.index = index
 	f.wake()
+}
+
+// drop lets the oldest change go.
+func (f *feed) drop() {
+	old := &f.ring[f.start]
+	f.floor, f.floorRev = old.Index, max(f.floorRev, old.Rev)
+	*old = Change{}
+	f.start = (f.start + 1) % len(f.ring)
+	f.n--
 }
 
 func (f *feed) published() (index, resets uint64) {
@@ -122,14 +137,34 @@ func (f *feed) since(since uint64) ([]Change, <-chan struct{}, error) {
 		return nil, f.notify, ErrCompacted
 	}
 	// The ring is in index order: find the first change after since.
-	at := func(i int) Change { return f.ring[(f.start+i)%len(f.ring)] }
-	first := sort.Search(f.n, func(i int) bool { return at(i).Index > since })
+	return f.from(sort.Search(f.n, func(i int) bool { return f.at(i).Index > since })), f.notify, nil
+}
+
+// sinceRev is since by revision: the changes whose revision is above rev,
+// and the index they run to.
+func (f *feed) sinceRev(rev uint64) ([]Change, uint64, <-chan struct{}, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, f.index, f.notify, errClosed
+	}
+	if rev < f.floorRev {
+		return nil, f.index, f.notify, ErrCompacted
+	}
+	// Revisions never go down along the ring.
+	return f.from(sort.Search(f.n, func(i int) bool { return f.at(i).Rev > rev })), f.index, f.notify, nil
+}
+
+func (f *feed) at(i int) Change { return f.ring[(f.start+i)%len(f.ring)] }
+
+// from copies the changes from position first on (nil when none).
+func (f *feed) from(first int) []Change {
 	if first == f.n {
-		return nil, f.notify, nil
+		return nil
 	}
 	out := make([]Change, 0, f.n-first)
 	for i := first; i < f.n; i++ {
-		out = append(out, at(i))
+		out = append(out, f.at(i))
 	}
-	return out, f.notify, nil
+	return out
 }

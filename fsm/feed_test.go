@@ -139,17 +139,17 @@ func TestChangesSince(t *testing.T) {
 	h.ok(&NodeRemove{Name: "n"})                     // 13
 	h.ok(&BlueprintDelete{Name: "web"})              // 14
 	all := []Change{
-		{1, "kv", "a", "put", nil},
-		{2, "lease", "2", "put", nil}, {2, "kv", "b", "put", nil},
-		{6, "kv", "b", "delete", nil}, {6, "lease", "2", "delete", nil},
-		{7, "queue", "q", "put", nil},
-		{8, "lock", "l", "put", nil},
-		{9, "node", "n", "put", nil},
-		{10, "blueprint", "web", "put", nil},
-		{11, "cluster", "c", "put", nil},
-		{12, "kv", "a", "delete", nil},
-		{13, "node", "n", "delete", nil},
-		{14, "blueprint", "web", "delete", nil},
+		{1, "kv", "a", "put", nil, 0},
+		{2, "lease", "2", "put", nil, 0}, {2, "kv", "b", "put", nil, 0},
+		{6, "kv", "b", "delete", nil, 0}, {6, "lease", "2", "delete", nil, 0},
+		{7, "queue", "q", "put", nil, 0},
+		{8, "lock", "l", "put", nil, 0},
+		{9, "node", "n", "put", nil, 0},
+		{10, "blueprint", "web", "put", nil, 0},
+		{11, "cluster", "c", "put", nil, 0},
+		{12, "kv", "a", "delete", nil, 0},
+		{13, "node", "n", "delete", nil, 0},
+		{14, "blueprint", "web", "delete", nil, 0},
 	}
 	for since := uint64(0); since <= 16; since++ {
 		got, notify, err := h.s.Changes(since)
@@ -157,10 +157,10 @@ func TestChangesSince(t *testing.T) {
 			t.Fatalf("Changes(%d): %v", since, err)
 		}
 		for i, c := range got {
-			if c.Topic == "kv" && c.Op == "put" && (c.KV == nil || c.KV.Key != c.Key || c.KV.ModRev != c.Index) {
+			if c.Topic == "kv" && c.Op == "put" && (c.KV == nil || c.KV.Key != c.Key || c.KV.ModRev != c.Rev) {
 				t.Fatalf("Changes(%d): a put without its value: %+v", since, c)
 			}
-			got[i].KV = nil
+			got[i].KV, got[i].Rev = nil, 0
 		}
 		var want []Change
 		for _, c := range all {
@@ -185,9 +185,9 @@ func TestChangesSince(t *testing.T) {
 	}
 	got, _, _ := h.s.Changes(14)
 	if len(got) == 1 && got[0].KV != nil && string(got[0].KV.Value) == "v" {
-		got[0].KV = nil
+		got[0].KV, got[0].Rev = nil, 0
 	}
-	requireEqual(t, "new change", got, []Change{{15, "kv", "new", "put", nil}})
+	requireEqual(t, "new change", got, []Change{{15, "kv", "new", "put", nil, 0}})
 }
 
 func TestChangesCompactedAfterRingSize(t *testing.T) {
@@ -231,7 +231,7 @@ func TestChangesCompactedAfterRingSize(t *testing.T) {
 // The ring itself, with a small size, for the edge cases.
 func TestFeedRing(t *testing.T) {
 	f := newFeed(4)
-	f.reset(0)
+	f.reset(0, 0)
 	chs := func(idx uint64, keys ...string) []Change {
 		var out []Change
 		for _, k := range keys {
@@ -295,7 +295,7 @@ func TestFeedRing(t *testing.T) {
 	requireEqual(t, "since 5 after wrap", since(5), append(append(chs(6, "m", "n"), chs(7, "o")...), chs(8, "p")...))
 
 	// reset (Restore) forgets everything before the new index.
-	f.reset(100)
+	f.reset(100, 100)
 	compacted(99)
 	requireEqual(t, "after reset", since(100), []Change(nil))
 }
@@ -333,5 +333,57 @@ func TestRestoreResetsChanges(t *testing.T) {
 	if len(got) == 1 && got[0].KV != nil && got[0].KV.ModRev == 3 {
 		got[0].KV = nil
 	}
-	requireEqual(t, "changes after restore", got, []Change{{3, "kv", "c", "put", nil}})
+	requireEqual(t, "changes after restore", got, []Change{{3, "kv", "c", "put", nil, 3}})
+}
+
+// The ring by revision: the changes above a revision, wherever they start
+// in an entry, with the index they run to; compacted once a change above
+// it has left the ring.
+func TestFeedSinceRev(t *testing.T) {
+	f := newFeed(4)
+	f.reset(0, 0)
+	put := func(idx, rev uint64, key string) Change {
+		return Change{Index: idx, Rev: rev, Topic: "kv", Key: key, Op: "put"}
+	}
+	a, b, c := put(1, 1, "a"), put(1, 2, "b"), put(1, 3, "c") // one entry, three commands
+	d := put(2, 4, "d")
+	f.publish(1, []Change{a, b, c})
+	f.publish(2, []Change{d})
+	since := func(rev uint64) []Change {
+		t.Helper()
+		got, through, _, err := f.sinceRev(rev)
+		if err != nil {
+			t.Fatalf("sinceRev(%d): %v", rev, err)
+		}
+		if through != 2 {
+			t.Fatalf("sinceRev(%d) runs to %d, want 2", rev, through)
+		}
+		return got
+	}
+	requireEqual(t, "above 0", since(0), []Change{a, b, c, d})
+	requireEqual(t, "above 1", since(1), []Change{b, c, d})
+	requireEqual(t, "above 3", since(3), []Change{d})
+	requireEqual(t, "above 4", since(4), []Change(nil))
+	requireEqual(t, "above 9", since(9), []Change(nil))
+	f.publish(3, []Change{put(3, 5, "e")}) // pushes out the whole first entry
+	if _, _, _, err := f.sinceRev(2); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("sinceRev(2) after the ring wrapped: %v", err)
+	}
+	requireEqual(t, "above 3 after the wrap", since3(t, f), []Change{d, put(3, 5, "e")})
+	f.reset(10, 20) // a restored state at index 10, revision 20
+	if _, _, _, err := f.sinceRev(19); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("sinceRev(19) after a reset at revision 20: %v", err)
+	}
+	if got, _, _, err := f.sinceRev(20); err != nil || got != nil {
+		t.Fatalf("sinceRev(20) after a reset at revision 20: %v %v", got, err)
+	}
+}
+
+func since3(t *testing.T, f *feed) []Change {
+	t.Helper()
+	got, _, _, err := f.sinceRev(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

@@ -56,9 +56,10 @@ func checkInvariants(tb testing.TB, s *State) {
 			return fmt.Errorf("%d expiry entries for %d leases", exps, len(leases))
 		}
 		kvs := tx.Bucket(bKV)
+		rev := storedRevision(tx, s.Index())
 		if err := kvs.ForEach(func(k, v []byte) error {
 			kv := decodeKV(string(k), v)
-			if kv == nil || kv.Version == 0 || kv.CreateRev > kv.ModRev || kv.ModRev > s.Index() {
+			if kv == nil || kv.Version == 0 || kv.CreateRev > kv.ModRev || kv.ModRev > rev {
 				return fmt.Errorf("bad kv %q: %+v", k, kv)
 			}
 			if kv.Lease != 0 {

@@ -99,7 +99,8 @@ func (c *KVPut) apply(t *txn) *Result {
 		lease = t.newID()
 		t.grantLease(&Lease{ID: lease, TTLms: c.TTLms, Expiry: expiryAt(c.Now, c.TTLms)})
 	}
-	kv := &KV{Key: c.Key, Value: c.Value, CreateRev: t.index, ModRev: t.index, Version: 1, Lease: lease}
+	rev := t.revision()
+	kv := &KV{Key: c.Key, Value: c.Value, CreateRev: rev, ModRev: rev, Version: 1, Lease: lease}
 	if prev != nil {
 		kv.CreateRev, kv.Version = prev.CreateRev, prev.Version+1
 		if prev.Lease != 0 && prev.Lease != lease {
@@ -143,7 +144,7 @@ func (t *txn) deleteKey(kv *KV) {
 	if kv.Lease != 0 {
 		t.detachLease(kv.Lease, kv.Key)
 	}
-	t.changed("kv", kv.Key, "delete")
+	t.changes = append(t.changes, Change{Index: t.index, Rev: t.revision(), Topic: "kv", Key: kv.Key, Op: "delete"})
 }
 
 // detachLease takes key off lease id, and ends the lease when it was made

@@ -460,7 +460,8 @@ func (db *redisDB) remove(kv *KV) { db.t.deleteKey(kv) }
 // on afterwards: prev's to keep a TTL, 0 for none, or a new one.
 func (db *redisDB) put(key string, prev *KV, typ KVType, val []byte, lease uint64) *KV {
 	t := db.t
-	kv := &KV{Key: key, Value: val, CreateRev: t.index, ModRev: t.index, Version: 1, Lease: lease, Type: typ}
+	rev := t.revision()
+	kv := &KV{Key: key, Value: val, CreateRev: rev, ModRev: rev, Version: 1, Lease: lease, Type: typ}
 	if prev != nil {
 		kv.CreateRev, kv.Version = prev.CreateRev, prev.Version+1
 		if prev.Lease != 0 && prev.Lease != lease {

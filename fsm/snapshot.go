@@ -161,7 +161,14 @@ func (s *State) Restore(r io.Reader) error {
 		return err
 	}
 	s.index.Store(index)
-	s.feed.reset(index)
+	var rev uint64
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		rev = storedRevision(tx, index)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read state revision: %w", err)
+	}
+	s.feed.reset(index, rev)
 	return nil
 }
 

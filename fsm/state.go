@@ -128,15 +128,23 @@ func Open(path string) (*State, error) {
 		return nil, err
 	}
 	s := &State{path: path, db: db, feed: newFeed(16384), pools: map[string]*allocPool{}}
+	var rev uint64
 	if err := db.View(func(tx *bbolt.Tx) error {
 		s.index.Store(getU64(tx.Bucket(bMeta).Get(kIndex)))
+		rev = storedRevision(tx, s.index.Load())
 		return nil
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("read state index: %w", err)
 	}
-	s.feed.reset(s.index.Load())
+	s.feed.reset(s.index.Load(), rev)
 	return s, nil
+}
+
+// storedRevision is the revision of a state at index: the index or the
+// last ID given, whichever is higher.
+func storedRevision(tx *bbolt.Tx, index uint64) uint64 {
+	return max(index, getU64(tx.Bucket(bMeta).Get(kLastID)))
 }
 
 func openDB(path string) (*bbolt.DB, error) {
@@ -257,9 +265,10 @@ func (s *State) ApplyBatch(entries []Entry) []*Result {
 			if c, err := Decode(en.Data); err != nil {
 				r = fail(errf(ErrInvalid, "", "%v", err))
 			} else {
-				t.now = 0 // a command without a clock must not inherit one
+				t.startCommand()
 				r = c.apply(t)
 				t.flushNodes()
+				r.Rev = t.current()
 			}
 			r.Index = en.Index
 			results[i] = r
@@ -329,6 +338,13 @@ func (s *State) Published() (index, restores uint64) { return s.feed.published()
 // with an error once the state is closed.
 func (s *State) Changes(since uint64) ([]Change, <-chan struct{}, error) {
 	return s.feed.since(since)
+}
+
+// ChangesAfterRev returns the changes in the feed whose revision is above
+// rev, and the index they run to, from which Changes carries on. It fails
+// with ErrCompacted when changes above rev have left the feed.
+func (s *State) ChangesAfterRev(rev uint64) (changes []Change, through uint64, wake <-chan struct{}, err error) {
+	return s.feed.sinceRev(rev)
 }
 
 // Remove deletes a state file that is about to be rebuilt.

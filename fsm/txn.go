@@ -33,6 +33,9 @@ type txn struct {
 	pools map[string]*allocPool
 	// allocating is set while ShipAllocate writes the ship it picked.
 	allocating bool
+	// rev is the revision of the command being applied once it wrote or
+	// deleted a key (0 before): see revision.
+	rev uint64
 	// lastID is the last ID newID gave (once loaded); saveLastID writes it
 	// to the state before the transaction commits.
 	lastID       uint64
@@ -61,12 +64,44 @@ func (t *txn) checkpoint() {
 // earlier entry's batch) already took it. IDs stay unique and increasing,
 // and equal the index for entries that allocate one ID.
 func (t *txn) newID() uint64 {
-	if !t.lastIDLoaded {
-		t.lastID, t.lastIDLoaded = getU64(t.b(bMeta).Get(kLastID)), true
-	}
+	t.loadLastID()
 	t.lastID = max(t.index, t.lastID+1)
 	t.lastIDDirty = true
 	return t.lastID
+}
+
+func (t *txn) loadLastID() {
+	if !t.lastIDLoaded {
+		t.lastID, t.lastIDLoaded = getU64(t.b(bMeta).Get(kLastID)), true
+	}
+}
+
+// revision is the key-space revision of the command being applied: an ID
+// of its own (newID), taken by its first key write and shared by all its
+// writes, as an etcd transaction's writes share one revision. So every
+// command that writes keys has a revision no other command has, even when
+// the leader grouped several into one entry: two keys written by two
+// commands never carry the same create or modify revision, which etcd's
+// locks and elections rely on, and a compare-and-set on a modify revision
+// cannot match a later write of the same entry.
+func (t *txn) revision() uint64 {
+	if t.rev == 0 {
+		t.rev = t.newID()
+	}
+	return t.rev
+}
+
+// current is the state's revision so far: the entry's index or the last
+// ID given, whichever is higher (View.Revision once the entry is applied).
+func (t *txn) current() uint64 {
+	t.loadLastID()
+	return max(t.index, t.lastID)
+}
+
+// startCommand clears what belongs to the previous command.
+func (t *txn) startCommand() {
+	t.now = 0 // a command without a clock must not inherit one
+	t.rev = 0
 }
 
 // saveLastID writes the last ID newID gave, once per commit rather than
@@ -79,12 +114,12 @@ func (t *txn) saveLastID() {
 }
 
 func (t *txn) changed(topic, key, op string) {
-	t.changes = append(t.changes, Change{Index: t.index, Topic: topic, Key: key, Op: op})
+	t.changes = append(t.changes, Change{Index: t.index, Rev: t.current(), Topic: topic, Key: key, Op: op})
 }
 
 // changedKV records a put of kv, with its state when the value is small.
 func (t *txn) changedKV(kv *KV) {
-	c := Change{Index: t.index, Topic: "kv", Key: kv.Key, Op: "put"}
+	c := Change{Index: t.index, Rev: kv.ModRev, Topic: "kv", Key: kv.Key, Op: "put"}
 	if len(kv.Value) <= MaxFeedValue {
 		c.KV = kv
 	}

@@ -463,7 +463,7 @@ func (z *zkTx) set(path string, n *ZKNode, op string) {
 	}
 	s.n = n
 	if op != "" {
-		z.changes = append(z.changes, Change{Index: z.t.index, Topic: "zk", Key: path, Op: op})
+		z.changes = append(z.changes, Change{Index: z.t.index, Rev: z.t.current(), Topic: "zk", Key: path, Op: op})
 	}
 }
 
@@ -847,7 +847,7 @@ func ZKAllowed(acl []ZKACL, perm int32, auth []string) bool {
 
 // ZKZxid is the highest zxid applied.
 func (v *View) ZKZxid() int64 {
-	return int64(max(v.index, getU64(v.tx.Bucket(bMeta).Get(kLastID))))
+	return int64(v.Revision())
 }
 
 // ZKSession returns a session.

@@ -136,19 +136,17 @@ func (s *Server) getKV(c echo.Context) error {
 	})
 }
 
-// waitKV blocks until a change to key (or under prefix) has an index
-// above index, or ctx ends. It reads the key's modify index once, then
-// follows the change feed from where it last looked, so a waiter costs a
-// few comparisons per applied batch.
+// waitKV blocks until a change to key (or under prefix) has a revision
+// above index, or ctx ends. It reads the key's modify revision once, then
+// follows the change feed from there, so a waiter costs a few comparisons
+// per applied batch.
 func (s *Server) waitKV(ctx context.Context, key string, prefix bool, index uint64) error {
 	st := s.c.State()
 	matches := func(ch fsm.Change) bool {
-		return ch.Topic == "kv" && (ch.Key == key || prefix && strings.HasPrefix(ch.Key, key))
+		return ch.Topic == "kv" && ch.Rev > index && (ch.Key == key || prefix && strings.HasPrefix(ch.Key, key))
 	}
 	var modified uint64
-	seen := uint64(0)
 	st.View(func(v *fsm.View) error {
-		seen = v.Index()
 		if prefix {
 			for _, kv := range v.KVPrefix(key, 0) {
 				modified = max(modified, kv.ModRev)
@@ -161,26 +159,26 @@ func (s *Server) waitKV(ctx context.Context, key string, prefix bool, index uint
 	if modified > index {
 		return nil
 	}
-	// Deletions leave no modify index behind: look back in the feed too.
-	from := min(index, seen)
+	// Deletions leave no modify revision behind: look back in the feed too.
+	changes, cursor, wake, err := st.ChangesAfterRev(index)
 	for {
-		changes, wake, err := st.Changes(from)
 		if err != nil {
 			// History after index is gone (a delete may hide in it), or the
 			// state is closing: answer now with the current value and index.
 			return nil
 		}
 		for _, ch := range changes {
-			if ch.Index > index && matches(ch) {
+			if matches(ch) {
 				return nil
 			}
-			from = max(from, ch.Index)
+			cursor = max(cursor, ch.Index)
 		}
 		select {
 		case <-wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		changes, wake, err = st.Changes(cursor)
 	}
 }
 

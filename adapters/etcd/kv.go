@@ -98,7 +98,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	var resp *pb.RangeResponse
 	op := rangeOp(r)
 	err := k.s.view(ctx, !r.Serializable, func(v *fsm.View) error {
-		if cur := int64(v.Index()); r.Revision > cur {
+		if cur := int64(v.Revision()); r.Revision > cur {
 			return rpctypes.ErrGRPCFutureRev
 		} else if r.Revision > 0 && r.Revision < cur {
 			return rpctypes.ErrGRPCCompacted
@@ -120,7 +120,7 @@ func (k *kvServer) txn(ctx context.Context, c *fsm.EtcdTxn) (*fsm.EtcdTxnResult,
 	if err != nil {
 		return nil, nil, err
 	}
-	return r.Etcd, k.s.writeHeader(r.Index), nil
+	return r.Etcd, k.s.writeHeader(r.Rev), nil
 }
 
 // Put writes one key through Raft.
@@ -300,7 +300,7 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
 	var resp *pb.CompactionResponse
 	err := k.s.view(ctx, false, func(v *fsm.View) error {
-		if r.Revision > int64(v.Index()) {
+		if r.Revision > int64(v.Revision()) {
 			return rpctypes.ErrGRPCFutureRev
 		}
 		resp = &pb.CompactionResponse{Header: k.s.header(v)}

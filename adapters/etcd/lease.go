@@ -41,7 +41,7 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &pb.LeaseGrantResponse{Header: l.s.writeHeader(res.Index), ID: int64(res.Lease.ID), TTL: ttl}, nil
+	return &pb.LeaseGrantResponse{Header: l.s.writeHeader(res.Rev), ID: int64(res.Lease.ID), TTL: ttl}, nil
 }
 
 // LeaseRevoke ends a lease and deletes its keys.
@@ -53,7 +53,7 @@ func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 	if err != nil {
 		return nil, err
 	}
-	return &pb.LeaseRevokeResponse{Header: l.s.writeHeader(res.Index)}, nil
+	return &pb.LeaseRevokeResponse{Header: l.s.writeHeader(res.Rev)}, nil
 }
 
 // LeaseKeepAlive renews leases through Raft, one answer per request; an
@@ -72,10 +72,10 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		res, err := l.s.apply(ctx, &fsm.LeaseKeepAlive{ID: uint64(req.ID)})
 		switch {
 		case err == nil:
-			resp.Header = l.s.writeHeader(res.Index)
+			resp.Header = l.s.writeHeader(res.Rev)
 			resp.TTL = res.Lease.TTLms / 1000
 		case status.Code(err) == codes.NotFound:
-			resp.Header = l.s.writeHeader(l.s.st.Index())
+			resp.Header = l.s.currentHeader()
 		default:
 			return err
 		}

@@ -114,18 +114,18 @@ func TestArmadaOnly(t *testing.T) {
 	}
 }
 
-// compactingStore drops the changes before floor from the feed, as a feed
-// that has rolled over would.
+// compactingStore drops the changes up to revision floor from the feed, as
+// a feed that has rolled over would.
 type compactingStore struct {
 	Store
 	floor uint64
 }
 
-func (c compactingStore) Changes(since uint64) ([]fsm.Change, <-chan struct{}, error) {
-	if since < c.floor {
-		return nil, nil, fsm.ErrCompacted
+func (c compactingStore) ChangesAfterRev(rev uint64) ([]fsm.Change, uint64, <-chan struct{}, error) {
+	if rev < c.floor {
+		return nil, 0, nil, fsm.ErrCompacted
 	}
-	return c.Store.Changes(since)
+	return c.Store.ChangesAfterRev(rev)
 }
 
 // TestWatchHistory covers watches from a past revision (replayed from the
@@ -185,7 +185,12 @@ func TestWatchHistory(t *testing.T) {
 
 	// A revision the feed no longer holds is compacted.
 	n := nodes[0]
-	es := New(compactingStore{n.node.State(), n.node.State().Index()}, n.node, Config{Addr: "127.0.0.1:0"})
+	var floor uint64
+	n.node.State().View(func(v *fsm.View) error {
+		floor = v.Revision()
+		return nil
+	})
+	es := New(compactingStore{n.node.State(), floor}, n.node, Config{Addr: "127.0.0.1:0"})
 	if err := es.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ type Store interface {
 	View(fn func(v *fsm.View) error) error
 	WaitIndex(ctx context.Context, n uint64) error
 	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
+	ChangesAfterRev(rev uint64) ([]fsm.Change, uint64, <-chan struct{}, error)
 	Index() uint64
 }
 
@@ -227,15 +228,26 @@ func (s *Server) header(v *fsm.View) *pb.ResponseHeader {
 	return &pb.ResponseHeader{
 		ClusterId: memberID("cluster/" + v.ClusterID()),
 		MemberId:  memberID(s.cfg.Node),
-		Revision:  int64(v.Index()),
+		Revision:  int64(v.Revision()),
 		RaftTerm:  s.raft.Term(),
 	}
 }
 
-// writeHeader is the header of a write applied at index. It opens no view
+// currentHeader is the header of the node's state now.
+func (s *Server) currentHeader() *pb.ResponseHeader {
+	var hdr *pb.ResponseHeader
+	s.st.View(func(v *fsm.View) error {
+		hdr = s.header(v)
+		return nil
+	})
+	return hdr
+}
+
+// writeHeader is the header of a write whose command left the state at
+// revision rev (fsm.Result.Rev). It opens no view
 // once the cluster ID is known: a view commits the state's open write
 // transaction, which applied entries otherwise share.
-func (s *Server) writeHeader(index uint64) *pb.ResponseHeader {
+func (s *Server) writeHeader(rev uint64) *pb.ResponseHeader {
 	id := s.clusterID.Load()
 	if id == 0 {
 		s.st.View(func(v *fsm.View) error {
@@ -248,7 +260,7 @@ func (s *Server) writeHeader(index uint64) *pb.ResponseHeader {
 			return nil
 		})
 	}
-	return &pb.ResponseHeader{ClusterId: id, MemberId: memberID(s.cfg.Node), Revision: int64(index), RaftTerm: s.raft.Term()}
+	return &pb.ResponseHeader{ClusterId: id, MemberId: memberID(s.cfg.Node), Revision: int64(rev), RaftTerm: s.raft.Term()}
 }
 
 // view runs fn on the local state, after the read index when linearizable.

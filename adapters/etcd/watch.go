@@ -41,14 +41,7 @@ func (w *watchStream) send(resp *pb.WatchResponse) error {
 	return w.stream.Send(resp)
 }
 
-func (w *watchStream) header() *pb.ResponseHeader {
-	var hdr *pb.ResponseHeader
-	w.s.st.View(func(v *fsm.View) error {
-		hdr = w.s.header(v)
-		return nil
-	})
-	return hdr
-}
+func (w *watchStream) header() *pb.ResponseHeader { return w.s.currentHeader() }
 
 // Watch serves watchers from the state's change feed. Events come from the
 // feed's ring of recent changes: a start revision older than the ring
@@ -153,10 +146,14 @@ func (w *watchStream) create(r *pb.WatchCreateRequest) error {
 }
 
 type watcher struct {
-	w               *watchStream
-	id              int64
-	req             *pb.WatchCreateRequest
-	next            uint64 // the first index not yet delivered
+	w    *watchStream
+	id   int64
+	req  *pb.WatchCreateRequest
+	next uint64 // the first revision not yet delivered
+	// cursor is the feed index delivered through, once the first read
+	// (by revision) has found where in the feed the watch starts.
+	cursor          uint64
+	started         bool
 	noPut, noDelete bool
 	prev            map[string]*mvccpb.KeyValue // values this watcher saw, for prev_kv
 }
@@ -167,7 +164,19 @@ func (wt *watcher) run(ctx context.Context) {
 	s := wt.w.s
 	lastSent := time.Now()
 	for {
-		changes, ch, err := s.st.Changes(wt.next - 1)
+		var changes []fsm.Change
+		var ch <-chan struct{}
+		var err error
+		if wt.started {
+			changes, ch, err = s.st.Changes(wt.cursor)
+		} else {
+			// Where the start revision is in the feed: a Batch entry's
+			// commands each have a revision of their own.
+			var through uint64
+			if changes, through, ch, err = s.st.ChangesAfterRev(wt.next - 1); err == nil {
+				wt.cursor, wt.started = through, true
+			}
+		}
 		if errors.Is(err, fsm.ErrCompacted) {
 			hdr := wt.w.header()
 			wt.w.send(&pb.WatchResponse{Header: hdr, WatchId: wt.id, Canceled: true, CompactRevision: hdr.Revision,
@@ -182,7 +191,11 @@ func (wt *watcher) run(ctx context.Context) {
 		if len(changes) > 0 {
 			s.st.View(func(v *fsm.View) error {
 				for _, c := range changes {
-					last = c.Index
+					wt.cursor = max(wt.cursor, c.Index)
+					if c.Rev < wt.next {
+						continue // before a start revision in the future
+					}
+					last = max(last, c.Rev)
 					if c.Topic != "kv" || !wt.inRange([]byte(c.Key)) {
 						continue
 					}
@@ -192,7 +205,7 @@ func (wt *watcher) run(ctx context.Context) {
 				}
 				return nil
 			})
-			wt.next = last + 1
+			wt.next = max(wt.next, last+1)
 		}
 		if len(events) > 0 {
 			hdr := wt.w.header()
@@ -232,7 +245,7 @@ func (wt *watcher) event(v *fsm.View, c fsm.Change) *mvccpb.Event {
 		kv, ok := c.KV, c.KV != nil
 		if !ok {
 			// A big value is not kept in the feed: read it from the state.
-			if kv, ok = v.KV(c.Key); !ok || kv.ModRev != c.Index {
+			if kv, ok = v.KV(c.Key); !ok || kv.ModRev != c.Rev {
 				return nil // a later change of the key follows in the feed
 			}
 		}
@@ -253,7 +266,7 @@ func (wt *watcher) event(v *fsm.View, c fsm.Change) *mvccpb.Event {
 		if wt.noDelete {
 			return nil
 		}
-		ev := &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte(c.Key), ModRevision: int64(c.Index)}}
+		ev := &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte(c.Key), ModRevision: int64(c.Rev)}}
 		if wt.req.PrevKv {
 			ev.PrevKv = prev
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/armada-orchestrator/armada/adapters/etcd"
 	"github.com/armada-orchestrator/armada/adapters/redis"
@@ -39,7 +40,6 @@ type joinFlags struct {
 
 func newJoin(version string) *cobra.Command {
 	f := &joinFlags{}
-	host, _ := os.Hostname()
 	cmd := &cobra.Command{
 		Use:   "join [SEED...]",
 		Short: "Run this node: start a new cluster, restart one from --data-dir, or join through SEED gossip addresses",
@@ -48,7 +48,13 @@ func newJoin(version string) *cobra.Command {
 			return runJoin(cmd.Context(), f, seeds, version)
 		},
 	}
-	fl := cmd.Flags()
+	f.register(cmd.Flags())
+	return cmd
+}
+
+// register defines the join flags on fl, with their defaults.
+func (f *joinFlags) register(fl *pflag.FlagSet) {
+	host, _ := os.Hostname()
 	fl.StringVar(&f.name, "name", host, "node name, unique in the cluster")
 	fl.StringVar(&f.dataDir, "data-dir", "./armada-data", "where Raft's log, snapshots and the state live")
 	fl.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip bind address (TCP and UDP)")
@@ -71,7 +77,6 @@ func newJoin(version string) *cobra.Command {
 	fl.DurationVar(&f.heartbeat, "raft-heartbeat", 500*time.Millisecond, "Raft heartbeat and election timeout")
 	fl.DurationVar(&f.probe, "gossip-probe", 500*time.Millisecond, "gossip failure-detector probe interval")
 	fl.DurationVar(&f.lostGrace, "lost-grace", 2*time.Second, "how long a node may be dead before its ships are lost and replaced elsewhere")
-	return cmd
 }
 
 func parseLabels(s string) (map[string]string, error) { return parseKV("--labels", s) }
@@ -110,6 +115,9 @@ func (f *joinFlags) check() error {
 	}
 	if err := parsePortsRange(f.portsRange); err != nil {
 		return err
+	}
+	if f.voters < 1 {
+		return fmt.Errorf("--voters: must be at least 1, not %d", f.voters)
 	}
 	if f.lostGrace <= 0 {
 		return fmt.Errorf("--lost-grace: must be positive, not %s", f.lostGrace)
