@@ -46,12 +46,13 @@ deps: ## Install the reference servers the differential tests run (redis-server,
 	@test -f /usr/share/java/zookeeper.jar && command -v java >/dev/null || \
 	  { echo "ZooKeeper 3.8 is required: apt-get install -y zookeeper"; exit 1; }
 
-fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, EtcdTxn, the RESP path and the ZooKeeper decoder for FUZZTIME each
+fuzz: ## Fuzz the command decoder, the blueprint parser, RedisExec, EtcdTxn, the RESP path and its size guard, and the ZooKeeper decoder for FUZZTIME each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' $(FUZZFLAGS) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBlueprint$$' $(FUZZFLAGS) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzRedisExec$$' $(FUZZFLAGS) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzEtcdTxn$$' $(FUZZFLAGS) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzRESP$$' $(FUZZFLAGS) ./adapters/redis
+	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' $(FUZZFLAGS) ./adapters/redis
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' $(FUZZFLAGS) ./adapters/zk
 	$(GO) test -run '^$$' -fuzz '^FuzzZKMulti$$' $(FUZZFLAGS) ./fsm
 

@@ -122,7 +122,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(ln); err != nil && s.ctx.Err() == nil {
+		if err := s.srv.Serve(guardListener{ln}); err != nil && s.ctx.Err() == nil {
 			s.log.Error("redis server stopped", "err", err)
 		}
 	}()
