@@ -21,6 +21,9 @@ type Change struct {
 	// and the state's revision at the time for any other: it never goes
 	// down along the feed.
 	Rev uint64 `json:"rev,omitempty"`
+	// Prev is the key's state before a kv put or delete, when it existed
+	// and its value is at most MaxFeedValue bytes (etcd's prev_kv).
+	Prev *KV `json:"-"`
 }
 
 // MaxFeedValue bounds the values the feed keeps with kv changes: the ring

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -139,17 +140,17 @@ func TestChangesSince(t *testing.T) {
 	h.ok(&NodeRemove{Name: "n"})                     // 13
 	h.ok(&BlueprintDelete{Name: "web"})              // 14
 	all := []Change{
-		{1, "kv", "a", "put", nil, 0},
-		{2, "lease", "2", "put", nil, 0}, {2, "kv", "b", "put", nil, 0},
-		{6, "kv", "b", "delete", nil, 0}, {6, "lease", "2", "delete", nil, 0},
-		{7, "queue", "q", "put", nil, 0},
-		{8, "lock", "l", "put", nil, 0},
-		{9, "node", "n", "put", nil, 0},
-		{10, "blueprint", "web", "put", nil, 0},
-		{11, "cluster", "c", "put", nil, 0},
-		{12, "kv", "a", "delete", nil, 0},
-		{13, "node", "n", "delete", nil, 0},
-		{14, "blueprint", "web", "delete", nil, 0},
+		{1, "kv", "a", "put", nil, 0, nil},
+		{2, "lease", "2", "put", nil, 0, nil}, {2, "kv", "b", "put", nil, 0, nil},
+		{6, "kv", "b", "delete", nil, 0, nil}, {6, "lease", "2", "delete", nil, 0, nil},
+		{7, "queue", "q", "put", nil, 0, nil},
+		{8, "lock", "l", "put", nil, 0, nil},
+		{9, "node", "n", "put", nil, 0, nil},
+		{10, "blueprint", "web", "put", nil, 0, nil},
+		{11, "cluster", "c", "put", nil, 0, nil},
+		{12, "kv", "a", "delete", nil, 0, nil},
+		{13, "node", "n", "delete", nil, 0, nil},
+		{14, "blueprint", "web", "delete", nil, 0, nil},
 	}
 	for since := uint64(0); since <= 16; since++ {
 		got, notify, err := h.s.Changes(since)
@@ -160,7 +161,7 @@ func TestChangesSince(t *testing.T) {
 			if c.Topic == "kv" && c.Op == "put" && (c.KV == nil || c.KV.Key != c.Key || c.KV.ModRev != c.Rev) {
 				t.Fatalf("Changes(%d): a put without its value: %+v", since, c)
 			}
-			got[i].KV, got[i].Rev = nil, 0
+			got[i].KV, got[i].Rev, got[i].Prev = nil, 0, nil
 		}
 		var want []Change
 		for _, c := range all {
@@ -187,7 +188,7 @@ func TestChangesSince(t *testing.T) {
 	if len(got) == 1 && got[0].KV != nil && string(got[0].KV.Value) == "v" {
 		got[0].KV, got[0].Rev = nil, 0
 	}
-	requireEqual(t, "new change", got, []Change{{15, "kv", "new", "put", nil, 0}})
+	requireEqual(t, "new change", got, []Change{{15, "kv", "new", "put", nil, 0, nil}})
 }
 
 func TestChangesCompactedAfterRingSize(t *testing.T) {
@@ -333,7 +334,7 @@ func TestRestoreResetsChanges(t *testing.T) {
 	if len(got) == 1 && got[0].KV != nil && got[0].KV.ModRev == 3 {
 		got[0].KV = nil
 	}
-	requireEqual(t, "changes after restore", got, []Change{{3, "kv", "c", "put", nil, 3}})
+	requireEqual(t, "changes after restore", got, []Change{{3, "kv", "c", "put", nil, 3, nil}})
 }
 
 // The ring by revision: the changes above a revision, wherever they start
@@ -386,4 +387,33 @@ func since3(t *testing.T, f *feed) []Change {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// A kv change carries the key's state before it (etcd's prev_kv) when its
+// value is small enough for the feed.
+func TestChangesCarryThePreviousValue(t *testing.T) {
+	h := newHarness(t)
+	h.ok(put("k", "v1"))
+	h.ok(put("k", "v2"))
+	big := strings.Repeat("b", MaxFeedValue+1)
+	h.ok(put("big", big))
+	h.ok(put("big", "small"))
+	h.ok(&KVDelete{Key: "k"})
+	got, _, err := h.s.Changes(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for _, c := range got {
+		if c.Topic != "kv" {
+			continue
+		}
+		prev := "-"
+		if c.Prev != nil {
+			prev = fmt.Sprintf("%s@%d", c.Prev.Value, c.Prev.ModRev)
+		}
+		seen = append(seen, fmt.Sprintf("%s %s prev %s", c.Op, c.Key, prev))
+	}
+	requireEqual(t, "changes", strings.Join(seen, "; "),
+		"put k prev -; put k prev v1@1; put big prev -; put big prev -; delete k prev v2@2")
 }

@@ -136,7 +136,7 @@ func (h *harness) requireChanges(idx uint64, want ...Change) {
 	for i := range got {
 		// The value a put carries is checked by the feed tests, revisions
 		// by the revision tests.
-		got[i].KV, got[i].Rev = nil, 0
+		got[i].KV, got[i].Rev, got[i].Prev = nil, 0, nil
 	}
 	if len(got) == 0 && len(want) == 0 {
 		return

@@ -111,7 +111,7 @@ func (c *KVPut) apply(t *txn) *Result {
 		t.put(bLeaseKeys, leaseKey(lease, c.Key), nil)
 	}
 	t.put(bKV, []byte(c.Key), encodeKV(kv))
-	t.changedKV(kv)
+	t.changedKV(kv, prev)
 	return &Result{KV: kv, Prev: prev}
 }
 
@@ -144,7 +144,7 @@ func (t *txn) deleteKey(kv *KV) {
 	if kv.Lease != 0 {
 		t.detachLease(kv.Lease, kv.Key)
 	}
-	t.changes = append(t.changes, Change{Index: t.index, Rev: t.revision(), Topic: "kv", Key: kv.Key, Op: "delete"})
+	t.deletedKV(kv)
 }
 
 // detachLease takes key off lease id, and ends the lease when it was made

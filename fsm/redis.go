@@ -472,7 +472,7 @@ func (db *redisDB) put(key string, prev *KV, typ KVType, val []byte, lease uint6
 		t.put(bLeaseKeys, leaseKey(lease, key), nil)
 	}
 	t.put(bKV, []byte(key), encodeKV(kv))
-	t.changedKV(kv)
+	t.changedKV(kv, prev)
 	return kv
 }
 

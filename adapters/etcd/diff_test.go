@@ -313,18 +313,22 @@ func script(t *testing.T, cli *clientv3.Client) []string {
 	})
 	r.add("ephemeral", "gone")
 
-	// Watches from the current revision: a prefix, and one key with prev_kv
-	// and without deletes.
+	// Watches from the current revision: a prefix, one key with prev_kv
+	// and without deletes, and one with prev_kv of a key written before
+	// the watch began.
+	_, err = cli.Put(ctx, "w/c", "0")
+	r.err("put w/c", err)
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	wa := cli.Watch(wctx, "w/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
 	wb := cli.Watch(wctx, "w/a", clientv3.WithPrevKV(), clientv3.WithFilterDelete(), clientv3.WithCreatedNotify())
-	for _, wch := range []clientv3.WatchChan{wa, wb} {
+	wc := cli.Watch(wctx, "w/c", clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
+	for _, wch := range []clientv3.WatchChan{wa, wb, wc} {
 		if c := <-wch; !c.Created {
 			t.Fatalf("watch not created: %+v", c)
 		}
 	}
-	for _, op := range []clientv3.Op{clientv3.OpPut("w/a", "1"), clientv3.OpPut("w/b", "2"), clientv3.OpPut("w/a", "3"),
+	for _, op := range []clientv3.Op{clientv3.OpPut("w/c", "1"), clientv3.OpPut("w/a", "1"), clientv3.OpPut("w/b", "2"), clientv3.OpPut("w/a", "3"),
 		clientv3.OpDelete("w/a"), clientv3.OpPut("w/a", "4"), clientv3.OpDelete("w/", clientv3.WithPrefix())} {
 		_, err := cli.Do(ctx, op)
 		r.err("watched op", err)
@@ -350,8 +354,9 @@ func script(t *testing.T, cli *clientv3.Client) []string {
 		}
 		r.add("watch "+name, "%s", strings.Join(evs, "; "))
 	}
-	collect("prefix", wa, 7)
+	collect("prefix", wa, 9)
 	collect("key", wb, 3)
+	collect("older key", wc, 2)
 	wcancel()
 
 	// Mutex across two sessions.

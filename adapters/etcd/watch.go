@@ -46,11 +46,11 @@ func (w *watchStream) header() *pb.ResponseHeader { return w.s.currentHeader() }
 // Watch serves watchers from the state's change feed. Events come from the
 // feed's ring of recent changes: a start revision older than the ring
 // answers "compacted". The feed carries the value of each put up to
-// fsm.MaxFeedValue bytes; a bigger value is read from the state when the
-// watcher reaches it, so such a put that a later write of the same key
-// already replaced is delivered only as that later put. prev_kv is only set
-// when this watcher saw the previous value itself (an earlier event of the
-// same watch).
+// fsm.MaxFeedValue bytes, and the key's state before each put or delete
+// (prev_kv) up to the same size; a bigger value is read from the state when
+// the watcher reaches it, so such a put that a later write of the same key
+// already replaced is delivered only as that later put, and a previous
+// value too big for the feed is given only when this watcher saw it itself.
 func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	w := &watchStream{s: ws.s, stream: stream, ctx: stream.Context(), cancel: map[int64]context.CancelFunc{}}
 	defer func() {
@@ -120,6 +120,15 @@ func (w *watchStream) create(r *pb.WatchCreateRequest) error {
 	ctx, cancel := context.WithCancel(w.ctx)
 	w.cancel[id] = cancel
 	w.mu.Unlock()
+	if r.StartRevision <= 0 {
+		// "From now" means after every write committed before the watch
+		// was asked for, wherever it was made: a node behind the leader
+		// first catches up, or it would replay a write the client already
+		// saw done. Without a leader, now is this node's state.
+		rctx, rcancel := context.WithTimeout(ctx, w.s.cfg.WriteTimeout)
+		w.s.view(rctx, true, func(*fsm.View) error { return nil })
+		rcancel()
+	}
 	hdr := w.header()
 	start := r.StartRevision
 	if start <= 0 {
@@ -237,9 +246,14 @@ func (wt *watcher) run(ctx context.Context) {
 }
 
 // event turns a change into an event, or nil when it is filtered out or
-// already superseded by a later change of the same key.
+// already superseded by a later change of the same key. prev_kv is the
+// key's state before the change as the feed kept it; for a value too big
+// for the feed, the one this watcher saw last, if any.
 func (wt *watcher) event(v *fsm.View, c fsm.Change) *mvccpb.Event {
 	prev := wt.prev[c.Key]
+	if c.Prev != nil {
+		prev = toKV(c.Prev)
+	}
 	switch c.Op {
 	case "put":
 		kv, ok := c.KV, c.KV != nil
