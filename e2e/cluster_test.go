@@ -47,8 +47,8 @@ func TestThreeBinariesFormCluster(t *testing.T) {
 			t.Errorf("status table has no row for %s:\n%s", n.Name, res.Stdout)
 			continue
 		}
-		if row["STATUS"] != "alive" || row["ROLE"] != "voter" || row["ADDRESS"] != n.HTTPAddr {
-			t.Errorf("status row for %s = %v, want alive voter at %s", n.Name, row, n.HTTPAddr)
+		if row["STATUS"] != "alive" || row["ROLE"] != "voter" || row["ADDRESS"] != "127.0.0.1" || row["HTTP"] != n.HTTPAddr {
+			t.Errorf("status row for %s = %v, want alive voter at 127.0.0.1, HTTP %s", n.Name, row, n.HTTPAddr)
 		}
 	}
 

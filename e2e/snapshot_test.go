@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,18 @@ func TestSnapshotSaveAndRestoreCLI(t *testing.T) {
 	}
 	if fi, err := os.Stat(file); err != nil || fi.Size() == 0 {
 		t.Fatalf("snapshot file: %v", err)
+	}
+	// -o json says the same for scripts.
+	again := filepath.Join(t.TempDir(), "again.snap")
+	res = mustCLI(t, nil, "--addr", n.BaseURL(), "-o", "json", "snapshot", "save", again)
+	var saved struct {
+		File  string `json:"file"`
+		Index uint64 `json:"snapshot_index"`
+		Bytes int64  `json:"bytes"`
+	}
+	if fi, err := os.Stat(again); json.Unmarshal([]byte(res.Stdout), &saved) != nil || saved.File != again ||
+		saved.Index == 0 || err != nil || saved.Bytes != fi.Size() {
+		t.Fatalf("snapshot save -o json: %+v\n%s", saved, res)
 	}
 	if _, err := putKV(n, "e2e/later", "not in the backup", 20*time.Second); err != nil {
 		t.Fatal(err)

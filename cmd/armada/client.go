@@ -118,6 +118,18 @@ func (f *clientFlags) render(raw json.RawMessage, tableFn func() error) error {
 	return fmt.Errorf("--output: must be table or json, not %q", f.output)
 }
 
+// result prints what a command did: v as JSON for -o json, else the text.
+func (f *clientFlags) result(v any, format string, args ...any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return f.render(raw, func() error {
+		fmt.Printf(format, args...)
+		return nil
+	})
+}
+
 func labelsString(m map[string]string) string {
 	parts := make([]string, 0, len(m))
 	for k, v := range m {

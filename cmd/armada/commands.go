@@ -57,10 +57,10 @@ func nodeTable(nodes []*fsm.Node) {
 		if n.Drain {
 			drain = "draining"
 		}
-		rows = append(rows, []string{n.Name, n.Status, n.Role, n.HTTPAddr, strconv.FormatInt(n.Capacity.CPUMHz, 10),
+		rows = append(rows, []string{n.Name, n.Status, n.Role, n.Address, n.HTTPAddr, strconv.FormatInt(n.Capacity.CPUMHz, 10),
 			strconv.FormatInt(n.Capacity.MemoryMB, 10), labelsString(n.Labels), drain})
 	}
-	table([]string{"NAME", "STATUS", "ROLE", "ADDRESS", "CPU_MHZ", "MEMORY_MB", "LABELS", "DRAIN"}, rows)
+	table([]string{"NAME", "STATUS", "ROLE", "ADDRESS", "HTTP", "CPU_MHZ", "MEMORY_MB", "LABELS", "DRAIN"}, rows)
 }
 
 func newNode(cf *clientFlags) *cobra.Command {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/cobra"
 )
@@ -50,8 +51,9 @@ func newSnapshot(cf *clientFlags) *cobra.Command {
 			if err := os.Rename(tmp.Name(), args[0]); err != nil {
 				return err
 			}
-			fmt.Printf("snapshot at index %s saved to %s (%d bytes)\n", resp.Header.Get("X-Armada-Index"), args[0], n)
-			return nil
+			index, _ := strconv.ParseUint(resp.Header.Get("X-Armada-Index"), 10, 64)
+			return cf.result(map[string]any{"file": args[0], "snapshot_index": index, "bytes": n},
+				"snapshot at index %d saved to %s (%d bytes)\n", index, args[0], n)
 		},
 	}, &cobra.Command{
 		Use:   "restore FILE",
@@ -68,8 +70,8 @@ func newSnapshot(cf *clientFlags) *cobra.Command {
 			if err := cf.client().do(cmd.Context(), http.MethodPut, "/v1/snapshot", data, "application/octet-stream", &out); err != nil {
 				return err
 			}
-			fmt.Printf("cluster state restored from %s (snapshot index %d)\n", args[0], out.Index)
-			return nil
+			return cf.result(map[string]any{"file": args[0], "snapshot_index": out.Index},
+				"cluster state restored from %s (snapshot index %d)\n", args[0], out.Index)
 		},
 	})
 	return cmd
