@@ -63,6 +63,18 @@ func eventTopics() map[string]eventReader {
 			return fleetSummary(v, f), true
 		},
 		"ship": func(v *fsm.View, key string) (any, bool) { return v.Ship(key) },
+		// The shared key space and the replicated queues, locks and leases:
+		// only when asked for (optInTopics).
+		"kv": func(v *fsm.View, key string) (any, bool) {
+			kv, ok := v.KV(key)
+			if !ok {
+				return nil, false
+			}
+			return toKVOut(kv, false), true
+		},
+		"lease": nil,
+		"lock":  nil,
+		"queue": nil,
 		"deployment": func(v *fsm.View, key string) (any, bool) { // key: fleet/id
 			fleet, id, ok := strings.Cut(key, "/")
 			n, err := strconv.ParseUint(id, 10, 64)
@@ -73,6 +85,13 @@ func eventTopics() map[string]eventReader {
 		},
 	}
 }
+
+// optInTopics are streamed only to subscribers that name them in ?topic=:
+// the key space (which Redis, etcd and ZooKeeper clients may write
+// thousands of times a second), leases, locks and queues are busier than
+// the orchestrator's own objects, and a stream of everything (the web UI's)
+// would carry them all.
+var optInTopics = map[string]bool{"kv": true, "lease": true, "lock": true, "queue": true}
 
 // topicAllocation is the event topic of a change to an allocated ship: a
 // ship event whose ship is allocated goes out as an allocation instead
@@ -124,7 +143,8 @@ func parseCursor(s string) (cursor, error) {
 	return cursor{Index: n, Pos: p}, nil
 }
 
-// parseTopics reads ?topic= (repeated or comma-separated); none means all.
+// parseTopics reads ?topic= (repeated or comma-separated); none means all
+// but the opt-in ones.
 func parseTopics(values []string, known map[string]eventReader) (map[string]bool, error) {
 	want := map[string]bool{}
 	for _, v := range values {
@@ -142,6 +162,13 @@ func parseTopics(values []string, known map[string]eventReader) (map[string]bool
 				return nil, badRequest("topic", "unknown topic %q; topics are %s", t, strings.Join(names, ", "))
 			}
 			want[t] = true
+		}
+	}
+	if len(want) == 0 {
+		for t := range known {
+			if !optInTopics[t] {
+				want[t] = true
+			}
 		}
 	}
 	if want["ship"] {
@@ -453,7 +480,7 @@ func (s *Server) encodeEvents(buf *bytes.Buffer, changes []fsm.Change, from curs
 		if ch.Index == from.Index && pos <= from.Pos {
 			continue
 		}
-		if _, ok := known[ch.Topic]; !ok || laterSame(changes[i+1:], ch) {
+		if _, ok := known[ch.Topic]; !ok || optInTopics[ch.Topic] && !want[ch.Topic] || laterSame(changes[i+1:], ch) {
 			continue
 		}
 		it := item{ch: ch, id: cursor{Index: ch.Index, Pos: pos}, last: i == len(changes)-1 || changes[i+1].Index != ch.Index}
@@ -475,7 +502,7 @@ func (s *Server) encodeEvents(buf *bytes.Buffer, changes []fsm.Change, from curs
 		})
 	}
 	for _, it := range items {
-		if len(want) == 0 || want[it.f.topic] {
+		if want[it.f.topic] {
 			buf.Write(it.f.data)
 		}
 	}

@@ -270,7 +270,7 @@ func TestEventsTopicsAndObjects(t *testing.T) {
 	}
 
 	for _, c := range []struct{ query, hdr, field string }{
-		{"?topic=kv", "", "topic"},
+		{"?topic=nope", "", "topic"},
 		{"?topic=ship,nope", "", "topic"},
 		{"?since=abc", "", "since"},
 		{"?since=5.-1", "", "since"},
@@ -285,6 +285,51 @@ func TestEventsTopicsAndObjects(t *testing.T) {
 			r, body = tc.do(http.MethodGet, "/v1/events"+c.query, nil)
 		}
 		checkError(t, "GET /v1/events"+c.query, r, body, http.StatusBadRequest, "bad_request", c.field)
+	}
+}
+
+// TestEventsKeySpaceOnRequest: key-space changes are streamed, with the
+// key as /v1/kv shows it, to a subscriber that asks for topic kv, and not
+// in the stream of everything else.
+func TestEventsKeySpaceOnRequest(t *testing.T) {
+	t.Parallel()
+	tc := newCluster(t)
+	ctx := t.Context()
+	since := strconv.FormatUint(tc.stateIndex(), 10)
+	tc.putKV("app/mode", []byte("ranked"))
+	tc.putArenas()
+	tc.do(http.MethodDelete, "/v1/kv/app/mode", nil)
+	first := func(query string, n int) []web.Event {
+		t.Helper()
+		resp := tc.subscribe(ctx, &http.Client{}, query)
+		defer resp.Body.Close()
+		var events []web.Event
+		web.ReadEvents(resp.Body, func(ev web.StreamEvent) error {
+			if ev.ID == "" {
+				return nil
+			}
+			var e web.Event
+			if err := json.Unmarshal(ev.Data, &e); err != nil {
+				return err
+			}
+			if events = append(events, e); len(events) == n {
+				return errors.New("enough")
+			}
+			return nil
+		})
+		return events
+	}
+	kv := first("?topic=kv&since="+since, 2)
+	if len(kv) != 2 || kv[0].Topic != "kv" || kv[0].Op != "put" || kv[0].Key != "app/mode" || kv[1].Op != "delete" {
+		t.Fatalf("kv events %+v", kv)
+	}
+	obj, _ := json.Marshal(kv[0].Object)
+	if kv[0].Object != nil && !strings.Contains(string(obj), `"value":"ranked"`) {
+		t.Errorf("kv event object %s", obj)
+	}
+	all := first("?since="+since, 1)
+	if len(all) != 1 || all[0].Topic != "blueprint" {
+		t.Fatalf("the stream of everything starts with %+v, want the blueprint (no kv)", all)
 	}
 }
 
