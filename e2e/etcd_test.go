@@ -42,6 +42,23 @@ func startAdapterCluster(t *testing.T, flag string) ([]*Node, map[string]string,
 	return nodes, addr, leader
 }
 
+// startAdapterClusterSplit is startAdapterCluster that returns the leader,
+// the other nodes' adapter addresses, and every node's by name.
+func startAdapterClusterSplit(t *testing.T, flag string) (*Node, []string, map[string]string) {
+	t.Helper()
+	nodes, addr, leaderName := startAdapterCluster(t, flag)
+	var leader *Node
+	var others []string
+	for _, n := range nodes {
+		if n.Name == leaderName {
+			leader = n
+		} else {
+			others = append(others, addr[n.Name])
+		}
+	}
+	return leader, others, addr
+}
+
 func etcdClient(t *testing.T, endpoints ...string) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
@@ -58,16 +75,8 @@ func etcdClient(t *testing.T, endpoints ...string) *clientv3.Client {
 // on through another endpoint, and the lease and key live on for three
 // TTLs; once the keep-alives stop, both are gone about a TTL after the last.
 func TestEtcdLeaseSurvivesKilledLeader(t *testing.T) {
-	nodes, addr, leaderName := startAdapterCluster(t, "--etcd-addr")
-	var leader *Node
-	var others []string
-	for _, n := range nodes {
-		if n.Name == leaderName {
-			leader = n
-		} else {
-			others = append(others, addr[n.Name])
-		}
-	}
+	leader, others, addr := startAdapterClusterSplit(t, "--etcd-addr")
+	leaderName := leader.Name
 	// The client starts on the leader only, so that its keep-alive stream
 	// is on the node that dies; the other endpoints come afterwards.
 	cli := etcdClient(t, addr[leaderName])

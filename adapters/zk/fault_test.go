@@ -2,38 +2,14 @@ package zk
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	gozk "github.com/go-zookeeper/zk"
+
+	"github.com/armada-orchestrator/armada/internal/testnode"
 )
-
-// orderedHosts tries its servers in order (go-zookeeper shuffles the
-// list it passes to Init, which is ignored).
-type orderedHosts struct {
-	mu      sync.Mutex
-	servers []string
-	next    int
-	tried   int
-}
-
-func (h *orderedHosts) Init([]string) error { return nil }
-func (h *orderedHosts) Len() int            { return len(h.servers) }
-func (h *orderedHosts) Next() (string, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := h.servers[h.next]
-	h.next = (h.next + 1) % len(h.servers)
-	h.tried++
-	return s, h.tried > len(h.servers)
-}
-func (h *orderedHosts) Connected() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.tried = 0
-}
 
 // connectOrdered opens a session that tries servers in order and counts
 // the session-expired events it sees.
@@ -41,7 +17,7 @@ func connectOrdered(t *testing.T, servers []string, timeout time.Duration) (*goz
 	t.Helper()
 	expired := &atomic.Int32{}
 	has := make(chan struct{}, 1)
-	c, _, err := gozk.Connect(servers, timeout, gozk.WithLogger(nopLogger{}), gozk.WithHostProvider(&orderedHosts{servers: servers}),
+	c, _, err := gozk.Connect(servers, timeout, gozk.WithLogger(nopLogger{}), gozk.WithHostProvider(&testnode.HostsInOrder{Servers: servers}),
 		gozk.WithEventCallback(func(e gozk.Event) {
 			switch e.State {
 			case gozk.StateExpired:
