@@ -75,6 +75,10 @@ type Config struct {
 	LogSegmentSize int
 
 	Logger *slog.Logger
+
+	// features are the fsm features the node gossips it knows (nil:
+	// fsm.Features()); a test sets them to play an older version.
+	features []string
 }
 
 func (c *Config) setDefaults() error {

@@ -38,6 +38,9 @@ type meta struct {
 	// Forwarded: this node applies fsm.Forwarded log entries and takes
 	// tagged writes on its forwarding stream (localResults).
 	Forwarded bool `json:"fw,omitempty"`
+	// Features are the fsm features this node can apply (fsm.Features):
+	// the leader switches one on once every server lists it.
+	Features []string `json:"ft,omitempty"`
 }
 
 // member is a gossip member as this node sees it.

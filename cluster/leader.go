@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,6 +91,7 @@ func (n *Node) lead(ctx context.Context, done chan struct{}) {
 	}
 	run(n.reconcileLoop)
 	run(n.expiryLoop)
+	run(n.featureLoop)
 	for _, h := range n.hooks {
 		run(h)
 	}
@@ -145,4 +147,61 @@ func randomHex(nbytes int) string {
 	b := make([]byte, nbytes)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// featureLoop switches on, through the log, each fsm feature this version
+// knows once every server of the configuration gossips that it knows it
+// too: an older server would apply the entries after it differently. It
+// looks once a second until all are on.
+func (n *Node) featureLoop(ctx context.Context) {
+	for {
+		off := 0
+		for _, f := range fsm.Features() {
+			var on bool
+			n.state.View(func(v *fsm.View) error {
+				on = v.Feature(f)
+				return nil
+			})
+			if on {
+				continue
+			}
+			off++
+			if !n.allServersKnow(f) {
+				continue
+			}
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := n.applyLocal(actx, &fsm.FeatureOn{Name: f})
+			cancel()
+			if err != nil {
+				n.log.Warn("switch feature on", "feature", f, "err", err)
+				continue
+			}
+			n.log.Info("feature on", "feature", f, "reason", "every server knows it")
+			off--
+		}
+		if off == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// allServersKnow reports whether every server of the configuration
+// gossips that it knows fsm feature f.
+func (n *Node) allServersKnow(f string) bool {
+	servers, err := n.servers()
+	if err != nil {
+		return false
+	}
+	for name := range servers {
+		m, ok := n.gsp.member(name)
+		if !ok || !slices.Contains(m.Meta.Features, f) {
+			return false
+		}
+	}
+	return true
 }

@@ -130,7 +130,11 @@ func (n *Node) Start(ctx context.Context, capacity fsm.Resources) error {
 	}
 
 	self := meta{Role: cfg.Role, Raft: raftAddr, HTTP: cfg.advertised(cfg.HTTPAddr), Labels: cfg.Labels,
-		CPUMHz: capacity.CPUMHz, MemoryMB: capacity.MemoryMB, Version: cfg.Version, Ports: cfg.PortsRange, Forwarded: true}
+		CPUMHz: capacity.CPUMHz, MemoryMB: capacity.MemoryMB, Version: cfg.Version, Ports: cfg.PortsRange, Forwarded: true,
+		Features: cfg.features}
+	if self.Features == nil {
+		self.Features = fsm.Features()
+	}
 	n.gsp, err = newGossip(cfg, self, n.log.With("component", "gossip"))
 	if err != nil {
 		n.Shutdown()

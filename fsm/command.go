@@ -50,6 +50,7 @@ const (
 	CmdUsageReport    CmdType = 35
 	CmdShipAllocate2  CmdType = 36 // ShipAllocate with request IDs; 32 is the older form
 	CmdForwarded      CmdType = 37 // a command a follower forwarded, tagged with its sender (forward.go)
+	CmdFeatureOn      CmdType = 38 // switches on a way of applying (feature.go)
 
 	// ZooKeeper (fsm/zk.go): 40..49.
 	CmdZKCreateSession CmdType = 40
@@ -111,6 +112,7 @@ var commandTable = [256]func() Command{
 	CmdShipSDK:        func() Command { return new(ShipSDK) },
 	CmdDeployUpdate:   func() Command { return new(DeployUpdate) },
 	CmdUsageReport:    func() Command { return new(UsageReport) },
+	CmdFeatureOn:      func() Command { return new(FeatureOn) },
 
 	CmdZKCreateSession: func() Command { return new(ZKCreateSession) },
 	CmdZKTouch:         func() Command { return new(ZKTouch) },

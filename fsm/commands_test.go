@@ -82,6 +82,7 @@ func allCmdTables() map[string][]cmdCase {
 		"ShipSDK":        shipSDKCases(),
 		"DeployUpdate":   deployUpdateCases(),
 		"UsageReport":    usageReportCases(),
+		"FeatureOn":      featureOnCases(),
 
 		"ZKCreateSession": zkCreateSessionCases(),
 		"ZKTouch":         zkTouchCases(),

@@ -67,6 +67,10 @@ func (g *logGen) blueprint() *Blueprint {
 }
 
 func (g *logGen) command() Command {
+	if g.rng.IntN(1000) == 0 {
+		// Mid-log, so that entries on both sides of the switch are compared.
+		return &FeatureOn{Name: []string{FeatureOwnRevisions, "nope"}[g.rng.IntN(2)]}
+	}
 	if g.rng.IntN(30) == 0 {
 		return g.zkCommand()
 	}

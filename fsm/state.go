@@ -142,8 +142,12 @@ func Open(path string) (*State, error) {
 }
 
 // storedRevision is the revision of a state at index: the index or the
-// last ID given, whichever is higher.
+// last ID given, whichever is higher; the index until FeatureOwnRevisions
+// is on.
 func storedRevision(tx *bbolt.Tx, index uint64) uint64 {
+	if tx.Bucket(bMeta).Get(featureKey(FeatureOwnRevisions)) == nil {
+		return index
+	}
 	return max(index, getU64(tx.Bucket(bMeta).Get(kLastID)))
 }
 

@@ -34,8 +34,10 @@ type txn struct {
 	// allocating is set while ShipAllocate writes the ship it picked.
 	allocating bool
 	// rev is the revision of the command being applied once it wrote or
-	// deleted a key (0 before): see revision.
-	rev uint64
+	// deleted a key (0 before): see revision. ownRev is whether
+	// FeatureOwnRevisions is on (once loaded).
+	rev                  uint64
+	ownRev, ownRevLoaded bool
 	// lastID is the last ID newID gave (once loaded); saveLastID writes it
 	// to the state before the transaction commits.
 	lastID       uint64
@@ -84,16 +86,34 @@ func (t *txn) loadLastID() {
 // commands never carry the same create or modify revision, which etcd's
 // locks and elections rely on, and a compare-and-set on a modify revision
 // cannot match a later write of the same entry.
+//
+// Until FeatureOwnRevisions is on, a command's revision is its entry's
+// index, as all versions before it applied.
 func (t *txn) revision() uint64 {
 	if t.rev == 0 {
-		t.rev = t.newID()
+		if t.ownRevisions() {
+			t.rev = t.newID()
+		} else {
+			t.rev = t.index
+		}
 	}
 	return t.rev
 }
 
+func (t *txn) ownRevisions() bool {
+	if !t.ownRevLoaded {
+		t.ownRev, t.ownRevLoaded = t.b(bMeta).Get(featureKey(FeatureOwnRevisions)) != nil, true
+	}
+	return t.ownRev
+}
+
 // current is the state's revision so far: the entry's index or the last
-// ID given, whichever is higher (View.Revision once the entry is applied).
+// ID given, whichever is higher (View.Revision once the entry is applied);
+// the index until FeatureOwnRevisions is on.
 func (t *txn) current() uint64 {
+	if !t.ownRevisions() {
+		return t.index
+	}
 	t.loadLastID()
 	return max(t.index, t.lastID)
 }

@@ -19,7 +19,8 @@ func (v *View) Index() uint64 { return v.index }
 
 // Revision is the key space's revision: the highest of the applied index
 // and the IDs given (a Batch entry's commands each take their own, see
-// txn.revision). Every key's create and modify revision is at most this.
+// txn.revision), or the index until FeatureOwnRevisions is on. Every key's
+// create and modify revision is at most this.
 func (v *View) Revision() uint64 { return storedRevision(v.tx, v.index) }
 
 // KV returns one key.

@@ -847,7 +847,7 @@ func ZKAllowed(acl []ZKACL, perm int32, auth []string) bool {
 
 // ZKZxid is the highest zxid applied.
 func (v *View) ZKZxid() int64 {
-	return int64(v.Revision())
+	return int64(max(v.index, getU64(v.tx.Bucket(bMeta).Get(kLastID))))
 }
 
 // ZKSession returns a session.

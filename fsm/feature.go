@@ -1,0 +1,51 @@
+package fsm
+
+// Features change how later entries apply. A node that knows one says so
+// in gossip; the leader logs FeatureOn once every server of the
+// configuration does, so that every node, and every replay of the log at
+// boot, switches at the same entry, and no node that applies the old way
+// ever sees an entry applied the new way.
+const (
+	// FeatureOwnRevisions gives every command that writes keys a revision
+	// of its own (txn.revision). Before it, the commands grouped into one
+	// entry all took the entry's index.
+	FeatureOwnRevisions = "own_revisions"
+)
+
+// Features lists the features this version knows.
+func Features() []string { return []string{FeatureOwnRevisions} }
+
+func knownFeature(name string) bool {
+	for _, f := range Features() {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// FeatureOn switches a feature on from the next command on. Switching one
+// on again changes nothing.
+type FeatureOn struct{ Name string }
+
+func (*FeatureOn) Type() CmdType       { return CmdFeatureOn }
+func (c *FeatureOn) encode(e *encoder) { e.str(c.Name) }
+func (c *FeatureOn) decode(d *decoder) { c.Name = d.str() }
+
+func (c *FeatureOn) apply(t *txn) *Result {
+	if !knownFeature(c.Name) {
+		return fail(errf(ErrInvalid, "name", "unknown feature %q", c.Name))
+	}
+	if t.b(bMeta).Get(featureKey(c.Name)) == nil {
+		t.put(bMeta, featureKey(c.Name), u64(t.index))
+	}
+	if c.Name == FeatureOwnRevisions {
+		t.ownRev, t.ownRevLoaded = true, true
+	}
+	return &Result{}
+}
+
+func featureKey(name string) []byte { return []byte("feature/" + name) }
+
+// Feature reports whether a feature is on.
+func (v *View) Feature(name string) bool { return v.tx.Bucket(bMeta).Get(featureKey(name)) != nil }
