@@ -28,8 +28,9 @@ import (
 // (Expire set) finds its last heartbeat older than its timeout; its
 // ephemeral nodes are deleted in the same entry.
 //
-// /zookeeper and /armada are read-only views: /zookeeper holds "quota" as in
-// ZooKeeper, /armada shows the queues whose names are paths under /armada/
+// /zookeeper and /armada are read-only views: /zookeeper holds "config" and
+// "quota" as in ZooKeeper (which refuses to delete them with BADARGUMENTS,
+// and so does the view), /armada shows the queues whose names are paths under /armada/
 // (the scheduler queue and each worker's queue), one child per item named by
 // its ID (10 digits) and holding its data. Writes to them fail with NOAUTH.
 
@@ -474,6 +475,9 @@ func (z *zkTx) run(op *ZKOp) ZKOpResult {
 	if code := ZKCheckPath(op.Path); code != ZKOK {
 		return ZKOpResult{Err: code}
 	}
+	if op.Kind == ZKOpDelete && zkSystemNode(op.Path) {
+		return ZKOpResult{Err: ZKBadArguments} // as ZooKeeper refuses them
+	}
 	if zkReadOnly(op.Path) {
 		return ZKOpResult{Err: ZKNoAuth}
 	}
@@ -808,6 +812,12 @@ func ZKCheckPath(path string) int32 {
 }
 
 // zkReadOnly reports paths of the read-only views.
+// zkSystemNode reports whether path is one of ZooKeeper's own nodes, which
+// it never deletes.
+func zkSystemNode(path string) bool {
+	return path == "/zookeeper" || path == "/zookeeper/quota" || path == "/zookeeper/config"
+}
+
 func zkReadOnly(path string) bool {
 	for _, root := range []string{"/zookeeper", "/armada"} {
 		if path == root || strings.HasPrefix(path, root+"/") {
@@ -932,7 +942,8 @@ func (v *View) ZKDescendants(path string) int {
 // ZKTotals sums up the ZooKeeper tree for the mntr admin word.
 type ZKTotals struct {
 	// Nodes counts "/", what clients created under it, and ZooKeeper's own
-	// /zookeeper and /zookeeper/quota; not the /armada views.
+	// /zookeeper, /zookeeper/quota and /zookeeper/config; not the /armada
+	// views.
 	Nodes int
 	// Ephemerals counts the ephemeral nodes, Sessions the open sessions.
 	Ephemerals, Sessions int
@@ -943,7 +954,7 @@ type ZKTotals struct {
 
 // ZKTotals reads the whole tree: it is for admin words, not the hot path.
 func (v *View) ZKTotals() ZKTotals {
-	t := ZKTotals{Nodes: 3, DataSize: int64(len("/") + len("/zookeeper") + len("/zookeeper/quota"))}
+	t := ZKTotals{Nodes: 4, DataSize: int64(len("/") + len("/zookeeper") + len("/zookeeper/quota") + len("/zookeeper/config"))}
 	v.tx.Bucket(bZKNodes).ForEach(func(k, val []byte) error {
 		if string(k) != "/" {
 			t.Nodes++
@@ -981,8 +992,8 @@ var zkReadACL = []ZKACL{{Perms: ZKPermRead, Scheme: "world", ID: "anyone"}}
 func (v *View) zkVirtual(path string) (*ZKNode, bool) {
 	switch path {
 	case "/zookeeper":
-		return &ZKNode{Path: path, ACL: zkReadACL, Stat: ZKStat{NumChildren: 1}}, true
-	case "/zookeeper/quota":
+		return &ZKNode{Path: path, ACL: zkReadACL, Stat: ZKStat{NumChildren: 2}}, true
+	case "/zookeeper/quota", "/zookeeper/config":
 		return &ZKNode{Path: path, ACL: zkReadACL}, true
 	}
 	if !strings.HasPrefix(path, "/armada") {
@@ -1017,8 +1028,8 @@ func (v *View) zkVirtual(path string) (*ZKNode, bool) {
 func (v *View) zkVirtualChildren(path string) []string {
 	switch path {
 	case "/zookeeper":
-		return []string{"quota"}
-	case "/zookeeper/quota":
+		return []string{"config", "quota"}
+	case "/zookeeper/quota", "/zookeeper/config":
 		return nil
 	}
 	qs := v.zkQueueViews()

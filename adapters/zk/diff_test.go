@@ -96,6 +96,20 @@ func runScript(t *testing.T, servers []string) []string {
 	acl := gozk.WorldACL(gozk.PermAll)
 	const root = "/difftest"
 
+	// ZooKeeper's own nodes.
+	sys, _, err := a.Children("/zookeeper")
+	sort.Strings(sys)
+	tr.logf("ls /zookeeper: %v %s", sys, errName(err))
+	cfg, _, err := a.Get("/zookeeper/config")
+	tr.logf("get /zookeeper/config: %q %s", cfg, errName(err))
+	zacl, _, err := a.GetACL("/zookeeper/config")
+	tr.logf("getacl /zookeeper/config: %v %s", zacl, errName(err))
+	for _, p := range []string{"/zookeeper", "/zookeeper/quota", "/zookeeper/config"} {
+		tr.logf("delete %s: %s", p, errName(a.Delete(p, -1)))
+	}
+	_, err = a.Set("/zookeeper/config", []byte("x"), -1)
+	tr.logf("set /zookeeper/config: %s", errName(err))
+
 	// Plain znodes.
 	p, err := a.Create(root, []byte("top"), 0, acl)
 	tr.logf("create %s: %s %s", root, p, errName(err))

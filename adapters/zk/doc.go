@@ -89,8 +89,10 @@
 //
 // # Read-only views
 //
-// /zookeeper (with its quota child) and /armada are views: every write at or
-// under them fails with NOAUTH. /armada shows the queues whose names are
+// /zookeeper (with its config and quota children) and /armada are views:
+// deleting /zookeeper or one of its children answers BADARGUMENTS, as in
+// ZooKeeper, and every other write at or under them fails with NOAUTH
+// (ZooKeeper lets clients write under /zookeeper). /armada shows the queues whose names are
 // paths under it — the scheduler queue at /armada/scheduler/queue and each
 // worker node's queue at /armada/worker/{node}/queue — with one child per
 // item, named by its ID (%010d), holding the item's data (a ship ID), with
