@@ -852,12 +852,33 @@ func cmdKeys(db *redisDB, a [][]byte) RedisReply {
 	return rArr(out)
 }
 
+// parseScanCursor reads a cursor as Redis does (strtoul): an optional sign,
+// then digits, within 64 bits; a minus wraps around, so -1 is the last
+// cursor there is.
+func parseScanCursor(s string) (uint64, bool) {
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
 // cmdScan walks the key space in key order; the cursor is the position of
 // the next key. Keys that are added or removed during a scan can shift it
 // by that many keys.
 func cmdScan(db *redisDB, a [][]byte) RedisReply {
-	cursor, err := strconv.ParseUint(string(a[1]), 10, 64)
-	if err != nil {
+	cursor, ok := parseScanCursor(string(a[1]))
+	if !ok {
 		return rErr("ERR invalid cursor")
 	}
 	count := int64(10)

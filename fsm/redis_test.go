@@ -437,3 +437,18 @@ func TestArmadaPopIsIdempotent(t *testing.T) {
 	requireReplies(t, h.ok(pop(later, "short")), `-ERR armada: bad pop`)
 	checkInvariants(t, h.s)
 }
+
+// TestParseScanCursor reads cursors as Redis' strtoul does: a sign, digits,
+// 64 bits, a minus wrapping around.
+func TestParseScanCursor(t *testing.T) {
+	for in, want := range map[string]uint64{"0": 0, "+7": 7, "-1": 1<<64 - 1, "-0": 0, "18446744073709551615": 1<<64 - 1} {
+		if got, ok := parseScanCursor(in); !ok || got != want {
+			t.Errorf("%q: %d %v, want %d", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "-", "+", " 1", "1 ", "x", "+-1", "18446744073709551616", "0x10"} {
+		if got, ok := parseScanCursor(in); ok {
+			t.Errorf("%q: read as %d", in, got)
+		}
+	}
+}

@@ -318,6 +318,7 @@ func script(t *testing.T, a, b *goredis.Client) []string {
 	}
 	r.add("SCAN TYPE hash", sortedStrings(scanned), iter.Err())
 	r.cmd("SCAN bad cursor", a.Do(ctx, "SCAN", "x"))
+	r.cmd("SCAN cursor past 64 bits", a.Do(ctx, "SCAN", "18446744073709551616"))
 
 	// Pipelines.
 	{
