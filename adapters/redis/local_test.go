@@ -131,7 +131,7 @@ func TestPipelineIsOneEntry(t *testing.T) {
 }
 
 // HELLO is refused, so that RESP3 clients fall back to RESP2, and
-// CLIENT SETINFO is accepted, as go-redis v9 needs.
+// CLIENT SETINFO is accepted, as go-redis v9 needs, with Redis 7.2's checks.
 func TestHelloAndClientSetinfo(t *testing.T) {
 	s := startLocal(t)
 	conn, err := net.Dial("tcp", s.Addr())
@@ -139,10 +139,12 @@ func TestHelloAndClientSetinfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("HELLO 3\r\nCLIENT SETINFO LIB-NAME x\r\nCLIENT SETNAME a\r\nPING\r\n")); err != nil {
+	if _, err := conn.Write([]byte("HELLO 3\r\nCLIENT SETINFO LIB-NAME x\r\nCLIENT SETINFO lib-ver 9.7.0\r\n" +
+		"CLIENT SETINFO bogus x\r\n*4\r\n$6\r\nCLIENT\r\n$7\r\nSETINFO\r\n$8\r\nlib-name\r\n$3\r\na b\r\nCLIENT SETNAME a\r\nPING\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	want := "-ERR unknown command 'HELLO', with args beginning with: '3' \r\n+OK\r\n+OK\r\n+PONG\r\n"
+	want := "-ERR unknown command 'HELLO', with args beginning with: '3' \r\n+OK\r\n+OK\r\n" +
+		"-ERR Unrecognized option 'bogus'\r\n-ERR lib-name cannot contain spaces, newlines or special characters.\r\n+OK\r\n+PONG\r\n"
 	buf := make([]byte, len(want))
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != want {

@@ -642,7 +642,20 @@ func (s *Server) adapterRun(c *client, name string, argv [][]byte) fsm.RedisRepl
 	case "id":
 		return fsm.RedisReply{Kind: fsm.RedisInt, Int: c.id}
 	}
-	return fsm.RedisReply{Kind: fsm.RedisStatus, Str: []byte("OK")} // setinfo
+	// setinfo, as Redis 7.2 takes it: lib-name or lib-ver, printable
+	// without spaces. Nothing reads them back here (no CLIENT LIST).
+	attr := string(argv[2])
+	switch strings.ToLower(attr) {
+	case "lib-name", "lib-ver":
+	default:
+		return errReply(fmt.Sprintf("ERR Unrecognized option '%s'", attr))
+	}
+	for _, b := range argv[3] {
+		if b < '!' || b > '~' {
+			return errReply(fmt.Sprintf("ERR %s cannot contain spaces, newlines or special characters.", attr))
+		}
+	}
+	return fsm.RedisReply{Kind: fsm.RedisStatus, Str: []byte("OK")}
 }
 
 // exec runs a transaction's queued commands: the state machine's as one
