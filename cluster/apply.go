@@ -251,16 +251,17 @@ func (n *Node) barrierIndex(ctx context.Context) (uint64, error) {
 // applied indexes and snapshot restores.
 type forwarder struct {
 	client *http.Client
+	token  string // the cluster's API token, sent with every call
 }
 
-func newForwarder(*Node) *forwarder {
+func newForwarder(n *Node) *forwarder {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &forwarder{client: &http.Client{Transport: tr}}
+	return &forwarder{client: &http.Client{Transport: tr}, token: n.cfg.Token}
 }
 
 // internal error codes the leader answers with.
@@ -276,12 +277,20 @@ type internalError struct {
 	} `json:"error"`
 }
 
+// auth adds the cluster's API token to a node-to-node call.
+func (f *forwarder) auth(req *http.Request) {
+	if f.token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.token)
+	}
+}
+
 func (f *forwarder) do(ctx context.Context, method, url string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	f.auth(req)
 	resp, err := f.client.Do(req)
 	if err != nil {
 		var op *net.OpError

@@ -74,6 +74,11 @@ type Config struct {
 	// readable and catch a lagging follower up without a snapshot.
 	LogSegmentSize int
 
+	// Token is the bearer token every node's HTTP API requires (empty:
+	// none). The node sends it on its calls to other nodes, so every node
+	// of a cluster needs the same one.
+	Token string
+
 	Logger *slog.Logger
 
 	// features are the fsm features the node gossips it knows (nil:

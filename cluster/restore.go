@@ -64,6 +64,7 @@ func (f *forwarder) restore(ctx context.Context, addr string, body io.Reader) er
 		return err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	f.auth(req)
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("forward restore: %w", err)

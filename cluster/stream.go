@@ -226,7 +226,7 @@ func (s *streamClient) connTo(ctx context.Context, addr string) (*streamConn, er
 		s.conn.retire()
 		s.conn = nil
 	}
-	c, err := dialStream(ctx, addr)
+	c, err := dialStream(ctx, addr, s.n.cfg.Token)
 	if errors.Is(err, errLegacyLeader) {
 		s.legacy[addr] = time.Now().Add(legacyFor)
 		s.n.log.Info("leader does not serve the forwarding stream; forwarding over HTTP requests", "leader", addr)
@@ -249,8 +249,9 @@ func (s *streamClient) close() {
 	}
 }
 
-// dialStream opens and upgrades a connection to addr.
-func dialStream(ctx context.Context, addr string) (*streamConn, error) {
+// dialStream opens and upgrades a connection to addr, with the cluster's
+// API token when it has one.
+func dialStream(ctx context.Context, addr, token string) (*streamConn, error) {
 	d := net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -265,7 +266,11 @@ func dialStream(ctx context.Context, addr string) (*streamConn, error) {
 		deadline = dl
 	}
 	_ = conn.SetDeadline(deadline)
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", streamPath, addr, streamProto); err != nil {
+	auth := ""
+	if token != "" {
+		auth = "Authorization: Bearer " + token + "\r\n"
+	}
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s\r\n", streamPath, addr, streamProto, auth); err != nil {
 		return fail(err)
 	}
 	br := bufio.NewReaderSize(conn, 64<<10)

@@ -138,7 +138,7 @@ func rawStream(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 func TestStreamRefusesForgedCommandsAndBadFrames(t *testing.T) {
 	c := newTestCluster(t)
 	l := c.startGroup(1, nil)
-	sc, err := dialStream(context.Background(), l.cfg.HTTPAddr)
+	sc, err := dialStream(context.Background(), l.cfg.HTTPAddr, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestStreamLostAnswers(t *testing.T) {
 	defer cancel()
 	hangUp := fakeLeader(t, func(byte, uint64, []byte) []byte { return nil })
 
-	sc, err := dialStream(ctx, hangUp)
+	sc, err := dialStream(ctx, hangUp, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestStreamLostAnswers(t *testing.T) {
 		t.Fatalf("a write on a closed stream: %v, want retryable", err)
 	}
 
-	sc, err = dialStream(ctx, hangUp)
+	sc, err = dialStream(ctx, hangUp, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestStreamLostAnswers(t *testing.T) {
 	stall := make(chan struct{})
 	defer close(stall)
 	slow := fakeLeader(t, func(byte, uint64, []byte) []byte { <-stall; return nil })
-	sc, err = dialStream(ctx, slow)
+	sc, err = dialStream(ctx, slow, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestStreamLostTaggedWriteTakesItsOwnApply(t *testing.T) {
 	hangUp := fakeLeader(t, func(byte, uint64, []byte) []byte { return nil })
 	entry := fsm.EncodeForwarded(7, 1, fsm.Encode(&fsm.KVPut{Key: "k"}))
 
-	sc, err := dialStream(ctx, hangUp)
+	sc, err := dialStream(ctx, hangUp, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestStreamLostTaggedWriteTakesItsOwnApply(t *testing.T) {
 	}
 
 	// A snapshot replaced the log while it waited: unknown.
-	sc, err = dialStream(ctx, hangUp)
+	sc, err = dialStream(ctx, hangUp, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestStreamMatchesAnswersToCalls(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sc, err := dialStream(ctx, addr)
+	sc, err := dialStream(ctx, addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}

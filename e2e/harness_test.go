@@ -152,6 +152,9 @@ type Cluster struct {
 	// Extra are flags every node this cluster prepares afterwards gets
 	// (NewNode copies them into Node.Extra), e.g. --lost-grace 30s.
 	Extra []string
+	// Token, when set, is the API token every node this cluster prepares
+	// afterwards requires (--token), and that Node.Do sends.
+	Token string
 }
 
 // NewCluster prepares an empty cluster for t.
@@ -190,6 +193,7 @@ type Node struct {
 	SDKAddr    string
 	Seeds      []string
 	Extra      []string // more flags for `armada join`
+	Token      string   // the API token (Cluster.Token)
 	// Sandbox, when set, runs the node inside that systemd sandbox (through
 	// nsenter) from Bin, a copy of the binary outside /tmp.
 	Sandbox *sandbox.Sandbox
@@ -209,7 +213,7 @@ func (c *Cluster) NewNode(name string, seeds ...string) *Node {
 	n := &Node{
 		c: c, Name: name, DataDir: filepath.Join(c.dir, name+"-data"),
 		HTTPAddr: freeAddr(c.t), GossipAddr: freeAddr(c.t), RaftAddr: freeAddr(c.t), SDKAddr: freeAddr(c.t), Seeds: seeds,
-		Extra: slices.Clone(c.Extra),
+		Extra: slices.Clone(c.Extra), Token: c.Token,
 	}
 	c.nodes = append(c.nodes, n)
 	return n
@@ -239,6 +243,9 @@ func (n *Node) Args() []string {
 		args = append(args, "--ports-range", "24000-29999")
 	}
 	args = append(args, n.Extra...)
+	if n.Token != "" {
+		args = append(args, "--token", n.Token)
+	}
 	return append(args, n.Seeds...)
 }
 
@@ -490,6 +497,9 @@ func (n *Node) Do(method, path string, body []byte, ctype string) (*Resp, error)
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
+	}
+	if n.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+n.Token)
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {

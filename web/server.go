@@ -5,6 +5,7 @@ package web
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,8 @@ type Options struct {
 	// Logs finds the captured output of the ships this node runs; nil on a
 	// node that runs no ships.
 	Logs ShipLogs
+	// Token, when set, is required on every API call (see requireToken).
+	Token string
 }
 
 // ShipLogs is the local worker as the API sees it.
@@ -106,6 +109,9 @@ func New(c Cluster, opts Options) *Server {
 		},
 	}))
 
+	if opts.Token != "" {
+		e.Use(requireToken(opts.Token))
+	}
 	e.GET("/healthz", s.healthz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	e.GET("/v1/status", s.status)
@@ -142,6 +148,31 @@ func New(c Cluster, opts Options) *Server {
 	}
 	s.mountUI()
 	return s
+}
+
+// requireToken refuses, with 401 naming the token, a call that does not
+// carry token as "Authorization: Bearer <token>", or for a GET as
+// ?token= (an EventSource cannot set headers). Health checks and the UI's
+// own files need none: the UI asks for the token and sends it.
+func requireToken(token string) echo.MiddlewareFunc {
+	want := []byte(token)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if p := r.URL.Path; p == "/healthz" || p == "/" || p == "/ui" || strings.HasPrefix(p, "/ui/") {
+				return next(c)
+			}
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok && r.Method == http.MethodGet {
+				got, ok = r.URL.Query().Get("token"), true
+			}
+			if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+				return &statusError{status: http.StatusUnauthorized, body: apiError{Code: "unauthorized", Field: "token",
+					Message: "this cluster requires its API token: Authorization: Bearer <token> (the CLI's --token or ARMADA_TOKEN)"}}
+			}
+			return next(c)
+		}
+	}
 }
 
 // Handler is the API's http.Handler.

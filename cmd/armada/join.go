@@ -34,17 +34,21 @@ type joinFlags struct {
 	role, driver, labels, portsRange                         string
 	redisAddr, etcdAddr, zkAddr, lb                          string
 	sdkAddr                                                  string
+	token                                                    string // the root's --token (ARMADA_TOKEN)
 	logLevel, debugAddr                                      string
 	reapTimeout, heartbeat, probe, lostGrace                 time.Duration
 }
 
-func newJoin(version string) *cobra.Command {
+func newJoin(version string, cf *clientFlags) *cobra.Command {
 	f := &joinFlags{}
 	cmd := &cobra.Command{
 		Use:   "join [SEED...]",
 		Short: "Run this node: start a new cluster, restart one from --data-dir, or join through SEED gossip addresses",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, seeds []string) error {
+			// --token (ARMADA_TOKEN), the clients' flag, is also what this
+			// node's API requires and what it sends to the other nodes.
+			f.token = cf.token
 			return runJoin(cmd.Context(), f, seeds, version)
 		},
 	}
@@ -262,7 +266,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 		Name: f.name, DataDir: f.dataDir, GossipAddr: f.gossipAddr, RaftAddr: f.raftAddr,
 		HTTPAddr: ln.Addr().String(), Advertise: f.advertise, Voters: f.voters, Role: f.role,
 		Labels: labels, Seeds: seeds, Version: version, ReapTimeout: f.reapTimeout, PortsRange: portsRange,
-		HeartbeatTimeout: f.heartbeat, ProbeInterval: f.probe, Logger: log,
+		HeartbeatTimeout: f.heartbeat, ProbeInterval: f.probe, Token: f.token, Logger: log,
 	})
 	if err != nil {
 		ln.Close()
@@ -360,7 +364,7 @@ func runJoin(ctx context.Context, f *joinFlags, seeds []string, version string) 
 		}()
 	}
 	opts := web.Options{Internal: node.InternalHandler(), Collector: node.Collector(),
-		Logger: log.With("component", "http"), SpoolDir: f.dataDir}
+		Logger: log.With("component", "http"), SpoolDir: f.dataDir, Token: f.token}
 	if wk != nil {
 		opts.Logs = wk
 		opts.Collector = collectors{node.Collector(), wk}

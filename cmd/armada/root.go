@@ -25,9 +25,9 @@ func newRoot(version string) *cobra.Command {
 	}
 	cf := &clientFlags{}
 	root.PersistentFlags().StringVar(&cf.addr, "addr", "http://127.0.0.1:7070", "HTTP address of an Armada node (env ARMADA_ADDR)")
-	root.PersistentFlags().StringVar(&cf.token, "token", "", "API token (env ARMADA_TOKEN)")
+	root.PersistentFlags().StringVar(&cf.token, "token", "", "API token: what the client sends, and what armada join requires on its API and sends to other nodes (env ARMADA_TOKEN)")
 	root.PersistentFlags().StringVarP(&cf.output, "output", "o", "table", "output format: table or json (env ARMADA_OUTPUT)")
-	root.AddCommand(newJoin(version), newLeave(cf), newStatus(cf), newNode(cf), newBlueprint(cf), newFleet(cf), newShip(cf), newKV(cf), newSnapshot(cf),
+	root.AddCommand(newJoin(version, cf), newLeave(cf), newStatus(cf), newNode(cf), newBlueprint(cf), newFleet(cf), newShip(cf), newKV(cf), newSnapshot(cf),
 		newAllocate(cf), newDemoServer(), newEvents(cf))
 	return root
 }

@@ -27,13 +27,32 @@ class APIError extends Error {
   }
 }
 
-async function api(method, path, body, ctype) {
-  const opts = { method, headers: {} };
+// token is the cluster's API token when it has one (armada join --token):
+// asked for once when the API answers 401, kept in this browser, sent as a
+// header (and, on the event stream, which cannot send headers, as ?token=).
+let token = localStorage.getItem("armada-token") || "";
+
+function authHeaders(h) {
+  if (token) h.Authorization = `Bearer ${token}`;
+  return h;
+}
+
+function askToken() {
+  const t = window.prompt("This cluster requires its API token (armada join --token / ARMADA_TOKEN):", "");
+  if (t === null) return false;
+  token = t.trim();
+  localStorage.setItem("armada-token", token);
+  return true;
+}
+
+async function api(method, path, body, ctype, retried) {
+  const opts = { method, headers: authHeaders({}) };
   if (body !== undefined) {
     opts.body = typeof body === "string" ? body : JSON.stringify(body);
     opts.headers["Content-Type"] = ctype || (typeof body === "string" ? "application/yaml" : "application/json");
   }
   const r = await fetch(path, opts);
+  if (r.status === 401 && !retried && askToken()) return api(method, path, body, ctype, true);
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
@@ -103,7 +122,7 @@ function setConn(state, text) {
 // fresh read of the state.
 function connect(since) {
   if (source) source.close();
-  const es = new EventSource(`/v1/events?since=${since}`);
+  const es = new EventSource(`/v1/events?since=${since}${token ? "&token=" + encodeURIComponent(token) : ""}`);
   source = es;
   es.onopen = () => {
     setConn("live", "live");
@@ -643,7 +662,7 @@ const pages = {
       const pre = $("#logs"), err = $("#logs-err"), state = $("#logs-state");
       pre.textContent = ""; err.textContent = "";
       try {
-        const r = await fetch(`/v1/ships/${encodeURIComponent(id)}/logs?tail=500&follow=true`, { signal: abort.signal });
+        const r = await fetch(`/v1/ships/${encodeURIComponent(id)}/logs?tail=500&follow=true`, { signal: abort.signal, headers: authHeaders({}) });
         if (!r.ok) { let b = null; try { b = await r.json(); } catch { /* not JSON */ } throw new APIError(r.status, b); }
         const rd = r.body.getReader(), dec = new TextDecoder();
         state.textContent = "following";
