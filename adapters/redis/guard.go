@@ -90,6 +90,7 @@ const (
 	gLen           // the "$length" line
 	gBulk          // inside a bulk string
 	gInline        // an inline command's line
+	gStop          // past a framing error redcon answers: nothing more to check
 )
 
 // scan advances the guard over b. It reports false, with Redis' message,
@@ -134,10 +135,13 @@ func (g *guard) scan(b []byte) (bool, string) {
 			}
 		case gDollar:
 			if b[i] != '$' {
-				return true, "" // redcon answers the framing error
+				g.state = gStop // redcon answers the framing error
+				continue
 			}
 			g.state, g.line = gLen, g.line[:0]
 			i++
+		case gStop:
+			return true, ""
 		case gBulk:
 			n := min(int64(len(b)-i), g.left)
 			g.left -= n
@@ -162,7 +166,7 @@ func (g *guard) endLine() (bool, string) {
 	case gCount:
 		n, ok := atoi(line)
 		if !ok {
-			g.state = gStart // not a count: redcon answers the framing error
+			g.state = gStop // not a count: redcon answers the framing error
 			return true, ""
 		}
 		if n > maxMultiBulk {
@@ -173,7 +177,7 @@ func (g *guard) endLine() (bool, string) {
 	case gLen:
 		n, ok := atoi(line)
 		if !ok || n < 0 {
-			g.state = gStart // redcon answers the framing error
+			g.state = gStop // redcon answers the framing error
 			return true, ""
 		}
 		if n > maxBulkLen || g.cmdSize+n > maxCommandLen {
