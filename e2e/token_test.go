@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -33,11 +35,29 @@ func TestTokenCluster(t *testing.T) {
 		t.Fatalf("kv get on the leader\n%s", got)
 	}
 
+	// The UI asks for the token once (a prompt, answered here), keeps it,
+	// and sends it on every call and on the event stream.
 	p := &page{t: t, ctx: browser(t)}
-	p.run("save the token in the browser", chromedp.Navigate(follower.BaseURL()+"/ui/app.css"),
-		eval(`localStorage.setItem("armada-token", "`+secret+`")`))
+	var prompts atomic.Int32
+	dialogs := chromedp.Events(p.ctx, cdppage.JavascriptDialogOpening)
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			prompts.Add(1)
+			answer := cdppage.HandleJavaScriptDialogParams{Accept: ev.Type == cdppage.DialogTypePrompt, PromptText: secret}
+			if _, err := chromedp.Call(p.ctx, cdppage.HandleJavaScriptDialog, answer); err != nil {
+				return
+			}
+		}
+	}()
 	p.run("open the UI", chromedp.Navigate(follower.BaseURL()+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#nodes")))
 	p.until(20*time.Second, `(() => { const n = document.querySelectorAll('#nodes tr[data-status="alive"]').length;
 		return n === 3 ? "" : n + " alive nodes listed"; })()`)
 	p.until(10*time.Second, `document.querySelector('#conn').classList.contains('live') ? "" : "event stream not live"`)
+	p.until(5*time.Second, `localStorage.getItem("armada-token") === "`+secret+`" ? "" : "token not kept"`)
+	if n := prompts.Load(); n != 1 {
+		t.Fatalf("the UI asked for the token %d times, want once", n)
+	}
 }
