@@ -41,7 +41,7 @@ type Node struct {
 	Worker     bool              `json:"worker"`
 	Status     string            `json:"status"`
 	Drain      bool              `json:"drain"`
-	Labels     map[string]string `json:"labels,omitempty"`
+	Labels     map[string]string `json:"labels"`
 	Capacity   Resources         `json:"capacity"`
 	Allocated  Resources         `json:"allocated"`
 	Ships      int               `json:"ships"`

@@ -37,17 +37,17 @@ func WorkerQueue(node string) string { return "/armada/worker/" + node + "/queue
 // Ship is one running (or wanted, or ended) instance of a blueprint.
 type Ship struct {
 	ID        string            `json:"id"`
-	Fleet     string            `json:"fleet,omitempty"`
+	Fleet     string            `json:"fleet"`
 	Blueprint string            `json:"blueprint"`
 	Version   int               `json:"version"`
-	Node      string            `json:"node,omitempty"`
+	Node      string            `json:"node"`
 	State     string            `json:"state"`
 	Desired   string            `json:"desired"`
-	Ports     map[string]int    `json:"ports,omitempty"`
-	Address   string            `json:"address,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
+	Ports     map[string]int    `json:"ports"`
+	Address   string            `json:"address"`
+	Labels    map[string]string `json:"labels"`
 	Resources Resources         `json:"resources"`
-	Reason    string            `json:"reason,omitempty"`
+	Reason    string            `json:"reason"`
 	Created   int64             `json:"created"`
 	Updated   int64             `json:"updated"`
 	// Item is the ship's entry in the scheduler queue or its node's queue.

@@ -141,6 +141,15 @@ func TestNodes(t *testing.T) {
 		conn.Close()
 	}
 
+	// Every field SPEC lists is there, empty or not (this node has no labels).
+	var raw map[string]any
+	tc.doJSON(http.MethodGet, "/v1/nodes/"+tc.name, nil, http.StatusOK, &raw)
+	for _, f := range []string{"name", "address", "role", "status", "drain", "labels", "capacity", "allocated", "ships"} {
+		if _, ok := raw[f]; !ok {
+			t.Errorf("GET /v1/nodes/%s has no %q: %v", tc.name, f, raw)
+		}
+	}
+
 	resp, body := tc.do(http.MethodGet, "/v1/nodes/ghost", nil)
 	checkError(t, "GET /v1/nodes/ghost", resp, body, http.StatusNotFound, "not_found", "name")
 	index(t, resp)

@@ -38,6 +38,14 @@ func TestShipCreateListGet(t *testing.T) {
 		s.Desired != fsm.DesireRun || s.Node != "" || s.Created == 0 || s.Resources.CPUMHz != 500 {
 		t.Errorf("POST /v1/ships = %+v", s)
 	}
+	// Every field SPEC lists is there, empty or not.
+	var raw map[string]any
+	tc.doJSON(http.MethodGet, "/v1/ships/"+s.ID, nil, http.StatusOK, &raw)
+	for _, f := range []string{"id", "fleet", "blueprint", "version", "node", "state", "ports", "address", "labels", "created", "updated", "reason"} {
+		if _, ok := raw[f]; !ok {
+			t.Errorf("GET /v1/ships/%s has no %q: %v", s.ID, f, raw)
+		}
+	}
 	var v1 fsm.Ship
 	tc.doJSON(http.MethodPost, "/v1/ships", []byte(`{"blueprint": "arena", "version": 1}`), http.StatusCreated, &v1)
 	if v1.Version != 1 || v1.ID == s.ID {
