@@ -1,5 +1,11 @@
 package fsm
 
+import (
+	"slices"
+
+	"go.etcd.io/bbolt"
+)
+
 // Features change how later entries apply. A node that knows one says so
 // in gossip; the leader logs FeatureOn once every server of the
 // configuration does, so that every node, and every replay of the log at
@@ -15,14 +21,7 @@ const (
 // Features lists the features this version knows.
 func Features() []string { return []string{FeatureOwnRevisions} }
 
-func knownFeature(name string) bool {
-	for _, f := range Features() {
-		if f == name {
-			return true
-		}
-	}
-	return false
-}
+func knownFeature(name string) bool { return slices.Contains(Features(), name) }
 
 // FeatureOn switches a feature on from the next command on. Switching one
 // on again changes nothing.
@@ -36,7 +35,7 @@ func (c *FeatureOn) apply(t *txn) *Result {
 	if !knownFeature(c.Name) {
 		return fail(errf(ErrInvalid, "name", "unknown feature %q", c.Name))
 	}
-	if t.b(bMeta).Get(featureKey(c.Name)) == nil {
+	if !featureOn(t.tx, c.Name) {
 		t.put(bMeta, featureKey(c.Name), u64(t.index))
 	}
 	if c.Name == FeatureOwnRevisions {
@@ -47,5 +46,7 @@ func (c *FeatureOn) apply(t *txn) *Result {
 
 func featureKey(name string) []byte { return []byte("feature/" + name) }
 
+func featureOn(tx *bbolt.Tx, name string) bool { return tx.Bucket(bMeta).Get(featureKey(name)) != nil }
+
 // Feature reports whether a feature is on.
-func (v *View) Feature(name string) bool { return v.tx.Bucket(bMeta).Get(featureKey(name)) != nil }
+func (v *View) Feature(name string) bool { return featureOn(v.tx, name) }

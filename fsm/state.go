@@ -145,11 +145,14 @@ func Open(path string) (*State, error) {
 // last ID given, whichever is higher; the index until FeatureOwnRevisions
 // is on.
 func storedRevision(tx *bbolt.Tx, index uint64) uint64 {
-	if tx.Bucket(bMeta).Get(featureKey(FeatureOwnRevisions)) == nil {
+	if !featureOn(tx, FeatureOwnRevisions) {
 		return index
 	}
-	return max(index, getU64(tx.Bucket(bMeta).Get(kLastID)))
+	return max(index, lastGivenID(tx))
 }
+
+// lastGivenID is the last ID the state's allocator gave (txn.newID).
+func lastGivenID(tx *bbolt.Tx) uint64 { return getU64(tx.Bucket(bMeta).Get(kLastID)) }
 
 func openDB(path string) (*bbolt.DB, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{

@@ -74,7 +74,7 @@ func (t *txn) newID() uint64 {
 
 func (t *txn) loadLastID() {
 	if !t.lastIDLoaded {
-		t.lastID, t.lastIDLoaded = getU64(t.b(bMeta).Get(kLastID)), true
+		t.lastID, t.lastIDLoaded = lastGivenID(t.tx), true
 	}
 }
 
@@ -102,7 +102,7 @@ func (t *txn) revision() uint64 {
 
 func (t *txn) ownRevisions() bool {
 	if !t.ownRevLoaded {
-		t.ownRev, t.ownRevLoaded = t.b(bMeta).Get(featureKey(FeatureOwnRevisions)) != nil, true
+		t.ownRev, t.ownRevLoaded = featureOn(t.tx, FeatureOwnRevisions), true
 	}
 	return t.ownRev
 }

@@ -857,7 +857,7 @@ func ZKAllowed(acl []ZKACL, perm int32, auth []string) bool {
 
 // ZKZxid is the highest zxid applied.
 func (v *View) ZKZxid() int64 {
-	return int64(max(v.index, getU64(v.tx.Bucket(bMeta).Get(kLastID))))
+	return int64(max(v.index, lastGivenID(v.tx)))
 }
 
 // ZKSession returns a session.

@@ -41,8 +41,6 @@ func (w *watchStream) send(resp *pb.WatchResponse) error {
 	return w.stream.Send(resp)
 }
 
-func (w *watchStream) header() *pb.ResponseHeader { return w.s.currentHeader() }
-
 // Watch serves watchers from the state's change feed. Events come from the
 // feed's ring of recent changes: a start revision older than the ring
 // answers "compacted". The feed carries the value of each put up to
@@ -85,12 +83,12 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			w.mu.Unlock()
 			if ok {
 				c()
-				if err := w.send(&pb.WatchResponse{Header: w.header(), WatchId: id, Canceled: true}); err != nil {
+				if err := w.send(&pb.WatchResponse{Header: w.s.currentHeader(), WatchId: id, Canceled: true}); err != nil {
 					return err
 				}
 			}
 		case *pb.WatchRequest_ProgressRequest:
-			if err := w.send(&pb.WatchResponse{Header: w.header(), WatchId: -1}); err != nil {
+			if err := w.send(&pb.WatchResponse{Header: w.s.currentHeader(), WatchId: -1}); err != nil {
 				return err
 			}
 		}
@@ -114,7 +112,7 @@ func (w *watchStream) create(r *pb.WatchCreateRequest) error {
 	}
 	if _, used := w.cancel[id]; used || len(r.Key) == 0 {
 		w.mu.Unlock()
-		return w.send(&pb.WatchResponse{Header: w.header(), WatchId: id, Created: true, Canceled: true,
+		return w.send(&pb.WatchResponse{Header: w.s.currentHeader(), WatchId: id, Created: true, Canceled: true,
 			CancelReason: "etcdserver: bad watch request"})
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
@@ -129,7 +127,7 @@ func (w *watchStream) create(r *pb.WatchCreateRequest) error {
 		w.s.view(rctx, true, func(*fsm.View) error { return nil })
 		rcancel()
 	}
-	hdr := w.header()
+	hdr := w.s.currentHeader()
 	start := r.StartRevision
 	if start <= 0 {
 		start = hdr.Revision + 1
@@ -187,7 +185,7 @@ func (wt *watcher) run(ctx context.Context) {
 			}
 		}
 		if errors.Is(err, fsm.ErrCompacted) {
-			hdr := wt.w.header()
+			hdr := wt.w.s.currentHeader()
 			wt.w.send(&pb.WatchResponse{Header: hdr, WatchId: wt.id, Canceled: true, CompactRevision: hdr.Revision,
 				CancelReason: "etcdserver: mvcc: required revision has been compacted"})
 			return
@@ -217,7 +215,7 @@ func (wt *watcher) run(ctx context.Context) {
 			wt.next = max(wt.next, last+1)
 		}
 		if len(events) > 0 {
-			hdr := wt.w.header()
+			hdr := wt.w.s.currentHeader()
 			hdr.Revision = int64(last)
 			if err := wt.w.send(&pb.WatchResponse{Header: hdr, WatchId: wt.id, Events: events}); err != nil {
 				return
@@ -237,7 +235,7 @@ func (wt *watcher) run(ctx context.Context) {
 			return
 		case <-ch:
 		case <-tick:
-			if err := wt.w.send(&pb.WatchResponse{Header: wt.w.header(), WatchId: wt.id}); err != nil {
+			if err := wt.w.send(&pb.WatchResponse{Header: wt.w.s.currentHeader(), WatchId: wt.id}); err != nil {
 				return
 			}
 			lastSent = time.Now()
