@@ -1,19 +1,25 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
 
 // The protocol adapter figures (issue 7): for etcd, ZooKeeper and Redis,
 // the same client load against the reference server(s) and against the
-// adapters of a 3-node Armada of the real binary, in one run — the
-// reference first, stopped before Armada starts. Each part runs the rows
+// adapters of a 3-node Armada of the real binary, in one run, in rounds:
+// each round starts the reference afresh, runs it and stops it, then does
+// the same with Armada. The machine's speed drifts over minutes, as
+// much as the ratios the targets ask for; alternating the two and taking
+// each row's median round keeps that drift out of the ratios, and every
+// round is shown. Each round runs the rows
 // of adapterRows: writes and reads of keys that exist (every client's key
 // is written before its row, outside the measured window) by 1 and by 64
 // clients, each sending its next request as soon as the previous one is
@@ -52,8 +58,10 @@ type adapterBench struct {
 	writeOp, readOp string  // the operations, as the tables name them
 	target          float64 // Armada / reference writes/s at 64 clients to reach; 0: the ratios are only reported
 	p99NoWorse      bool    // the target also asks Armada's p99 ≤ the reference's (64-client writes)
-	reference       []loadResult
-	armada          []loadResult
+	reference       []loadResult   // per row, its median round
+	armada          []loadResult   // per row, its median round
+	refRounds       [][]loadResult // per round, per row
+	armRounds       [][]loadResult // per round, per row
 }
 
 // rowsText is the part of a section's text every adapter figure shares:
@@ -62,8 +70,10 @@ func rowsText(cfg config, valueSize int, where string) string {
 	return fmt.Sprintf("Rows of 1 and of 64 clients, each writing or reading its own key as fast as the answers come back; "+
 		"every key exists, written to a %d-byte value before its row, outside the measured window, and the writes "+
 		"overwrite it with the same value. %s The same load runs against the reference and then against Armada, in "+
-		"the same run; the reference is stopped before Armada starts. Each row runs %s unmeasured, then %s measured; "+
-		"only requests answered inside the measured window count.", valueSize, where, cfg.warmup, cfg.adapterDuration)
+		"the same run, in %d rounds: each round starts the reference afresh, runs every row and stops it, then does the same "+
+		"with Armada. The tables show each row's median round (by ops/s) and the ratios are those of the medians; "+
+		"the ops/s of every round follow. Each row runs %s unmeasured, then %s measured; "+
+		"only requests answered inside the measured window count.", valueSize, where, cfg.adapterRounds, cfg.warmup, cfg.adapterDuration)
 }
 
 // leaderFirstText says how leaderFirst orders the servers.
@@ -149,24 +159,52 @@ func stopAfter(ctx context.Context, err *error, logTails, stop func()) {
 	stop()
 }
 
-// run measures the reference when it is installed, then Armada's adapter.
-func (ab *adapterBench) run(installed bool, what string, reference, armada func() ([]loadResult, error)) (*adapterBench, error) {
-	if installed {
-		ref, err := reference()
-		if err != nil {
-			return nil, fmt.Errorf("%s reference: %w", ab.refName, err)
-		}
-		ab.reference = ref
-	} else {
+// run measures, rounds times, the reference when it is installed, then
+// Armada's adapter; each is given the round's number.
+func (ab *adapterBench) run(rounds int, installed bool, what string, reference, armada func(round int) ([]loadResult, error)) (*adapterBench, error) {
+	if !installed {
 		slog.Warn("the reference is not installed: its figure will have none", "reference", ab.refName, "looked for", what)
 	}
-	res, err := armada()
-	if err != nil {
-		return nil, err
+	for round := range rounds {
+		if installed {
+			ref, err := reference(round)
+			if err != nil {
+				return nil, fmt.Errorf("%s reference: %w", ab.refName, err)
+			}
+			ab.refRounds = append(ab.refRounds, ref)
+		}
+		res, err := armada(round)
+		if err != nil {
+			return nil, err
+		}
+		ab.armRounds = append(ab.armRounds, res)
 	}
-	ab.armada = res
+	ab.reference, ab.armada = medianRounds(ab.refRounds), medianRounds(ab.armRounds)
 	return ab, nil
 }
+
+// medianRounds is, for each row, the round with the median ops/s (the
+// lower of the middle two of an even count).
+func medianRounds(rounds [][]loadResult) []loadResult {
+	if len(rounds) == 0 {
+		return nil
+	}
+	out := make([]loadResult, len(rounds[0]))
+	for i := range out {
+		var row []loadResult
+		for _, r := range rounds {
+			if i < len(r) {
+				row = append(row, r[i])
+			}
+		}
+		slices.SortFunc(row, func(a, b loadResult) int { return cmp.Compare(a.rate(), b.rate()) })
+		out[i] = row[(len(row)-1)/2]
+	}
+	return out
+}
+
+// roundDir is the directory of one system's round.
+func roundDir(name string, round int) string { return fmt.Sprintf("%s-%d", name, round+1) }
 
 // op names a row's operation.
 func (ab *adapterBench) op(row adapterRow) string {
@@ -216,6 +254,7 @@ func (ab *adapterBench) markdown() string {
 		fmt.Fprintf(&b, "| %s | %d | **%s** | %s | %s |\n", ab.op(row), row.clients,
 			rateRatio(ab.armada[i], ab.reference[i]), fmtRatio(ab.armada[i].p99, ab.reference[i].p99), target)
 	}
+	ab.writeRounds(&b)
 	if ab.target == 0 {
 		fmt.Fprintf(&b, "\nNo target: the ratios are reported.\n")
 		return b.String()
@@ -226,6 +265,31 @@ func (ab *adapterBench) markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// writeRounds is the ops/s of every round, row by row, and each round's
+// Armada / reference ratio.
+func (ab *adapterBench) writeRounds(b *strings.Builder) {
+	if len(ab.armRounds) < 2 || len(ab.refRounds) != len(ab.armRounds) {
+		return
+	}
+	fmt.Fprintf(b, "\nEvery round, ops/s (%[1]s / Armada, Armada / %[1]s):\n\n| Op | Clients |", ab.refName)
+	for r := range ab.armRounds {
+		fmt.Fprintf(b, " Round %d |", r+1)
+	}
+	b.WriteString("\n|---|--:|" + strings.Repeat("--:|", len(ab.armRounds)) + "\n")
+	for i, row := range adapterRows() {
+		fmt.Fprintf(b, "| %s | %d |", ab.op(row), row.clients)
+		for r := range ab.armRounds {
+			if i >= len(ab.refRounds[r]) || i >= len(ab.armRounds[r]) {
+				b.WriteString(" — |")
+				continue
+			}
+			ref, arm := ab.refRounds[r][i], ab.armRounds[r][i]
+			fmt.Fprintf(b, " %s / %s, %s |", fmtRate(ref.rate()), fmtRate(arm.rate()), rateRatio(arm, ref))
+		}
+		b.WriteString("\n")
+	}
 }
 
 // targetRow reports whether the target applies to row: 64-client writes.

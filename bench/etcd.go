@@ -299,10 +299,10 @@ func runEtcdAPI(ctx context.Context, cfg config, bin, dir string, value []byte) 
 	if err != nil {
 		return nil, err
 	}
-	return ab.run(ok, cfg.etcd, func() ([]loadResult, error) {
-		return runEtcdAPIReference(ctx, cfg, filepath.Join(dir, "etcd-api"), value)
-	}, func() ([]loadResult, error) {
-		return runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, "armada-etcd"), "--etcd-addr", etcdServing,
+	return ab.run(cfg.adapterRounds, ok, cfg.etcd, func(round int) ([]loadResult, error) {
+		return runEtcdAPIReference(ctx, cfg, filepath.Join(dir, roundDir("etcd-api", round)), value)
+	}, func(round int) ([]loadResult, error) {
+		return runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, roundDir("armada-etcd", round)), "--etcd-addr", etcdServing,
 			"all 3 nodes' etcd adapters", etcdAPILoad, value)
 	})
 }

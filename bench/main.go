@@ -60,6 +60,7 @@ type config struct {
 	events           int
 
 	adapterDuration time.Duration // measured time of each adapter row
+	adapterRounds   int           // rounds of each adapter figure, reference and Armada alternating
 }
 
 func parseFlags() config {
@@ -70,6 +71,7 @@ func parseFlags() config {
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "measured time of each write-load row")
 	flag.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured warm-up before each write-load and adapter row")
 	flag.DurationVar(&c.adapterDuration, "adapter-duration", 5*time.Second, "measured time of each row of the etcd, ZooKeeper and Redis adapter figures")
+	flag.IntVar(&c.adapterRounds, "adapter-rounds", 3, "rounds of each adapter figure: the reference then Armada, each started afresh; each row reports its median round")
 	flag.DurationVar(&c.idle, "idle", 5*time.Second, "idle time before reading each process's RSS")
 	flag.IntVar(&c.failovers, "failovers", 3, "leader kills to time")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temp dir (data and logs) instead of removing it")
@@ -140,8 +142,8 @@ func startCPUProfile(path string) (func(), error) {
 // run does the whole benchmark. Every process it starts is stopped, and
 // its temp dir removed, before it returns, whatever happens.
 func run(ctx context.Context, cfg config) error {
-	if cfg.duration <= 0 || cfg.adapterDuration <= 0 || cfg.warmup < 0 || cfg.idle < 0 || cfg.failovers < 1 {
-		return errors.New("-duration, -adapter-duration and -failovers must be positive, -warmup and -idle not negative")
+	if cfg.duration <= 0 || cfg.adapterDuration <= 0 || cfg.adapterRounds < 1 || cfg.warmup < 0 || cfg.idle < 0 || cfg.failovers < 1 {
+		return errors.New("-duration, -adapter-duration, -adapter-rounds and -failovers must be positive, -warmup and -idle not negative")
 	}
 	parts, err := parseParts(cfg.only)
 	if err != nil {

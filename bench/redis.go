@@ -109,10 +109,10 @@ func runRedis(ctx context.Context, cfg config, bin, dir string, value []byte) (*
 			"alike (on an Armada follower it may lag the leader). There is no target: the ratios are reported.",
 	}
 	_, err := exec.LookPath("redis-server")
-	return ab.run(err == nil, "redis-server in $PATH", func() ([]loadResult, error) {
-		return runRedisReference(ctx, cfg, filepath.Join(dir, "redis-server"), value)
-	}, func() ([]loadResult, error) {
-		return runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, "armada-redis"), "--redis-addr", redisServing,
+	return ab.run(cfg.adapterRounds, err == nil, "redis-server in $PATH", func(round int) ([]loadResult, error) {
+		return runRedisReference(ctx, cfg, filepath.Join(dir, roundDir("redis-server", round)), value)
+	}, func(round int) ([]loadResult, error) {
+		return runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, roundDir("armada-redis", round)), "--redis-addr", redisServing,
 			"all 3 nodes' Redis adapters", redisLoad, value)
 	})
 }

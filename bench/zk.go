@@ -238,10 +238,10 @@ func runZK(ctx context.Context, cfg config, bin, dir string, value []byte) (*ada
 			"server the session is on, without a `sync`, by ZooKeeper and by Armada's adapter alike.",
 	}
 	_, err := os.Stat(zkJar)
-	return zb.run(err == nil, "jar "+zkJar, func() ([]loadResult, error) {
-		return runZKReference(ctx, cfg, filepath.Join(dir, "zookeeper"), value)
-	}, func() ([]loadResult, error) {
-		return runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, "armada-zk"), "--zk-addr", zkServing,
+	return zb.run(cfg.adapterRounds, err == nil, "jar "+zkJar, func(round int) ([]loadResult, error) {
+		return runZKReference(ctx, cfg, filepath.Join(dir, roundDir("zookeeper", round)), value)
+	}, func(round int) ([]loadResult, error) {
+		return runAdapterArmada(ctx, cfg, bin, filepath.Join(dir, roundDir("armada-zk", round)), "--zk-addr", zkServing,
 			"all 3 nodes' ZooKeeper adapters", zkLoad, value)
 	})
 }
