@@ -54,10 +54,10 @@ type adapterLoad func(ctx context.Context, addrs []string, n int, value []byte) 
 // of a 3-node Armada against the reference, row by row of adapterRows.
 type adapterBench struct {
 	title, about    string
-	refName         string  // the reference, by name
-	writeOp, readOp string  // the operations, as the tables name them
-	target          float64 // Armada / reference writes/s at 64 clients to reach; 0: the ratios are only reported
-	p99NoWorse      bool    // the target also asks Armada's p99 ≤ the reference's (64-client writes)
+	refName         string         // the reference, by name
+	writeOp, readOp string         // the operations, as the tables name them
+	target          float64        // Armada / reference writes/s at 64 clients to reach; 0: the ratios are only reported
+	p99NoWorse      bool           // the target also asks Armada's p99 ≤ the reference's (64-client writes)
 	reference       []loadResult   // per row, its median round
 	armada          []loadResult   // per row, its median round
 	refRounds       [][]loadResult // per round, per row
