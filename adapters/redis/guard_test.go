@@ -82,7 +82,7 @@ func FuzzGuard(f *testing.F) {
 // limit gets Redis' protocol error at once and its connection ends, before
 // the server reads the body; other clients carry on.
 func TestOversizedBulkIsRefused(t *testing.T) {
-	n := startNode(t, t.TempDir(), "n1", nil)
+	n := startNode(t, t.TempDir(), "n1", "", nil)
 	c, err := net.DialTimeout("tcp", n.redis.Addr(), time.Second)
 	if err != nil {
 		t.Fatal(err)

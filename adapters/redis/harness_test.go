@@ -50,10 +50,10 @@ func waitFor(t testing.TB, timeout time.Duration, fn func() error) {
 	testnode.WaitFor(t, timeout, fn)
 }
 
-func startNode(t *testing.T, base, name string, seeds []string) *testNode {
+func startNode(t *testing.T, base, name, password string, seeds []string) *testNode {
 	t.Helper()
 	b := testnode.Start(t, base, name, seeds)
-	srv := New(b.Node.State(), b.Node, Config{Addr: "127.0.0.1:0", Node: name, Logger: b.Log.With("component", "redis")})
+	srv := New(b.Node.State(), b.Node, Config{Addr: "127.0.0.1:0", Node: name, Password: password, Logger: b.Log.With("component", "redis")})
 	if err := srv.Start(context.Background()); err != nil {
 		b.Stop()
 		t.Fatal(err)
@@ -65,8 +65,14 @@ func startNode(t *testing.T, base, name string, seeds []string) *testNode {
 // leader and every adapter has recorded its address.
 func startCluster(t *testing.T) []*testNode {
 	t.Helper()
+	return startClusterWith(t, "")
+}
+
+// startClusterWith is startCluster with password as every adapter's.
+func startClusterWith(t *testing.T, password string) []*testNode {
+	t.Helper()
 	return testnode.StartCluster(t, 3, func(base, name string, seeds []string) *testNode {
-		return startNode(t, base, name, seeds)
+		return startNode(t, base, name, password, seeds)
 	}, func(n *testNode) error {
 		var peers map[string]string
 		n.node.State().View(func(v *fsm.View) error {
@@ -106,8 +112,9 @@ func requireRedisTools(t *testing.T) {
 	}
 }
 
-// startRedisServer runs a real redis-server on a free loopback port.
-func startRedisServer(t *testing.T) string {
+// startRedisServer runs a real redis-server on a free loopback port,
+// with requirepass when password is set.
+func startRedisServer(t *testing.T, password ...string) string {
 	t.Helper()
 	requireRedisTools(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -117,8 +124,13 @@ func startRedisServer(t *testing.T) string {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	dir := t.TempDir()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", dir)
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}
+	pass := ""
+	if len(password) > 0 {
+		pass = password[0]
+		args = append(args, "--requirepass", pass)
+	}
+	cmd := exec.Command("redis-server", args...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -129,7 +141,7 @@ func startRedisServer(t *testing.T) string {
 		cmd.Wait()
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	c := goredis.NewClient(&goredis.Options{Addr: addr})
+	c := goredis.NewClient(&goredis.Options{Addr: addr, Password: pass})
 	defer c.Close()
 	waitFor(t, 10*time.Second, func() error {
 		if err := c.Ping(context.Background()).Err(); err != nil {

@@ -15,14 +15,19 @@ import (
 	"github.com/armada-orchestrator/armada/fsm"
 )
 
-// startLocal runs a listening Server over a one-node local state.
-func startLocal(t *testing.T) *Server {
+// startLocal runs a listening Server over a one-node local state; opts
+// change its Config.
+func startLocal(t *testing.T, opts ...func(*Config)) *Server {
 	t.Helper()
 	st, err := fsm.Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(st, &localApplier{st: st}, Config{Addr: "127.0.0.1:0", Node: "local"})
+	cfg := Config{Addr: "127.0.0.1:0", Node: "local"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := New(st, &localApplier{st: st}, cfg)
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

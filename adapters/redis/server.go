@@ -12,6 +12,7 @@ package redis
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,7 +59,10 @@ type Config struct {
 	// waiting to be written before it is disconnected (default 32 MiB,
 	// Redis' client-output-buffer-limit pubsub hard limit).
 	PubSubLimit int
-	Logger      *slog.Logger
+	// Password, when set, is what a connection must give to AUTH before
+	// anything else, as Redis' requirepass (the cluster's --token).
+	Password string
+	Logger   *slog.Logger
 	// Now is the clock local TTL decisions extrapolate with from the
 	// leader's last stamped time (default time.Now); only its rate matters.
 	Now func() time.Time
@@ -104,6 +108,7 @@ func New(st Store, ap Applier, cfg Config) *Server {
 type client struct {
 	id     int64
 	name   string
+	authed bool // gave Config.Password to AUTH
 	multi  bool
 	dirty  bool
 	queued [][][]byte
@@ -234,6 +239,11 @@ func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
 // subscriber, handing it the commands that are left.
 func (s *Server) process(w redcon.Conn, c *client, cmds [][][]byte, sub *subscriber) {
 	for i := 0; i < len(cmds); {
+		if r := s.authReply(c, cmds[i]); r != nil {
+			writeReply(w, *r)
+			i++
+			continue
+		}
 		if !c.multi && batchable(cmds[i]) {
 			j := i + 1
 			for j < len(cmds) && batchable(cmds[j]) {
@@ -266,6 +276,47 @@ func (s *Server) process(w redcon.Conn, c *client, cmds [][][]byte, sub *subscri
 		}
 		i++
 	}
+}
+
+// authReply is what argv gets instead of running while the connection has
+// not given the password, or nil when it may run. As Redis with
+// requirepass: only AUTH, HELLO and QUIT run (HELLO then fails: it is not
+// supported), an unknown command or a wrong number of arguments is
+// reported as such first, and everything else is NOAUTH. The nodes' own
+// fan-out carries the cluster's token instead.
+func (s *Server) authReply(c *client, argv [][]byte) *fsm.RedisReply {
+	if s.cfg.Password == "" || c.authed || len(argv) == 0 || isInternal(argv[0]) {
+		return nil
+	}
+	name := strings.ToLower(string(argv[0]))
+	switch name {
+	case "auth", "hello", "quit":
+		return nil
+	}
+	if known, _ := fsm.IsRedisCommand(argv[0]); known {
+		if r := fsm.RedisCheck(argv); r != nil {
+			return r
+		}
+	} else if adapterCmd(name) {
+		if r := adapterCheck(name, argv); r != nil {
+			return r
+		}
+	} else if !connectionCmd(name) {
+		return nil // unknown: it is answered as such
+	}
+	r := errReply("NOAUTH Authentication required.")
+	return &r
+}
+
+// connectionCmd reports whether the adapter runs a command of its own
+// that MULTI does not queue.
+func connectionCmd(name string) bool {
+	switch name {
+	case "quit", "multi", "exec", "discard", "watch", "reset", "hello",
+		"subscribe", "psubscribe", "unsubscribe", "punsubscribe", "blpop", "brpop":
+		return true
+	}
+	return false
 }
 
 // batchable reports whether a command is run by the state machine and never
@@ -496,6 +547,7 @@ func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscribe
 		w.WriteError("ERR armada: WATCH is not supported")
 	case "reset":
 		c.multi, c.dirty, c.queued, c.name = false, false, nil, ""
+		c.authed = false // as Redis: a reset connection authenticates again
 		w.WriteString("RESET")
 	case "hello":
 		// Unsupported, so that RESP3 clients fall back to RESP2.
@@ -600,17 +652,32 @@ func adapterCheck(name string, argv [][]byte) *fsm.RedisReply {
 	return nil
 }
 
+// auth runs AUTH [username] password as Redis does for its default user,
+// whose password is Config.Password (none: AUTH always fails).
+func (s *Server) auth(c *client, argv [][]byte) fsm.RedisReply {
+	if len(argv) > 3 {
+		return errReply("ERR syntax error")
+	}
+	if s.cfg.Password == "" {
+		if len(argv) == 2 {
+			return errReply("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		}
+		return errReply("WRONGPASS invalid username-password pair or user is disabled.")
+	}
+	pass := argv[len(argv)-1]
+	userOK := len(argv) == 2 || string(argv[1]) == "default"
+	if !userOK || subtle.ConstantTimeCompare(pass, []byte(s.cfg.Password)) != 1 {
+		return errReply("WRONGPASS invalid username-password pair or user is disabled.")
+	}
+	c.authed = true
+	return fsm.RedisReply{Kind: fsm.RedisStatus, Str: []byte("OK")}
+}
+
 // adapterRun runs an adapter command that passed adapterCheck.
 func (s *Server) adapterRun(c *client, name string, argv [][]byte) fsm.RedisReply {
 	switch name {
 	case "auth":
-		if len(argv) == 2 {
-			return errReply("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-		}
-		if len(argv) == 3 {
-			return errReply("WRONGPASS invalid username-password pair or user is disabled.")
-		}
-		return errReply("ERR syntax error")
+		return s.auth(c, argv)
 	case "select":
 		n, err := strconv.ParseInt(string(argv[1]), 10, 64)
 		switch {

@@ -211,7 +211,7 @@ func startEtcd(ctx context.Context, f *joinFlags, node *cluster.Node, log *slog.
 // startRedis serves the Redis protocol from the node's state. Other nodes
 // reach it at the --advertise IP when it listens on all interfaces.
 func startRedis(ctx context.Context, f *joinFlags, node *cluster.Node, log *slog.Logger) (*redis.Server, error) {
-	rs := redis.New(node.State(), node, redis.Config{Addr: f.redisAddr, Node: f.name, AdvertiseHost: f.advertise,
+	rs := redis.New(node.State(), node, redis.Config{Addr: f.redisAddr, Node: f.name, AdvertiseHost: f.advertise, Password: f.token,
 		Logger: log.With("component", "redis")})
 	if err := rs.Start(ctx); err != nil {
 		return nil, fmt.Errorf("--redis-addr: %w", err)

@@ -1,0 +1,98 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// rawSession sends script to addr as inline commands and returns every
+// byte the server answers until it closes the connection (the script
+// ends with QUIT).
+func rawSession(t *testing.T, addr string, script []string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(strings.Join(script, "\r\n") + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	out, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("read %s: %v (so far %q)", addr, err, out)
+	}
+	return string(out)
+}
+
+// With a password (the cluster's --token), the adapter answers as
+// redis-server with requirepass does: the same bytes for the same
+// session, refusals, wrong passwords and RESET included.
+func TestRequirePassDifferential(t *testing.T) {
+	const pass = "s3cret"
+	ref := startRedisServer(t, pass)
+	s := startLocal(t, func(c *Config) { c.Password = pass })
+	script := []string{
+		"PING", "GET k", "SET k v", "GET", "FOO bar", "CLIENT BOGUS", "MULTI", "SUBSCRIBE news",
+		"AUTH wrong", "AUTH default wrong", "AUTH nobody " + pass, "AUTH a b c", "GET k",
+		"AUTH " + pass, "SET k v", "GET k", "RESET", "GET k", "AUTH default " + pass, "GET k", "QUIT",
+	}
+	want := rawSession(t, ref, script)
+	got := rawSession(t, s.Addr(), script)
+	if got != want {
+		t.Fatalf("redis-server answered\n%q\nArmada answered\n%q", want, got)
+	}
+	if !strings.Contains(want, "-NOAUTH") || !strings.Contains(want, "-WRONGPASS") {
+		t.Fatalf("the reference refused nothing: %q", want)
+	}
+	// A client without the password writes nothing; one with it works.
+	ctx := context.Background()
+	anon := goredis.NewClient(&goredis.Options{Addr: s.Addr(), MaxRetries: -1})
+	defer anon.Close()
+	if err := anon.Set(ctx, "anon", "x", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+		t.Fatalf("SET without the password: %v, want NOAUTH", err)
+	}
+	authed := goredis.NewClient(&goredis.Options{Addr: s.Addr(), Password: pass})
+	defer authed.Close()
+	if n, err := authed.Exists(ctx, "anon").Result(); err != nil || n != 0 {
+		t.Fatalf("EXISTS anon = %d, %v: the refused SET wrote", n, err)
+	}
+	if v, err := authed.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET k with the password = %q, %v", v, err)
+	}
+}
+
+// A PUBLISH on one node reaches a subscriber on another when the adapters
+// need a password: the nodes' fan-out is not refused.
+func TestPublishAcrossNodesWithPassword(t *testing.T) {
+	const pass = "s3cret"
+	nodes := startClusterWith(t, pass)
+	ctx := context.Background()
+	sub := goredis.NewClient(&goredis.Options{Addr: nodes[1].redis.Addr(), Password: pass})
+	defer sub.Close()
+	ps := sub.Subscribe(ctx, "news")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pub := goredis.NewClient(&goredis.Options{Addr: nodes[0].redis.Addr(), Password: pass})
+	defer pub.Close()
+	waitFor(t, 10*time.Second, func() error {
+		if n, err := pub.Publish(ctx, "news", "hello").Result(); err != nil || n != 1 {
+			return fmt.Errorf("PUBLISH reached %d subscribers, %v", n, err)
+		}
+		return nil
+	})
+	msg, err := ps.ReceiveMessage(ctx)
+	if err != nil || msg.Payload != "hello" {
+		t.Fatalf("subscriber on another node got %v, %v", msg, err)
+	}
+}
