@@ -40,10 +40,10 @@ func waitFor(t testing.TB, timeout time.Duration, fn func() error) {
 	testnode.WaitFor(t, timeout, fn)
 }
 
-func startNode(t *testing.T, base, name string, seeds []string) *testNode {
+func startNode(t *testing.T, base, name, password string, seeds []string) *testNode {
 	t.Helper()
 	b := testnode.Start(t, base, name, seeds)
-	srv := New(b.Node.State(), b.Node, Config{Addr: "127.0.0.1:0", Node: name, Logger: b.Log.With("component", "etcd")})
+	srv := New(b.Node.State(), b.Node, Config{Addr: "127.0.0.1:0", Node: name, Password: password, Logger: b.Log.With("component", "etcd")})
 	if err := srv.Start(context.Background()); err != nil {
 		b.Stop()
 		t.Fatal(err)
@@ -55,8 +55,14 @@ func startNode(t *testing.T, base, name string, seeds []string) *testNode {
 // leader and every adapter has recorded its address.
 func startCluster(t *testing.T) []*testNode {
 	t.Helper()
+	return startClusterWith(t, "")
+}
+
+// startClusterWith is startCluster with password as root's (auth.go).
+func startClusterWith(t *testing.T, password string) []*testNode {
+	t.Helper()
 	return testnode.StartCluster(t, 3, func(base, name string, seeds []string) *testNode {
-		return startNode(t, base, name, seeds)
+		return startNode(t, base, name, password, seeds)
 	}, func(n *testNode) error {
 		var peers map[string]string
 		n.node.State().View(func(v *fsm.View) error {

@@ -200,7 +200,7 @@ func serveDebug(addr string, log *slog.Logger) {
 // startEtcd serves the etcd v3 API from the node's state. MemberList
 // shows it at the --advertise IP when it listens on all interfaces.
 func startEtcd(ctx context.Context, f *joinFlags, node *cluster.Node, log *slog.Logger) (*etcd.Server, error) {
-	es := etcd.New(node.State(), node, etcd.Config{Addr: f.etcdAddr, Node: f.name, AdvertiseHost: f.advertise,
+	es := etcd.New(node.State(), node, etcd.Config{Addr: f.etcdAddr, Node: f.name, AdvertiseHost: f.advertise, Password: f.token,
 		Logger: log.With("component", "etcd")})
 	if err := es.Start(ctx); err != nil {
 		return nil, fmt.Errorf("--etcd-addr: %w", err)

@@ -1,0 +1,97 @@
+package etcd
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+// Authentication. On a node started with --token (Config.Password) the
+// adapter runs as an etcd with authentication on and one user, root,
+// whose password is the token: clientv3's Username and Password (etcdctl
+// --user root:<token>) authenticate, and every other call must carry the
+// auth token Authenticate gave. The auth token is derived from the
+// password, so every node gives and takes the same one and a client that
+// moves to another node keeps working. There are no other users, roles or
+// permissions: root may do everything. Without a password, Authenticate
+// answers that authentication is not enabled, as etcd does.
+
+// rootUser is the one user there is.
+const rootUser = "root"
+
+const authenticateMethod = "/etcdserverpb.Auth/Authenticate"
+
+type authServer struct {
+	pb.UnimplementedAuthServer
+	s *Server
+}
+
+// Authenticate implements pb.AuthServer.
+func (a *authServer) Authenticate(_ context.Context, req *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	if a.s.cfg.Password == "" {
+		return nil, rpctypes.ErrGRPCAuthNotEnabled
+	}
+	if req.Name != rootUser || subtle.ConstantTimeCompare([]byte(req.Password), []byte(a.s.cfg.Password)) != 1 {
+		return nil, rpctypes.ErrGRPCAuthFailed
+	}
+	return &pb.AuthenticateResponse{Header: a.s.currentHeader(), Token: a.s.authToken()}, nil
+}
+
+// AuthStatus implements pb.AuthServer.
+func (a *authServer) AuthStatus(context.Context, *pb.AuthStatusRequest) (*pb.AuthStatusResponse, error) {
+	return &pb.AuthStatusResponse{Header: a.s.currentHeader(), Enabled: a.s.cfg.Password != ""}, nil
+}
+
+// authToken is the auth token Authenticate gives root.
+func (s *Server) authToken() string {
+	m := hmac.New(sha256.New, []byte(s.cfg.Password))
+	m.Write([]byte("armada etcd auth token"))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// checkToken refuses a call without root's auth token, with etcd's
+// errors: none is "user name is empty", a wrong one "invalid auth token"
+// (on which clientv3 authenticates again).
+func (s *Server) checkToken(ctx context.Context, method string) error {
+	if method == authenticateMethod {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	toks := md.Get(rpctypes.TokenFieldNameGRPC)
+	if len(toks) == 0 || toks[0] == "" {
+		return rpctypes.ErrGRPCUserEmpty
+	}
+	if subtle.ConstantTimeCompare([]byte(toks[0]), []byte(s.authToken())) != 1 {
+		return rpctypes.ErrGRPCInvalidAuthToken
+	}
+	return nil
+}
+
+// authOptions are the server options that check tokens, when there is a
+// password.
+func (s *Server) authOptions() []grpc.ServerOption {
+	if s.cfg.Password == "" {
+		return nil
+	}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := s.checkToken(ctx, info.FullMethod); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := s.checkToken(ss.Context(), info.FullMethod); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	}
+}
