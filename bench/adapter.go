@@ -73,7 +73,9 @@ func rowsText(cfg config, valueSize int, where string) string {
 		"the same run, in %d rounds: each round starts the reference afresh, runs every row and stops it, then does the same "+
 		"with Armada. The tables show each row's median round (by ops/s) and the ratios are those of the medians; "+
 		"the ops/s of every round follow. Each row runs %s unmeasured, then %s measured; "+
-		"only requests answered inside the measured window count.", valueSize, where, cfg.adapterRounds, cfg.warmup, cfg.adapterDuration)
+		"only requests answered inside the measured window count. The CPU per op is the user and system time "+
+		"(`/proc/<pid>/stat`) over the measured window, divided by the requests answered in it: of all the servers' "+
+		"processes together, and of the client, the benchmark's own process, which shares the machine with them.", valueSize, where, cfg.adapterRounds, cfg.warmup, cfg.adapterDuration)
 }
 
 // leaderFirstText says how leaderFirst orders the servers.
@@ -203,6 +205,22 @@ func medianRounds(rounds [][]loadResult) []loadResult {
 	return out
 }
 
+// cpuPerOp is the CPU time per answered request, inside the measured
+// window, of all the servers together and of the client (the benchmark's
+// own process): r.cpu is each server's, then the client's, then the
+// machine's.
+func cpuPerOp(r loadResult) (server, client string) {
+	if len(r.cpu) < 3 || r.writes == 0 {
+		return "—", "—"
+	}
+	var servers time.Duration
+	for _, d := range r.cpu[:len(r.cpu)-2] {
+		servers += d
+	}
+	per := func(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(r.writes)) }
+	return per(servers), per(r.cpu[len(r.cpu)-2])
+}
+
 // roundDir is the directory of one system's round.
 func roundDir(name string, round int) string { return fmt.Sprintf("%s-%d", name, round+1) }
 
@@ -220,7 +238,8 @@ func (ab *adapterBench) op(row adapterRow) string {
 func (ab *adapterBench) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## %s\n\n%s\n\n", ab.title, ab.about)
-	b.WriteString("| System | Op | Clients | Ops/s | p50 | p99 | Max | Errors |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| System | Op | Clients | Ops/s | p50 | p99 | Max | Errors | Server CPU per op | Client CPU per op |\n" +
+		"|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for i, row := range adapterRows() {
 		var rs []loadResult
 		if i < len(ab.reference) {
@@ -230,8 +249,9 @@ func (ab *adapterBench) markdown() string {
 			rs = append(rs, ab.armada[i])
 		}
 		for _, r := range rs {
-			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %d |\n", r.system, ab.op(row), row.clients,
-				fmtRate(r.rate()), fmtMs(r.p50), fmtMs(r.p99), fmtMs(r.maxLatency), r.errors)
+			server, client := cpuPerOp(r)
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %d | %s | %s |\n", r.system, ab.op(row), row.clients,
+				fmtRate(r.rate()), fmtMs(r.p50), fmtMs(r.p99), fmtMs(r.maxLatency), r.errors, server, client)
 		}
 	}
 	if len(ab.reference) != len(adapterRows()) || len(ab.armada) != len(adapterRows()) {
