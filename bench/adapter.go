@@ -217,7 +217,9 @@ func cpuPerOp(r loadResult) (server, client string) {
 	for _, d := range r.cpu[:len(r.cpu)-2] {
 		servers += d
 	}
-	per := func(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(r.writes)) }
+	per := func(d time.Duration) string {
+		return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(r.writes))
+	}
 	return per(servers), per(r.cpu[len(r.cpu)-2])
 }
 
