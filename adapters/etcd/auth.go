@@ -19,14 +19,21 @@ import (
 // --user root:<token>) authenticate, and every other call must carry the
 // auth token Authenticate gave. The auth token is derived from the
 // password, so every node gives and takes the same one and a client that
-// moves to another node keeps working. There are no other users, roles or
-// permissions: root may do everything. Without a password, Authenticate
-// answers that authentication is not enabled, as etcd does.
+// moves to another node keeps working; it does not expire, and changing
+// --token is what revokes it. There are no other users, roles or
+// permissions: root may do everything. As in etcd, Status and MemberList
+// need no token. Without a password, Authenticate answers that
+// authentication is not enabled, as etcd does.
 
 // rootUser is the one user there is.
 const rootUser = "root"
 
-const authenticateMethod = "/etcdserverpb.Auth/Authenticate"
+// openMethods need no auth token, as in etcd.
+var openMethods = map[string]bool{
+	"/etcdserverpb.Auth/Authenticate":  true,
+	"/etcdserverpb.Maintenance/Status": true,
+	"/etcdserverpb.Cluster/MemberList": true,
+}
 
 type authServer struct {
 	pb.UnimplementedAuthServer
@@ -41,7 +48,7 @@ func (a *authServer) Authenticate(_ context.Context, req *pb.AuthenticateRequest
 	if req.Name != rootUser || subtle.ConstantTimeCompare([]byte(req.Password), []byte(a.s.cfg.Password)) != 1 {
 		return nil, rpctypes.ErrGRPCAuthFailed
 	}
-	return &pb.AuthenticateResponse{Header: a.s.currentHeader(), Token: a.s.authToken()}, nil
+	return &pb.AuthenticateResponse{Header: a.s.currentHeader(), Token: a.s.authTok}, nil
 }
 
 // AuthStatus implements pb.AuthServer.
@@ -49,9 +56,9 @@ func (a *authServer) AuthStatus(context.Context, *pb.AuthStatusRequest) (*pb.Aut
 	return &pb.AuthStatusResponse{Header: a.s.currentHeader(), Enabled: a.s.cfg.Password != ""}, nil
 }
 
-// authToken is the auth token Authenticate gives root.
-func (s *Server) authToken() string {
-	m := hmac.New(sha256.New, []byte(s.cfg.Password))
+// authToken is the auth token Authenticate gives root for password.
+func authToken(password string) string {
+	m := hmac.New(sha256.New, []byte(password))
 	m.Write([]byte("armada etcd auth token"))
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }
@@ -60,7 +67,7 @@ func (s *Server) authToken() string {
 // errors: none is "user name is empty", a wrong one "invalid auth token"
 // (on which clientv3 authenticates again).
 func (s *Server) checkToken(ctx context.Context, method string) error {
-	if method == authenticateMethod {
+	if openMethods[method] {
 		return nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -68,7 +75,7 @@ func (s *Server) checkToken(ctx context.Context, method string) error {
 	if len(toks) == 0 || toks[0] == "" {
 		return rpctypes.ErrGRPCUserEmpty
 	}
-	if subtle.ConstantTimeCompare([]byte(toks[0]), []byte(s.authToken())) != 1 {
+	if subtle.ConstantTimeCompare([]byte(toks[0]), []byte(s.authTok)) != 1 {
 		return rpctypes.ErrGRPCInvalidAuthToken
 	}
 	return nil

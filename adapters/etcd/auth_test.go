@@ -39,6 +39,14 @@ func authScript(t *testing.T, pass string, endpoints ...string) []string {
 	rec("put without credentials", nil, err)
 	_, err = anon.Get(ctx, "auth/k")
 	rec("get without credentials", nil, err)
+	_, err = anon.Status(ctx, endpoints[0])
+	rec("status without credentials", nil, err)
+	ml, err := anon.MemberList(ctx)
+	if err == nil {
+		rec("member list without credentials", len(ml.Members) > 0, nil)
+	} else {
+		rec("member list without credentials", nil, err)
+	}
 	for _, c := range [][2]string{{"root", "wrong"}, {"nobody", pass}, {"", ""}} {
 		cli, err := login(c[0], c[1])
 		if err == nil {
@@ -128,6 +136,22 @@ func TestAuthDifferential(t *testing.T) {
 		if w != g {
 			t.Errorf("step %d: etcd %q, Armada %q", i, w, g)
 		}
+	}
+
+	// The streams need the auth token too: a watch without one is
+	// cancelled, a keep-alive refused.
+	anon := newClient(t, nodes[0].etcd.Addr())
+	wch := anon.Watch(ctx, "auth/w")
+	select {
+	case r := <-wch:
+		if !errors.Is(r.Err(), rpctypes.ErrUserEmpty) {
+			t.Errorf("watch without credentials: %v, canceled %v; want %v", r.Err(), r.Canceled, rpctypes.ErrUserEmpty)
+		}
+	case <-ctx.Done():
+		t.Fatal("watch without credentials: no answer")
+	}
+	if _, err := anon.KeepAliveOnce(ctx, 1); !errors.Is(err, rpctypes.ErrUserEmpty) {
+		t.Errorf("keep-alive without credentials: %v, want %v", err, rpctypes.ErrUserEmpty)
 	}
 
 	// The auth token one node gives is good on the others.

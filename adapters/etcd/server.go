@@ -90,6 +90,7 @@ type Server struct {
 	// never changes after, and a write's header needs nothing else from
 	// the state.
 	clusterID atomic.Uint64
+	authTok   string // root's auth token when there is a password (auth.go)
 }
 
 // New makes a server; Start runs it.
@@ -103,7 +104,7 @@ func New(st Store, raft Raft, cfg Config) *Server {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
-	return &Server{st: st, raft: raft, cfg: cfg, log: cfg.Logger}
+	return &Server{st: st, raft: raft, cfg: cfg, log: cfg.Logger, authTok: authToken(cfg.Password)}
 }
 
 // Start listens and serves in the background until Close or ctx ends.

@@ -43,7 +43,7 @@ func TestRequirePassDifferential(t *testing.T) {
 	script := []string{
 		"PING", "GET k", "SET k v", "GET", "FOO bar", "CLIENT BOGUS", "MULTI", "SUBSCRIBE news",
 		"AUTH wrong", "AUTH default wrong", "AUTH nobody " + pass, "AUTH a b c", "GET k",
-		"AUTH " + pass, "SET k v", "GET k", "RESET", "GET k", "AUTH default " + pass, "GET k", "QUIT",
+		"RESET", "AUTH " + pass, "SET k v", "GET k", "RESET", "GET k", "AUTH default " + pass, "GET k", "QUIT",
 	}
 	want := rawSession(t, ref, script)
 	got := rawSession(t, s.Addr(), script)
@@ -53,6 +53,14 @@ func TestRequirePassDifferential(t *testing.T) {
 	if !strings.Contains(want, "-NOAUTH") || !strings.Contains(want, "-WRONGPASS") {
 		t.Fatalf("the reference refused nothing: %q", want)
 	}
+	// A subscribed connection that RESETs must give the password again,
+	// subscriber commands included.
+	subScript := []string{"AUTH " + pass, "SUBSCRIBE a", "RESET", "SUBSCRIBE b", "PSUBSCRIBE c*", "UNSUBSCRIBE",
+		"PING", "AUTH " + pass, "SUBSCRIBE b", "RESET", "QUIT"}
+	if want, got := rawSession(t, ref, subScript), rawSession(t, s.Addr(), subScript); got != want {
+		t.Fatalf("subscriber session: redis-server answered\n%q\nArmada answered\n%q", want, got)
+	}
+
 	// A client without the password writes nothing; one with it works.
 	ctx := context.Background()
 	anon := goredis.NewClient(&goredis.Options{Addr: s.Addr(), MaxRetries: -1})

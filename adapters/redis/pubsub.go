@@ -370,6 +370,11 @@ func (s *Server) subCommand(sub *subscriber, c *client, argv [][]byte) bool {
 	if len(argv) == 0 {
 		return true
 	}
+	if r := s.authReply(c, argv); r != nil {
+		// A RESET took the password back (authReply only returns errors).
+		sub.send(appendError(string(r.Str)))
+		return true
+	}
 	name := strings.ToLower(string(argv[0]))
 	switch name {
 	case "subscribe", "psubscribe":
@@ -440,7 +445,7 @@ func (p *peers) client(addr string) *goredis.Client {
 	c := p.clients[addr]
 	if c == nil {
 		c = goredis.NewClient(&goredis.Options{
-			Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, Password: p.s.cfg.Password,
+			Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
 			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, PoolSize: 4,
 		})
 		p.clients[addr] = c

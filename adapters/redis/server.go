@@ -280,17 +280,17 @@ func (s *Server) process(w redcon.Conn, c *client, cmds [][][]byte, sub *subscri
 
 // authReply is what argv gets instead of running while the connection has
 // not given the password, or nil when it may run. As Redis with
-// requirepass: only AUTH, HELLO and QUIT run (HELLO then fails: it is not
-// supported), an unknown command or a wrong number of arguments is
+// requirepass: only AUTH, HELLO, RESET and QUIT run (HELLO then fails: it
+// is not supported), an unknown command or a wrong number of arguments is
 // reported as such first, and everything else is NOAUTH. The nodes' own
-// fan-out carries the cluster's token instead.
+// fan-out (ARMADA.PUBLISH) carries the cluster's token instead.
 func (s *Server) authReply(c *client, argv [][]byte) *fsm.RedisReply {
 	if s.cfg.Password == "" || c.authed || len(argv) == 0 || isInternal(argv[0]) {
 		return nil
 	}
 	name := strings.ToLower(string(argv[0]))
 	switch name {
-	case "auth", "hello", "quit":
+	case "auth", "hello", "quit", "reset":
 		return nil
 	}
 	if known, _ := fsm.IsRedisCommand(argv[0]); known {
