@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -104,6 +105,9 @@ func (p *proc) logTail(lines int) string {
 	return strings.Join(all[max(0, len(all)-lines):], "\n")
 }
 
+// portsFrom and portsTo bound the ports freePorts picks from.
+const portsFrom, portsTo = 10000, 20000
+
 // freePorts returns n distinct loopback ports that are free for both TCP
 // and UDP right now (gossip needs both on the same port).
 func freePorts(n int) ([]int, error) {
@@ -118,11 +122,14 @@ func freePorts(n int) ([]int, error) {
 		if attempts > 100*n {
 			return nil, errors.New("no free loopback ports")
 		}
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		// Below the kernel's ephemeral range (32768 and up here), so that
+		// no client connection takes the port between now and the
+		// server's bind; below the ships' default ports (20000-29999) too.
+		port := portsFrom + rand.IntN(portsTo-portsFrom)
+		tl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
+			continue
 		}
-		port := tl.Addr().(*net.TCPAddr).Port
 		ul, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			tl.Close()
