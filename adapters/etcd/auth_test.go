@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/armada-orchestrator/armada/internal/testnode"
 )
 
 // authScript runs the same steps against an etcd with authentication on
@@ -125,17 +127,8 @@ func TestAuthDifferential(t *testing.T) {
 	if st, err := newAuthedClient(t, pass, nodes[2].etcd.Addr()).AuthStatus(ctx); err != nil || !st.Enabled {
 		t.Errorf("AuthStatus = %v, %v; want enabled", st, err)
 	}
-	for i := range max(len(want), len(got)) {
-		var w, g string
-		if i < len(want) {
-			w = want[i]
-		}
-		if i < len(got) {
-			g = got[i]
-		}
-		if w != g {
-			t.Errorf("step %d: etcd %q, Armada %q", i, w, g)
-		}
+	if diff := testnode.DiffLines(want, got, "etcd", "armada"); diff != "" {
+		t.Errorf("Armada differs from etcd:\n%s", diff)
 	}
 
 	// The streams need the auth token too: a watch without one is

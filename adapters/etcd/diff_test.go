@@ -13,6 +13,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/armada-orchestrator/armada/internal/testnode"
 )
 
 // recorder writes a normalised transcript: revisions and lease IDs differ
@@ -443,17 +445,8 @@ func TestDifferential(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("%d lines from Armada, %d from etcd", len(got), len(want))
 	}
-	for i := 0; i < max(len(got), len(want)); i++ {
-		var g, w string
-		if i < len(got) {
-			g = got[i]
-		}
-		if i < len(want) {
-			w = want[i]
-		}
-		if g != w {
-			t.Errorf("line %d differs:\n etcd   %s\n armada %s", i, w, g)
-		}
+	if diff := testnode.DiffLines(want, got, "etcd", "armada"); diff != "" {
+		t.Errorf("Armada differs from etcd:\n%s", diff)
 	}
 	if t.Failed() {
 		t.Logf("etcd transcript:\n%s", strings.Join(want, "\n"))

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/armada-orchestrator/armada/internal/testnode"
 )
 
 // recorder collects the normalised outcome of every step of the script.
@@ -457,8 +459,8 @@ func TestDifferentialGoRedis(t *testing.T) {
 	}
 	want := run(ref, ref)
 	got := run(fol.redis.Addr(), other.redis.Addr())
-	if diff := diffLines(want, got); diff != "" {
-		t.Errorf("Armada differs from redis-server (- redis-server, + armada):\n%s", diff)
+	if diff := testnode.DiffLines(want, got, "redis-server", "armada"); diff != "" {
+		t.Errorf("Armada differs from redis-server:\n%s", diff)
 	}
 	t.Logf("%d steps compared", len(want))
 
@@ -483,22 +485,4 @@ func TestDifferentialGoRedis(t *testing.T) {
 			t.Errorf("redis-cli %s:\n redis-server: %q\n armada:       %q", strings.Join(args, " "), w, g)
 		}
 	}
-}
-
-// diffLines returns the lines where a and b differ, or "".
-func diffLines(a, b []string) string {
-	var out strings.Builder
-	for i := range max(len(a), len(b)) {
-		var x, y string
-		if i < len(a) {
-			x = a[i]
-		}
-		if i < len(b) {
-			y = b[i]
-		}
-		if x != y {
-			fmt.Fprintf(&out, "- %s\n+ %s\n", x, y)
-		}
-	}
-	return out.String()
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	gozk "github.com/go-zookeeper/zk"
+
+	"github.com/armada-orchestrator/armada/internal/testnode"
 )
 
 // transcript records what a client session saw, with zxids numbered by
@@ -304,21 +306,8 @@ func TestDifferential(t *testing.T) {
 	if len(want) < 50 {
 		t.Fatalf("the script stopped early on ZooKeeper:\n%s", strings.Join(want, "\n"))
 	}
-	diff := false
-	for i := 0; i < max(len(want), len(got)); i++ {
-		var w, g string
-		if i < len(want) {
-			w = want[i]
-		}
-		if i < len(got) {
-			g = got[i]
-		}
-		if w != g {
-			diff = true
-			t.Errorf("line %d:\n zookeeper: %s\n armada:    %s", i, w, g)
-		}
-	}
-	if diff {
+	if diff := testnode.DiffLines(want, got, "zookeeper", "armada"); diff != "" {
+		t.Errorf("Armada differs from ZooKeeper:\n%s", diff)
 		t.Logf("zookeeper transcript:\n%s", strings.Join(want, "\n"))
 	}
 }
