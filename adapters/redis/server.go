@@ -308,12 +308,13 @@ func (s *Server) authReply(c *client, argv [][]byte) *fsm.RedisReply {
 	return &r
 }
 
-// connectionCmd reports whether the adapter runs a command of its own
-// that MULTI does not queue.
+// connectionCmd reports whether a command is one of the connection's own,
+// which the adapter runs itself (command) and neither the state machine
+// nor adapterCmd knows.
 func connectionCmd(name string) bool {
 	switch name {
 	case "quit", "multi", "exec", "discard", "watch", "reset", "hello",
-		"subscribe", "psubscribe", "unsubscribe", "punsubscribe", "blpop", "brpop":
+		"subscribe", "psubscribe", "unsubscribe", "punsubscribe":
 		return true
 	}
 	return false
