@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/armada-orchestrator/armada/internal/textdiff"
 )
 
 // openState opens a fresh state in a temporary directory and closes it when
@@ -367,23 +369,7 @@ func dumpDB(tb testing.TB, s *State) []snapRecord {
 
 // diffLines shows the first lines where two dumps differ.
 func diffLines(a, b string) string {
-	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
-	var sb strings.Builder
-	shown := 0
-	for i := 0; i < max(len(al), len(bl)) && shown < 10; i++ {
-		var x, y string
-		if i < len(al) {
-			x = al[i]
-		}
-		if i < len(bl) {
-			y = bl[i]
-		}
-		if x != y {
-			fmt.Fprintf(&sb, "line %d:\n  - %s\n  + %s\n", i, x, y)
-			shown++
-		}
-	}
-	return sb.String()
+	return textdiff.Lines(strings.Split(a, "\n"), strings.Split(b, "\n"), "first", "second", 10)
 }
 
 // fullView is everything the views can return, for comparing states.

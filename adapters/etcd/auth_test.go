@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/armada-orchestrator/armada/internal/testnode"
+	"github.com/armada-orchestrator/armada/internal/textdiff"
 )
 
 // authScript runs the same steps against an etcd with authentication on
@@ -127,7 +127,7 @@ func TestAuthDifferential(t *testing.T) {
 	if st, err := newAuthedClient(t, pass, nodes[2].etcd.Addr()).AuthStatus(ctx); err != nil || !st.Enabled {
 		t.Errorf("AuthStatus = %v, %v; want enabled", st, err)
 	}
-	if diff := testnode.DiffLines(want, got, "etcd", "armada"); diff != "" {
+	if diff := textdiff.Lines(want, got, "etcd", "armada", 0); diff != "" {
 		t.Errorf("Armada differs from etcd:\n%s", diff)
 	}
 

@@ -14,7 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/armada-orchestrator/armada/internal/testnode"
+	"github.com/armada-orchestrator/armada/internal/textdiff"
 )
 
 // recorder writes a normalised transcript: revisions and lease IDs differ
@@ -445,7 +445,7 @@ func TestDifferential(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("%d lines from Armada, %d from etcd", len(got), len(want))
 	}
-	if diff := testnode.DiffLines(want, got, "etcd", "armada"); diff != "" {
+	if diff := textdiff.Lines(want, got, "etcd", "armada", 0); diff != "" {
 		t.Errorf("Armada differs from etcd:\n%s", diff)
 	}
 	if t.Failed() {

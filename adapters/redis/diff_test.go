@@ -14,7 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/armada-orchestrator/armada/internal/testnode"
+	"github.com/armada-orchestrator/armada/internal/textdiff"
 )
 
 // recorder collects the normalised outcome of every step of the script.
@@ -459,7 +459,7 @@ func TestDifferentialGoRedis(t *testing.T) {
 	}
 	want := run(ref, ref)
 	got := run(fol.redis.Addr(), other.redis.Addr())
-	if diff := testnode.DiffLines(want, got, "redis-server", "armada"); diff != "" {
+	if diff := textdiff.Lines(want, got, "redis-server", "armada", 0); diff != "" {
 		t.Errorf("Armada differs from redis-server:\n%s", diff)
 	}
 	t.Logf("%d steps compared", len(want))

@@ -10,7 +10,7 @@ import (
 
 	gozk "github.com/go-zookeeper/zk"
 
-	"github.com/armada-orchestrator/armada/internal/testnode"
+	"github.com/armada-orchestrator/armada/internal/textdiff"
 )
 
 // transcript records what a client session saw, with zxids numbered by
@@ -306,7 +306,7 @@ func TestDifferential(t *testing.T) {
 	if len(want) < 50 {
 		t.Fatalf("the script stopped early on ZooKeeper:\n%s", strings.Join(want, "\n"))
 	}
-	if diff := testnode.DiffLines(want, got, "zookeeper", "armada"); diff != "" {
+	if diff := textdiff.Lines(want, got, "zookeeper", "armada", 0); diff != "" {
 		t.Errorf("Armada differs from ZooKeeper:\n%s", diff)
 		t.Logf("zookeeper transcript:\n%s", strings.Join(want, "\n"))
 	}
