@@ -15,11 +15,11 @@ import (
 // The protocol adapter figures (issue 7): for etcd, ZooKeeper and Redis,
 // the same client load against the reference server(s) and against the
 // adapters of a 3-node Armada of the real binary, in one run, in rounds:
-// each round starts the reference afresh, runs it and stops it, then does
-// the same with Armada. The machine's speed drifts over minutes, as
-// much as the ratios the targets ask for; alternating the two and taking
-// each row's median round keeps that drift out of the ratios, and every
-// round is shown. Each round runs the rows
+// each round starts one afresh, runs it and stops it, then does the same
+// with the other, the two taking turns to go first. The machine's speed
+// drifts over minutes, as much as the ratios the targets ask for; the
+// ratios are the medians of the rounds' own ratios, so that the drift
+// cancels out, and every round is shown. Each round runs the rows
 // of adapterRows: writes and reads of keys that exist (every client's key
 // is written before its row, outside the measured window) by 1 and by 64
 // clients, each sending its next request as soon as the previous one is
@@ -176,26 +176,32 @@ func (ab *adapterBench) run(rounds int, installed bool, what string, reference, 
 		slog.Warn("the reference is not installed: its figure will have none", "reference", ab.refName, "looked for", what)
 	}
 	for round := range rounds {
-		// Alternate which goes first, so that a drift over the run does
-		// not always favour the same one.
-		first, second := "reference", "armada"
-		if round%2 == 1 {
-			first, second = second, first
-		}
-		for _, which := range []string{first, second} {
-			switch {
-			case which == "armada":
-				res, err := armada(round)
-				if err != nil {
-					return nil, err
+		steps := []func() error{
+			func() error {
+				if !installed {
+					return nil
 				}
-				ab.armRounds = append(ab.armRounds, res)
-			case installed:
 				ref, err := reference(round)
 				if err != nil {
-					return nil, fmt.Errorf("%s reference: %w", ab.refName, err)
+					return fmt.Errorf("%s reference: %w", ab.refName, err)
 				}
 				ab.refRounds = append(ab.refRounds, ref)
+				return nil
+			},
+			func() error {
+				res, err := armada(round)
+				ab.armRounds = append(ab.armRounds, res)
+				return err
+			},
+		}
+		// Alternate which goes first, so that a drift over the run does
+		// not always favour the same one.
+		if round%2 == 1 {
+			slices.Reverse(steps)
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return nil, err
 			}
 		}
 	}
