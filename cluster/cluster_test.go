@@ -531,16 +531,27 @@ func TestReadIndexNeedsAMajority(t *testing.T) {
 	c := newTestCluster(t)
 	l := c.startGroup(3, nil)
 	put(t, l, "k", "v")
-	before := l.raft.LastIndex()
-	idx, err := l.ReadIndex(context.Background())
-	if err != nil {
-		t.Fatalf("read index with all followers up: %v", err)
+	// The leader's own background writes (node records, features) may
+	// land beside a read index on a new cluster: a read index that writes
+	// to the log moves the last index every time, one that does not only
+	// when such a write happens to fall in between.
+	wrote := 0
+	for range 20 {
+		before := l.raft.LastIndex()
+		idx, err := l.ReadIndex(context.Background())
+		if err != nil {
+			t.Fatalf("read index with all followers up: %v", err)
+		}
+		if idx < before {
+			t.Fatalf("read index %d below the last acknowledged write %d", idx, before)
+		}
+		if l.raft.LastIndex() == before {
+			break
+		}
+		wrote++
 	}
-	if idx < before {
-		t.Fatalf("read index %d below the last acknowledged write %d", idx, before)
-	}
-	if l.raft.LastIndex() != before {
-		t.Fatalf("the read index wrote to the log: last index %d → %d", before, l.raft.LastIndex())
+	if wrote == 20 {
+		t.Fatalf("the read index wrote to the log: the last index moved on each of %d read indexes", wrote)
 	}
 	for _, n := range c.live() {
 		if n != l {
