@@ -126,7 +126,8 @@ func readReply(r *bufio.Reader) error {
 	return fmt.Errorf("bad reply type %q", line)
 }
 
-// FuzzRESP feeds arbitrary bytes through redcon's reader into the
+// FuzzRESP feeds arbitrary bytes through the guard and redcon's reader, as
+// a connection's bytes go, into the
 // adapter's command path on a one-node state: nothing may panic, and every
 // command gets exactly one well-formed reply.
 func FuzzRESP(f *testing.F) {
@@ -138,7 +139,8 @@ func FuzzRESP(f *testing.F) {
 	f.Add([]byte("*2\r\n$3\r\nGET\r\n$100\r\nshort\r\n"))
 	s := localServer(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rd := redcon.NewReader(bytes.NewReader(data))
+		handed, _, _ := (&guard{}).feed(nil, data) // what redcon gets of data, as on a connection
+		rd := redcon.NewReader(bytes.NewReader(handed))
 		var out bytes.Buffer
 		conn := &bufConn{w: redcon.NewWriter(&out)}
 		n := 0
