@@ -78,6 +78,43 @@ func TestRequirePassDifferential(t *testing.T) {
 	}
 }
 
+// Until a connection has given the password, Redis refuses a command of
+// more than 10 arguments or an argument over 16 KiB with an
+// "unauthenticated" protocol error, and so does the adapter, byte for byte:
+// also when the AUTH that lifts the limits is in the same write, ahead of
+// the command, or a RESET brings them back.
+func TestPreAuthLimitsDifferential(t *testing.T) {
+	const pass = "s3cret"
+	ref := startRedisServer(t, pass)
+	s := startLocal(t, func(c *Config) { c.Password = pass })
+	eleven := []string{"DEL", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	big, limit := strings.Repeat("v", 16<<10+1), strings.Repeat("v", 16<<10)
+	auth, quit := resp("AUTH", pass), resp("QUIT")
+	sessions := [][]string{
+		{resp(eleven...)},
+		{resp(eleven[:10]...) + resp("SET", "k", limit) + quit},
+		{resp("SET", "k", big)},
+		{resp("PING"), resp("SET", "k", big)},
+		{auth + resp("SET", "k", big) + resp(eleven...) + resp("STRLEN", "k") + quit},
+		{resp("AUTH", "wrong") + resp("SET", "k", big)},
+		{auth + resp("RESET") + resp(eleven...)},
+		{auth + resp("RESET") + auth + resp(eleven...) + quit},
+		{"DEL a b c d e f g h i j k\r\n" + quit},
+		{"*abc\r\n"},
+		{"*11\r\n$3\r\nDEL\r\n", "$1\r\na\r\n"},
+		{resp("SUBSCRIBE", "ch") + quit},
+	}
+	for i, chunks := range sessions {
+		want, got := sendRaw(t, ref, chunks), sendRaw(t, s.Addr(), chunks)
+		if got != want {
+			t.Errorf("session %d:\nredis-server answered\n%q\nArmada answered\n%q", i, want, got)
+		}
+		if i == 0 && !strings.Contains(want, "unauthenticated multibulk length") {
+			t.Errorf("the reference did not refuse 11 arguments: %q", want)
+		}
+	}
+}
+
 // A PUBLISH on one node reaches a subscriber on another when the adapters
 // need a password: the nodes' fan-out is not refused.
 func TestPublishAcrossNodesWithPassword(t *testing.T) {
@@ -102,5 +139,14 @@ func TestPublishAcrossNodesWithPassword(t *testing.T) {
 	msg, err := ps.ReceiveMessage(ctx)
 	if err != nil || msg.Payload != "hello" {
 		t.Fatalf("subscriber on another node got %v, %v", msg, err)
+	}
+	// A message over the pre-auth limit (16 KiB) too: the nodes' fan-out
+	// gives the password first.
+	big := strings.Repeat("m", 64<<10)
+	if n, err := pub.Publish(ctx, "news", big).Result(); err != nil || n != 1 {
+		t.Fatalf("PUBLISH of 64 KiB reached %d subscribers, %v", n, err)
+	}
+	if msg, err := ps.ReceiveMessage(ctx); err != nil || msg.Payload != big {
+		t.Fatalf("subscriber on another node got %d bytes, %v", len(msg.Payload), err)
 	}
 }

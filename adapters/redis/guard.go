@@ -1,9 +1,11 @@
 package redis
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -21,6 +23,11 @@ const (
 	maxInlineLen  = 64 << 10 // an inline command's line (Redis' own limit)
 	maxHeaderLen  = 32       // a "*count" or "$length" line
 	guardDeadline = time.Second
+
+	// Redis' smaller limits for a connection that has not given the
+	// password yet.
+	maxMultiBulkPreAuth = 10
+	maxBulkLenPreAuth   = 16 << 10
 )
 
 // errGuard ends a connection that broke a limit or the framing, after the
@@ -28,17 +35,26 @@ const (
 var errGuard = errors.New("redis: protocol error")
 
 // guardListener hands out connections whose reads go through a guard.
-type guardListener struct{ net.Listener }
+type guardListener struct {
+	net.Listener
+	password bool // connections must AUTH: Redis' pre-auth limits apply until they do
+}
 
 func (l guardListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return newGuardConn(c), nil
+	gc := newGuardConn(c)
+	gc.authed.Store(!l.password)
+	return gc, nil
 }
 
-func newGuardConn(c net.Conn) *guardConn { return &guardConn{Conn: c, in: make([]byte, 16<<10)} }
+func newGuardConn(c net.Conn) *guardConn {
+	gc := &guardConn{Conn: c, in: make([]byte, 16<<10)}
+	gc.authed.Store(true)
+	return gc
+}
 
 // guardConn reads what the client sends through a guard, which hands redcon
 // the stream as Redis would parse it:
@@ -53,14 +69,21 @@ func newGuardConn(c net.Conn) *guardConn { return &guardConn{Conn: c, in: make([
 //   - the two bytes after a bulk string become CRLF, as Redis skips them
 //     unread (redcon would refuse anything else);
 //   - an inline command is split into arguments as Redis splits it (quotes,
-//     escapes and all) and handed on in RESP.
+//     escapes and all) and handed on in RESP;
+//   - until the connection has given the password, a command of more than
+//     10 arguments or an argument over 16 KiB gets Redis' "unauthenticated"
+//     protocol error. The guard reads ahead of the commands redcon runs, so
+//     at such a length it first stops: once redcon has run everything before
+//     it (an AUTH among them, perhaps) and reads again, it decides.
 type guardConn struct {
 	net.Conn
 	g      guard
 	in     []byte // read from the socket
+	rest   []byte // the part of in the guard stopped before
 	out    []byte // what the guard made of the last read
 	ready  []byte // the part of out redcon has not read yet
 	refuse string // why the next read ends the connection
+	authed atomic.Bool
 }
 
 func (c *guardConn) Read(p []byte) (int, error) {
@@ -72,10 +95,17 @@ func (c *guardConn) Read(p []byte) (int, error) {
 			c.Conn.Write([]byte("-ERR Protocol error: " + c.refuse + "\r\n"))
 			return 0, errGuard
 		}
-		n, err := c.Conn.Read(c.in)
+		in, err := c.rest, error(nil)
+		if len(in) == 0 && !c.g.stopped {
+			var n int
+			n, err = c.Conn.Read(c.in)
+			in = c.in[:n]
+		}
+		c.g.preAuth = !c.authed.Load()
+		var used int
 		var ok bool
-		c.out, ok, c.refuse = c.g.feed(c.out[:0], c.in[:n])
-		c.ready = c.out
+		c.out, used, ok, c.refuse = c.g.feed(c.out[:0], in)
+		c.rest, c.ready = in[used:], c.out
 		if ok && err != nil && len(c.ready) == 0 {
 			return 0, err
 		}
@@ -103,6 +133,8 @@ type guard struct {
 	args    int64  // bulk strings still to come in the current command
 	cmdSize int64  // bytes of bulk strings in the current command so far
 	nul     bool   // the inline line has a NUL byte
+	preAuth bool   // apply Redis' limits for a connection without the password
+	stopped bool   // the line is whole, but over a pre-auth limit: to decide on the next feed
 }
 
 const (
@@ -116,8 +148,16 @@ const (
 
 // feed advances the guard over in and appends to out what redcon is to
 // see of it. It reports false, with Redis' message, at the first byte that
-// breaks a limit or the framing; out then ends before it.
-func (g *guard) feed(out, in []byte) ([]byte, bool, string) {
+// breaks a limit or the framing; out then ends before it. It stops, having
+// used the first n bytes of in, at a length over a pre-auth limit; the next
+// feed decides on it first, before it goes on with what follows.
+func (g *guard) feed(out, in []byte) (_ []byte, n int, ok bool, msg string) {
+	if g.stopped {
+		g.stopped = false
+		if out, msg = g.endLine(out); msg != "" {
+			return out, 0, false, msg
+		}
+	}
 	for i := 0; i < len(in); {
 		switch g.state {
 		case gStart:
@@ -140,19 +180,22 @@ func (g *guard) feed(out, in []byte) ([]byte, bool, string) {
 			}
 			g.line = append(g.line, in[i:j]...)
 			if len(g.line) > g.lineLimit() {
-				return out, false, g.tooLong()
+				return out, j, false, g.tooLong()
 			}
 			if j == len(in) {
-				return out, true, ""
+				return out, j, true, ""
 			}
 			i = j + 1
-			var msg string
+			if g.overPreAuth() {
+				g.stopped = true
+				return out, i, true, ""
+			}
 			if out, msg = g.endLine(out); msg != "" {
-				return out, false, msg
+				return out, i, false, msg
 			}
 		case gDollar:
 			if in[i] != '$' {
-				return out, false, "expected '$', got '" + string(in[i:i+1]) + "'"
+				return out, i, false, "expected '$', got '" + string(in[i:i+1]) + "'"
 			}
 			g.state, g.line = gLen, g.line[:0]
 			i++
@@ -174,7 +217,24 @@ func (g *guard) feed(out, in []byte) ([]byte, bool, string) {
 			}
 		}
 	}
-	return out, true, ""
+	return out, len(in), true, ""
+}
+
+// overPreAuth reports whether the whole line in g.line is a count or a
+// length over a pre-auth limit that is not over the general ones.
+func (g *guard) overPreAuth() bool {
+	if !g.preAuth || g.state != gCount && g.state != gLen {
+		return false
+	}
+	line, cr := bytes.CutSuffix(g.line, []byte("\r"))
+	n, ok := atoi(line)
+	if !ok || !cr {
+		return false // not a number: endLine refuses it
+	}
+	if g.state == gCount {
+		return n > maxMultiBulkPreAuth && n <= maxMultiBulk
+	}
+	return n > maxBulkLenPreAuth && n <= maxBulkLen && g.cmdSize+n <= maxCommandLen
 }
 
 func (g *guard) lineLimit() int {
@@ -227,6 +287,9 @@ func (g *guard) endLine(out []byte) ([]byte, string) {
 		if !ok || !cr || n > maxMultiBulk {
 			return out, "invalid multibulk length"
 		}
+		if g.preAuth && n > maxMultiBulkPreAuth {
+			return out, "unauthenticated multibulk length"
+		}
 		if n <= 0 { // Redis skips it; redcon would refuse it
 			g.state = gStart
 			return out, ""
@@ -238,6 +301,9 @@ func (g *guard) endLine(out []byte) ([]byte, string) {
 		n, ok := atoi(line)
 		if !ok || !cr || n < 0 || n > maxBulkLen || g.cmdSize+n > maxCommandLen {
 			return out, "invalid bulk length"
+		}
+		if g.preAuth && n > maxBulkLenPreAuth {
+			return out, "unauthenticated bulk length"
 		}
 		out = append(append(append(out, '$'), g.line...), '\n')
 		g.cmdSize += n

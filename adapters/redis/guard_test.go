@@ -2,26 +2,36 @@ package redis
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// feedAll runs a guard over b in random pieces and returns what it hands
-// on.
-func feedAll(b []byte, rng *rand.Rand) ([]byte, bool, string, *guard) {
-	g := &guard{}
+// feedAll runs a guard over b in random pieces (one piece when rng is
+// nil), as guardConn does, and returns what it hands on.
+func feedAll(b []byte, rng *rand.Rand, preAuth bool) ([]byte, bool, string, *guard) {
+	g := &guard{preAuth: preAuth}
 	var out []byte
-	for len(b) > 0 {
-		n := 1 + rng.IntN(len(b))
-		var ok bool
-		var msg string
-		if out, ok, msg = g.feed(out, b[:n]); !ok {
-			return out, false, msg, g
+	for len(b) > 0 || g.stopped {
+		n := len(b)
+		if rng != nil && n > 0 {
+			n = 1 + rng.IntN(len(b))
+		}
+		piece := b[:n]
+		for len(piece) > 0 || g.stopped {
+			var used int
+			var ok bool
+			var msg string
+			if out, used, ok, msg = g.feed(out, piece); !ok {
+				return out, false, msg, g
+			}
+			piece = piece[used:]
 		}
 		b = b[n:]
 	}
@@ -56,7 +66,7 @@ func TestGuard(t *testing.T) {
 		{"inline over the limit", strings.Repeat("a", maxInlineLen+1), "too big inline request"},
 	} {
 		for range 5 {
-			_, ok, msg, g := feedAll([]byte(c.in), rng)
+			_, ok, msg, g := feedAll([]byte(c.in), rng, false)
 			if c.msg == "" && (!ok || g.state != gStart) {
 				t.Fatalf("%s: refused (%q) or left mid-command (state %d)", c.name, msg, g.state)
 			}
@@ -75,8 +85,9 @@ func FuzzGuard(f *testing.F) {
 	f.Add([]byte("*3\r\n$-1\r\n*x\r\n"), uint64(3))
 	f.Add([]byte("*0\r\n*-1\r\nECHO \"a\\x41\" 'b\\'c'\r\n\r\n*1\r\n$4\r\nPINGxx"), uint64(4))
 	f.Fuzz(func(t *testing.T, in []byte, seed uint64) {
-		out1, ok1, msg1 := (&guard{}).feed(nil, in)
-		out2, ok2, msg2, _ := feedAll(in, rand.New(rand.NewPCG(seed, 7)))
+		preAuth := seed%2 == 1
+		out1, ok1, msg1, _ := feedAll(in, nil, preAuth)
+		out2, ok2, msg2, _ := feedAll(in, rand.New(rand.NewPCG(seed, 7)), preAuth)
 		if ok1 != ok2 || msg1 != msg2 || string(out1) != string(out2) {
 			t.Fatalf("at once %v %q %q, in pieces %v %q %q", ok1, msg1, out1, ok2, msg2, out2)
 		}
@@ -183,26 +194,8 @@ func TestFramingDifferential(t *testing.T) {
 		{"DEL l\r\n", "RPUSH l a \"b c\" 'd e' \"\\x4g\" x\ty \"\\x41\\a\\\"q\\n\" 'it\\'s' a\"b\" ''  \"\"\r\n",
 			"\r\n   \r\n\n\t\r\nLRANGE l 0 -1\r\nECHO \"x\\\"\r\nQUIT\r\n"},
 	}
-	session := func(addr string, chunks []string) string {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		for _, c := range chunks {
-			if _, err := conn.Write([]byte(c)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		out, err := io.ReadAll(conn)
-		if err != nil {
-			t.Fatalf("read %s: %v (so far %q)", addr, err, out)
-		}
-		return string(out)
-	}
 	for i, chunks := range sessions {
-		want, got := session(ref, chunks), session(s.Addr(), chunks)
+		want, got := sendRaw(t, ref, chunks), sendRaw(t, s.Addr(), chunks)
 		if got != want {
 			t.Errorf("session %d %q:\nredis-server answered\n%q\nArmada answered\n%q", i, chunks, want, got)
 		}
@@ -210,4 +203,27 @@ func TestFramingDifferential(t *testing.T) {
 			t.Errorf("session %d: the reference neither refused nor quit: %q", i, want)
 		}
 	}
+}
+
+// sendRaw writes chunks to addr, one write each, and returns every byte
+// the server answers until it closes the connection.
+func sendRaw(t *testing.T, addr string, chunks []string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, c := range chunks {
+		if _, err := conn.Write([]byte(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	out, err := io.ReadAll(conn)
+	// A server that closes with input unread resets the connection.
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read %s: %v (so far %q)", addr, err, out)
+	}
+	return string(out)
 }

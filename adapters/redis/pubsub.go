@@ -445,7 +445,7 @@ func (p *peers) client(addr string) *goredis.Client {
 	c := p.clients[addr]
 	if c == nil {
 		c = goredis.NewClient(&goredis.Options{
-			Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
+			Addr: addr, Password: p.s.cfg.Password, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
 			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, PoolSize: 4,
 		})
 		p.clients[addr] = c

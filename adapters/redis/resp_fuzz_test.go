@@ -139,7 +139,7 @@ func FuzzRESP(f *testing.F) {
 	f.Add([]byte("*2\r\n$3\r\nGET\r\n$100\r\nshort\r\n"))
 	s := localServer(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		handed, _, _ := (&guard{}).feed(nil, data) // what redcon gets of data, as on a connection
+		handed, _, _, _ := (&guard{}).feed(nil, data) // what redcon gets of data, as on a connection
 		rd := redcon.NewReader(bytes.NewReader(handed))
 		var out bytes.Buffer
 		conn := &bufConn{w: redcon.NewWriter(&out)}

@@ -108,7 +108,8 @@ func New(st Store, ap Applier, cfg Config) *Server {
 type client struct {
 	id     int64
 	name   string
-	authed bool // gave Config.Password to AUTH
+	authed bool        // gave Config.Password to AUTH
+	guard  *guardConn // the connection's guard, told of authed (nil in tests without one)
 	multi  bool
 	dirty  bool
 	queued [][][]byte
@@ -127,7 +128,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(guardListener{ln}); err != nil && s.ctx.Err() == nil {
+		if err := s.srv.Serve(guardListener{ln, s.cfg.Password != ""}); err != nil && s.ctx.Err() == nil {
 			s.log.Error("redis server stopped", "err", err)
 		}
 	}()
@@ -207,7 +208,8 @@ func (s *Server) register() {
 }
 
 func (s *Server) accept(conn redcon.Conn) bool {
-	conn.SetContext(&client{id: s.ids.Add(1)})
+	gc, _ := conn.NetConn().(*guardConn)
+	conn.SetContext(&client{id: s.ids.Add(1), guard: gc})
 	if s.ctx.Err() != nil {
 		return false
 	}
@@ -548,7 +550,7 @@ func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscribe
 		w.WriteError("ERR armada: WATCH is not supported")
 	case "reset":
 		c.multi, c.dirty, c.queued, c.name = false, false, nil, ""
-		c.authed = false // as Redis: a reset connection authenticates again
+		c.setAuthed(false) // as Redis: a reset connection authenticates again
 		w.WriteString("RESET")
 	case "hello":
 		// Unsupported, so that RESP3 clients fall back to RESP2.
@@ -670,8 +672,17 @@ func (s *Server) auth(c *client, argv [][]byte) fsm.RedisReply {
 	if !userOK || subtle.ConstantTimeCompare(pass, []byte(s.cfg.Password)) != 1 {
 		return errReply("WRONGPASS invalid username-password pair or user is disabled.")
 	}
-	c.authed = true
+	c.setAuthed(true)
 	return fsm.RedisReply{Kind: fsm.RedisStatus, Str: []byte("OK")}
+}
+
+// setAuthed records whether the connection has given the password, for the
+// server and for its guard's pre-auth limits.
+func (c *client) setAuthed(v bool) {
+	c.authed = v
+	if c.guard != nil {
+		c.guard.authed.Store(v)
+	}
 }
 
 // adapterRun runs an adapter command that passed adapterCheck.
