@@ -108,7 +108,7 @@ func New(st Store, ap Applier, cfg Config) *Server {
 type client struct {
 	id     int64
 	name   string
-	authed bool        // gave Config.Password to AUTH
+	authed bool       // gave Config.Password to AUTH
 	guard  *guardConn // the connection's guard, told of authed (nil in tests without one)
 	multi  bool
 	dirty  bool
