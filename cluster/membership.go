@@ -213,10 +213,13 @@ func (n *Node) syncNodes(ctx context.Context, members map[string]member, records
 			want.Role = fsm.RoleWorker
 		case in && s.Suffrage == raft.Voter:
 			want.Role = fsm.RoleVoter
-		case in:
-			want.Role = fsm.RoleNonvoter
+		case !in && status != fsm.NodeAlive && status != fsm.NodeSuspect && records[name] != nil &&
+			records[name].Role != fsm.RoleWorker:
+			want.Role = records[name].Role // it left, or died: the role it had
 		default:
-			want.Role = fsm.RoleJoining
+			// A non-voter, or a server Raft has not added yet: it joins as
+			// a non-voter.
+			want.Role = fsm.RoleNonvoter
 		}
 		old, ok := records[name]
 		needPorts := want.Worker && m.Meta.Ports != "" && (!ok || old.PortsRange == "")

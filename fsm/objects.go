@@ -20,7 +20,6 @@ const (
 	RoleVoter    = "voter"
 	RoleNonvoter = "nonvoter"
 	RoleWorker   = "worker"
-	RoleJoining  = "joining" // a server gossip knows that Raft has not added yet
 )
 
 // Resources is an amount of CPU and memory.
