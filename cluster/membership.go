@@ -213,8 +213,8 @@ func (n *Node) syncNodes(ctx context.Context, members map[string]member, records
 			want.Role = fsm.RoleWorker
 		case in && s.Suffrage == raft.Voter:
 			want.Role = fsm.RoleVoter
-		case !in && status != fsm.NodeAlive && status != fsm.NodeSuspect && records[name] != nil &&
-			records[name].Role != fsm.RoleWorker:
+		case !in && (status == fsm.NodeLeft || status == fsm.NodeDead) && records[name] != nil &&
+			(records[name].Role == fsm.RoleVoter || records[name].Role == fsm.RoleNonvoter):
 			want.Role = records[name].Role // it left, or died: the role it had
 		default:
 			// A non-voter, or a server Raft has not added yet: it joins as

@@ -103,6 +103,12 @@ func TestPreAuthLimitsDifferential(t *testing.T) {
 		{"*abc\r\n"},
 		{"*11\r\n$3\r\nDEL\r\n", "$1\r\na\r\n"},
 		{resp("SUBSCRIBE", "ch") + quit},
+		{"*2000000\r\n"},
+		{"*1\r\n$5000000\r\n"},
+		{"*1\r\n$600000000\r\n"},
+		{auth, resp("RESET") + resp(eleven...) + quit},
+		{auth, resp("PING") + resp("RESET") + resp("SET", "k", big) + quit},
+		{auth + resp("SUBSCRIBE", "ch") + resp("RESET") + resp(eleven...) + quit},
 	}
 	for i, chunks := range sessions {
 		want, got := sendRaw(t, ref, chunks), sendRaw(t, s.Addr(), chunks)

@@ -20,8 +20,7 @@ const (
 	maxBulkLen    = 4 << 20  // one argument
 	maxMultiBulk  = 1 << 20  // arguments in one command (Redis 6's limit; Redis 7 allows more)
 	maxCommandLen = 64 << 20 // all the arguments of one command
-	maxInlineLen  = 64 << 10 // an inline command's line (Redis' own limit)
-	maxHeaderLen  = 32       // a "*count" or "$length" line
+	maxInlineLen  = 64 << 10 // an inline command's line, or a count or length line (Redis' own limit)
 	guardDeadline = time.Second
 
 	// Redis' smaller limits for a connection that has not given the
@@ -46,6 +45,7 @@ func (l guardListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	gc := newGuardConn(c)
+	gc.g.password = l.password
 	gc.authed.Store(!l.password)
 	return gc, nil
 }
@@ -66,15 +66,17 @@ func newGuardConn(c net.Conn) *guardConn {
 //   - commands of no arguments ("*0", a negative count, an empty line) are
 //     dropped, as Redis skips them without an answer (redcon would refuse
 //     the first two);
-//   - the two bytes after a bulk string become CRLF, as Redis skips them
-//     unread (redcon would refuse anything else);
+//   - a count or length line ends, as in Redis, at its first CR (not after
+//     a NUL), and the byte after the CR is skipped unread, as are the two
+//     bytes after a bulk string: redcon gets CRLF for them;
 //   - an inline command is split into arguments as Redis splits it (quotes,
 //     escapes and all) and handed on in RESP;
 //   - until the connection has given the password, a command of more than
 //     10 arguments or an argument over 16 KiB gets Redis' "unauthenticated"
 //     protocol error. The guard reads ahead of the commands redcon runs, so
-//     at such a length it first stops: once redcon has run everything before
-//     it (an AUTH among them, perhaps) and reads again, it decides.
+//     at such a length after a command it handed on in the same read (an
+//     AUTH or a RESET, perhaps) it stops: once redcon has run them and reads
+//     again, it decides.
 type guardConn struct {
 	net.Conn
 	g      guard
@@ -84,11 +86,22 @@ type guardConn struct {
 	ready  []byte // the part of out redcon has not read yet
 	refuse string // why the next read ends the connection
 	authed atomic.Bool
+	// detached: a subscriber's goroutine reads, and others write replies;
+	// a refusal is then returned as a protocolError for it to queue.
+	detached atomic.Bool
 }
+
+// protocolError is a refusal returned to a detached connection's reader.
+type protocolError struct{ msg string }
+
+func (e protocolError) Error() string { return "ERR Protocol error: " + e.msg }
 
 func (c *guardConn) Read(p []byte) (int, error) {
 	for len(c.ready) == 0 {
 		if c.refuse != "" {
+			if c.detached.Load() {
+				return 0, protocolError{c.refuse}
+			}
 			// redcon writes replies from the goroutine that reads, and only
 			// between reads, so this cannot cut into a reply.
 			c.Conn.SetWriteDeadline(time.Now().Add(guardDeadline))
@@ -101,7 +114,7 @@ func (c *guardConn) Read(p []byte) (int, error) {
 			n, err = c.Conn.Read(c.in)
 			in = c.in[:n]
 		}
-		c.g.preAuth = !c.authed.Load()
+		c.g.preAuth = c.g.password && !c.authed.Load()
 		var used int
 		var ok bool
 		c.out, used, ok, c.refuse = c.g.feed(c.out[:0], in)
@@ -126,22 +139,24 @@ func (c *guardConn) SyscallConn() (syscall.RawConn, error) {
 
 // guard is the state of a RESP stream between reads.
 type guard struct {
-	state   int    // what the next byte is part of: one of the guard states
-	line    []byte // the count, length or inline line so far
-	left    int64  // bytes of the current bulk string still to come
-	skip    int    // bytes after it still to come (the CRLF Redis does not check)
-	args    int64  // bulk strings still to come in the current command
-	cmdSize int64  // bytes of bulk strings in the current command so far
-	nul     bool   // the inline line has a NUL byte
-	preAuth bool   // apply Redis' limits for a connection without the password
-	stopped bool   // the line is whole, but over a pre-auth limit: to decide on the next feed
+	state    int    // what the next byte is part of: one of the guard states
+	line     []byte // the count, length or inline line so far, without its terminator
+	nul      bool   // the line has a NUL byte: it never ends (Redis' strchr stops there)
+	cr       bool   // the count or length line has ended at a CR: the byte after it is skipped
+	left     int64  // bytes of the current bulk string still to come
+	skip     int    // bytes after it still to come (the CRLF Redis does not check)
+	args     int64  // bulk strings still to come in the current command
+	cmdSize  int64  // bytes of bulk strings in the current command so far
+	password bool   // the connection must give a password: Redis' pre-auth limits may apply
+	preAuth  bool   // it has not given it (as of this feed)
+	sent     bool   // a command ended earlier in this feed: it has not run yet
+	stopped  bool   // the line is whole, but its verdict waits for the next feed
 }
 
 const (
 	gStart  = iota // the first byte of a command
-	gCount         // the "*count" line
-	gDollar        // the '$' of the next argument
-	gLen           // the "$length" line
+	gCount         // the "*count" line, after the '*'
+	gLen           // the "$length" line, from its '$'
 	gBulk          // inside a bulk string, or the two bytes after it
 	gInline        // an inline command's line
 )
@@ -149,9 +164,11 @@ const (
 // feed advances the guard over in and appends to out what redcon is to
 // see of it. It reports false, with Redis' message, at the first byte that
 // breaks a limit or the framing; out then ends before it. It stops, having
-// used the first n bytes of in, at a length over a pre-auth limit; the next
-// feed decides on it first, before it goes on with what follows.
+// used the first n bytes of in, at a line whose verdict depends on whether
+// the connection has given the password, when a command it handed on in
+// this feed has not run yet; the next feed decides on it first.
 func (g *guard) feed(out, in []byte) (_ []byte, n int, ok bool, msg string) {
+	g.sent = false
 	if g.stopped {
 		g.stopped = false
 		if out, msg = g.endLine(out); msg != "" {
@@ -161,44 +178,51 @@ func (g *guard) feed(out, in []byte) (_ []byte, n int, ok bool, msg string) {
 	for i := 0; i < len(in); {
 		switch g.state {
 		case gStart:
+			g.line, g.nul, g.cr = g.line[:0], false, false
 			if in[i] == '*' {
-				g.state, g.line = gCount, g.line[:0]
+				g.state = gCount
 				i++
 			} else {
-				g.state, g.line = gInline, g.line[:0]
+				g.state = gInline
 			}
 		case gCount, gLen, gInline:
+			if g.cr {
+				g.cr = false
+				i++ // Redis skips it unread
+				if g.password && g.sent && g.verdict(true) != g.verdict(false) {
+					g.stopped = true
+					return out, i, true, ""
+				}
+				if out, msg = g.endLine(out); msg != "" {
+					return out, i, false, msg
+				}
+				continue
+			}
+			end := byte('\r')
+			if g.state == gInline {
+				end = '\n'
+			}
 			j := i
-			for j < len(in) && (in[j] != '\n' || g.nul) {
-				if in[j] == 0 && g.state == gInline {
-					// Redis looks for the end of an inline line with strchr,
-					// which stops at a NUL: the line never ends, and grows
-					// into "too big inline request".
+			for ; j < len(in) && (in[j] != end || g.nul); j++ {
+				if in[j] == 0 {
 					g.nul = true
 				}
-				j++
 			}
 			g.line = append(g.line, in[i:j]...)
-			if len(g.line) > g.lineLimit() {
+			if len(g.line) > maxInlineLen {
 				return out, j, false, g.tooLong()
 			}
 			if j == len(in) {
 				return out, j, true, ""
 			}
 			i = j + 1
-			if g.overPreAuth() {
-				g.stopped = true
-				return out, i, true, ""
+			if g.state != gInline {
+				g.cr = true
+				continue
 			}
 			if out, msg = g.endLine(out); msg != "" {
 				return out, i, false, msg
 			}
-		case gDollar:
-			if in[i] != '$' {
-				return out, i, false, "expected '$', got '" + string(in[i:i+1]) + "'"
-			}
-			g.state, g.line = gLen, g.line[:0]
-			i++
 		case gBulk:
 			if g.left > 0 {
 				n := min(int64(len(in)-i), g.left)
@@ -220,51 +244,70 @@ func (g *guard) feed(out, in []byte) (_ []byte, n int, ok bool, msg string) {
 	return out, len(in), true, ""
 }
 
-// overPreAuth reports whether the whole line in g.line is a count or a
-// length over a pre-auth limit that is not over the general ones.
-func (g *guard) overPreAuth() bool {
-	if !g.preAuth || g.state != gCount && g.state != gLen {
-		return false
-	}
-	line, cr := bytes.CutSuffix(g.line, []byte("\r"))
-	n, ok := atoi(line)
-	if !ok || !cr {
-		return false // not a number: endLine refuses it
-	}
-	if g.state == gCount {
-		return n > maxMultiBulkPreAuth && n <= maxMultiBulk
-	}
-	return n > maxBulkLenPreAuth && n <= maxBulkLen && g.cmdSize+n <= maxCommandLen
-}
-
-func (g *guard) lineLimit() int {
-	if g.state == gInline {
-		return maxInlineLen
-	}
-	return maxHeaderLen
-}
-
 // tooLong is Redis' message for a line over its limit.
 func (g *guard) tooLong() string {
 	switch g.state {
 	case gInline:
 		return "too big inline request"
 	case gCount:
-		return "invalid multibulk length"
+		return "too big mbulk count string"
 	}
-	return "invalid bulk length"
+	return "too big bulk count string"
 }
 
-// endLine acts on a complete line (without its '\n'), appending to out
-// what redcon is to see of it; it returns Redis' message for a bad one.
-func (g *guard) endLine(out []byte) ([]byte, string) {
-	line, cr := g.line, len(g.line) > 0 && g.line[len(g.line)-1] == '\r'
-	if cr {
-		line = line[:len(line)-1]
+// Redis' own limits: its multibulk count is an int, and proto-max-bulk-len
+// is 512 MB by default.
+const (
+	redisMaxMultiBulk = 1<<31 - 1
+	redisMaxBulkLen   = 512 << 20
+)
+
+// verdict is Redis' message for the whole count or length line in g.line,
+// for a connection that has given the password or not, or "" if it is
+// good; the limits are Redis', then the pre-auth ones, then the guard's.
+func (g *guard) verdict(preAuth bool) string {
+	switch g.state {
+	case gCount:
+		n, ok := atoi(g.line)
+		switch {
+		case !ok || n > redisMaxMultiBulk:
+			return "invalid multibulk length"
+		case preAuth && n > maxMultiBulkPreAuth:
+			return "unauthenticated multibulk length"
+		case n > maxMultiBulk:
+			return "invalid multibulk length"
+		}
+	case gLen:
+		if len(g.line) == 0 || g.line[0] != '$' {
+			c := byte('\r') // the line is empty: its CR is where the '$' should be
+			if len(g.line) > 0 {
+				c = g.line[0]
+			}
+			if c == '\r' || c == '\n' {
+				c = ' ' // as Redis' error replies
+			}
+			return "expected '$', got '" + string([]byte{c}) + "'"
+		}
+		n, ok := atoi(g.line[1:])
+		switch {
+		case !ok || n < 0 || n > redisMaxBulkLen:
+			return "invalid bulk length"
+		case preAuth && n > maxBulkLenPreAuth:
+			return "unauthenticated bulk length"
+		case n > maxBulkLen || g.cmdSize+n > maxCommandLen:
+			return "invalid bulk length"
+		}
 	}
+	return ""
+}
+
+// endLine acts on a complete line, appending to out what redcon is to see
+// of it; it returns Redis' message for a bad one.
+func (g *guard) endLine(out []byte) ([]byte, string) {
 	switch g.state {
 	case gInline:
 		g.state = gStart
+		line, _ := bytes.CutSuffix(g.line, []byte("\r"))
 		args, ok := splitArgs(line)
 		if !ok {
 			return out, "unbalanced quotes in request"
@@ -282,52 +325,48 @@ func (g *guard) endLine(out []byte) ([]byte, string) {
 			out = append(out, a...)
 			out = append(out, '\r', '\n')
 		}
-	case gCount:
-		n, ok := atoi(line)
-		if !ok || !cr || n > maxMultiBulk {
-			return out, "invalid multibulk length"
-		}
-		if g.preAuth && n > maxMultiBulkPreAuth {
-			return out, "unauthenticated multibulk length"
-		}
+		g.sent = true
+		return out, ""
+	}
+	if msg := g.verdict(g.preAuth); msg != "" {
+		return out, msg
+	}
+	if g.state == gCount {
+		n, _ := atoi(g.line)
 		if n <= 0 { // Redis skips it; redcon would refuse it
 			g.state = gStart
 			return out, ""
 		}
-		out = append(append(append(out, '*'), g.line...), '\n')
+		out = append(append(append(out, '*'), g.line...), '\r', '\n')
 		g.args, g.cmdSize = n, 0
 		g.nextArgOrEnd()
-	case gLen:
-		n, ok := atoi(line)
-		if !ok || !cr || n < 0 || n > maxBulkLen || g.cmdSize+n > maxCommandLen {
-			return out, "invalid bulk length"
-		}
-		if g.preAuth && n > maxBulkLenPreAuth {
-			return out, "unauthenticated bulk length"
-		}
-		out = append(append(append(out, '$'), g.line...), '\n')
-		g.cmdSize += n
-		g.left, g.skip, g.state = n, 2, gBulk
+		return out, ""
 	}
+	n, _ := atoi(g.line[1:])
+	out = append(append(out, g.line...), '\r', '\n')
+	g.cmdSize += n
+	g.left, g.skip, g.state = n, 2, gBulk
 	return out, ""
 }
 
 func (g *guard) nextArgOrEnd() {
 	if g.args > 0 {
-		g.state = gDollar
+		g.state, g.line, g.nul = gLen, g.line[:0], false
 	} else {
 		g.state = gStart
+		g.sent = true
 	}
 }
 
-// atoi reads a decimal integer of at most 18 digits, with an optional
-// minus sign.
+// atoi reads a decimal integer of at most 18 digits as Redis' string2ll
+// does: an optional minus sign, no plus sign, no leading zero (but "0"),
+// no "-0".
 func atoi(b []byte) (int64, bool) {
 	neg := len(b) > 0 && b[0] == '-'
 	if neg {
 		b = b[1:]
 	}
-	if len(b) == 0 || len(b) > 18 {
+	if len(b) == 0 || len(b) > 18 || b[0] == '0' && (len(b) > 1 || neg) {
 		return 0, false
 	}
 	var n int64

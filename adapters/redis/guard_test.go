@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,12 +12,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tidwall/redcon"
 )
 
 // feedAll runs a guard over b in random pieces (one piece when rng is
 // nil), as guardConn does, and returns what it hands on.
 func feedAll(b []byte, rng *rand.Rand, preAuth bool) ([]byte, bool, string, *guard) {
-	g := &guard{preAuth: preAuth}
+	g := &guard{password: preAuth, preAuth: preAuth}
 	var out []byte
 	for len(b) > 0 || g.stopped {
 		n := len(b)
@@ -60,8 +63,9 @@ func TestGuard(t *testing.T) {
 		{"a gigabyte", "*1\r\n$536870913\r\n", "invalid bulk length"},
 		{"too many arguments", fmt.Sprintf("*%d\r\n", maxMultiBulk+1), "invalid multibulk length"},
 		{"an inline line with a NUL never ends", "ECHO a\x00b\r\n" + strings.Repeat("PING\r\n", maxInlineLen/6), "too big inline request"},
-		{"a count line that never ends", "*" + strings.Repeat("1", 40), "invalid multibulk length"},
-		{"a length line that never ends", "*1\r\n$" + strings.Repeat("1", 40), "invalid bulk length"},
+		{"a count line that never ends", "*" + strings.Repeat("1", maxInlineLen+1), "too big mbulk count string"},
+		{"a length line that never ends", "*1\r\n$" + strings.Repeat("1", maxInlineLen), "too big bulk count string"},
+		{"a count line with a NUL never ends", "*1\x00\r\n" + strings.Repeat("PING\r\n", maxInlineLen/6+1), "too big mbulk count string"},
 		{"a command over the limit", fmt.Sprintf("*17\r\n$3\r\nSET\r\n%s$%d\r\n", strings.Repeat(fmt.Sprintf("$%d\r\n%s\r\n", 4<<20, strings.Repeat("y", 4<<20)), 15), 4<<20), "invalid bulk length"},
 		{"inline over the limit", strings.Repeat("a", maxInlineLen+1), "too big inline request"},
 	} {
@@ -90,6 +94,17 @@ func FuzzGuard(f *testing.F) {
 		out2, ok2, msg2, _ := feedAll(in, rand.New(rand.NewPCG(seed, 7)), preAuth)
 		if ok1 != ok2 || msg1 != msg2 || string(out1) != string(out2) {
 			t.Fatalf("at once %v %q %q, in pieces %v %q %q", ok1, msg1, out1, ok2, msg2, out2)
+		}
+		// What the guard hands on is always RESP that redcon takes.
+		rd := redcon.NewReader(bytes.NewReader(out1))
+		for {
+			_, err := rd.ReadCommands()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("redcon refused what the guard handed on (%q): %v", out1, err)
+			}
 		}
 	})
 }
@@ -187,6 +202,18 @@ func TestFramingDifferential(t *testing.T) {
 		{"PING\r\n*\r\n"},
 		{resp("ECHO", "x") + "*1\r\n*1\r\n"},
 		{"PING\r\n*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPI", "NG\r\n*2\r\n$4\r\nECHO\r\n$2\r\nab\n\n", "QUIT\r\n"},
+		{"*01\r\n$4\r\nPING\r\n"},
+		{"PING\r\n*1\r\n$04\r\nPING\r\n"},
+		{"PING\r\n*-0\r\n"},
+		{"PING\r\n*1\r\n$-0\r\n"},
+		{"PING\r\n*+1\r\n"},
+		{"*1\rX$4\rXPING\r\n" + resp("ECHO", "a\rb") + "QUIT\r\n"},
+		{"PING\r\n*1\r\n\r\n"},
+		{"PING\r\n*1\r\n\n4\r\n"},
+		{"PING\r\n*1\r\n\x01$4\r\n"},
+		{"PING\r\nRESET\r\n" + resp("DEL", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j") + "QUIT\r\n"},
+		{"SUBSCRIBE ch\r\n*x\r\n"},
+		{"SUBSCRIBE ch\r\nPING\r\nPING a\r\n*1\r\n$-5\r\n"},
 		{"PING\r\nECHO \"a\r\n"},
 		{"PING\r\nECHO \"a\"b\r\n"},
 		{"PING\r\nECHO 'a\r\n"},

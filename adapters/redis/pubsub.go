@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -319,6 +320,9 @@ func (s *Server) subscribe(w redcon.Conn, c *client, first [][]byte, rest [][][]
 	for _, argv := range rest {
 		cmds = append(cmds, copyArgv(argv))
 	}
+	if c.guard != nil {
+		c.guard.detached.Store(true) // its reader queues a refusal behind the replies
+	}
 	sub := newSubscriber(w.Detach(), s.cfg.PubSubLimit)
 	if !s.hub.register(sub) {
 		sub.dc.Close()
@@ -351,6 +355,14 @@ func (s *Server) subscribe(w redcon.Conn, c *client, first [][]byte, rest [][][]
 		}
 		for {
 			cmd, err := sub.dc.ReadCommand()
+			var pe protocolError
+			if errors.As(err, &pe) {
+				// The guard refused what followed: its error goes out after
+				// the replies queued before it, then the connection closes.
+				sub.send(appendError(pe.Error()))
+				quit = true
+				return
+			}
 			if err != nil {
 				return
 			}

@@ -550,7 +550,7 @@ func (s *Server) command(w redcon.Conn, c *client, argv [][]byte, sub *subscribe
 		w.WriteError("ERR armada: WATCH is not supported")
 	case "reset":
 		c.multi, c.dirty, c.queued, c.name = false, false, nil, ""
-		c.setAuthed(false) // as Redis: a reset connection authenticates again
+		c.setAuthed(s.cfg.Password == "") // as Redis: a reset connection authenticates again
 		w.WriteString("RESET")
 	case "hello":
 		// Unsupported, so that RESP3 clients fall back to RESP2.

@@ -1,6 +1,8 @@
 package zk
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"regexp"
 	"slices"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	gozk "github.com/go-zookeeper/zk"
+
+	"github.com/armada-orchestrator/armada/fsm"
 )
 
 // askWord sends a four-letter word and returns the whole answer.
@@ -172,5 +176,27 @@ func TestAdminWordsDifferential(t *testing.T) {
 	}
 	if got := askWord(t, nodes[1].zk.Addr(), "dump"); got != "dump is not executed because it is not in the whitelist.\n" {
 		t.Errorf("dump: %q", got)
+	}
+
+	// A server that left keeps its record (and the role it had) until it is
+	// reaped, but it is out of Raft: it is not counted in the quorum.
+	gone := &fsm.NodeUpsert{Node: fsm.Node{Name: "gone", Address: "127.0.0.9", Role: fsm.RoleVoter, Server: true,
+		Status: fsm.NodeLeft, StatusSince: time.Now().UnixMilli()}}
+	if _, err := nodes[leader].node.Apply(context.Background(), gone); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, func() error {
+			m, _ := mntrOf(t, askWord(t, n.zk.Addr(), "mntr"))
+			records := 0
+			n.node.State().View(func(v *fsm.View) error { records = len(v.Nodes()); return nil })
+			if records != 4 {
+				return fmt.Errorf("%s does not have the left node's record yet", n.name)
+			}
+			if m["zk_quorum_size"] != "3" {
+				return fmt.Errorf("%s: zk_quorum_size %s with a left server", n.name, m["zk_quorum_size"])
+			}
+			return nil
+		})
 	}
 }

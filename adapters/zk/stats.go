@@ -117,8 +117,8 @@ func (s *Server) snapshot() snapshot {
 		sn.mode, sn.zxid, sn.totals = s.mode(v), v.ZKZxid(), v.ZKTotals()
 		for _, n := range v.Nodes() {
 			voter := n.Role == fsm.RoleVoter
-			if !voter && !observes(n) {
-				continue // not in Raft (yet)
+			if n.Status == fsm.NodeLeft || !voter && !observes(n) {
+				continue // out of Raft: a server that left (it keeps the role it had), or an older record of one joining
 			}
 			if voter {
 				sn.quorum++
