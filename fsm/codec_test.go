@@ -104,6 +104,8 @@ func sampleCommands() []Command {
 		&ZKClose{IDs: []int64{7}, Expire: true, Now: 21},
 		&ZKMulti{Session: 3, Auth: []string{"digest:u:h"}, Ops: []ZKOp{{Kind: ZKOpCreate, Path: "/a", Data: []byte{0},
 			ACL: []ZKACL{{Perms: 31, Scheme: "world", ID: "anyone"}}, Flags: 3, Version: -1}}, Now: 22},
+		&ZKMulti{Session: 4, Ops: []ZKOp{{Kind: ZKOpCreate, Path: "/e", Data: []byte{}}, {Kind: ZKOpSet, Path: "/e"},
+			{Kind: ZKOpSet, Path: "/e", Data: []byte{1}}}, Now: 23, EmptyData: true},
 		&UsageReport{Node: "n1", CPUMHz: 250, MemoryMB: 1 << 40, Ships: []ShipUsage{{Ship: "arena-a", CPUMHz: 0, MemoryMB: 12}, {Ship: "", CPUMHz: -1}}, Now: 19},
 		&FeatureOn{Name: FeatureOwnRevisions},
 	}

@@ -57,6 +57,7 @@ const (
 	CmdZKTouch         CmdType = 41
 	CmdZKClose         CmdType = 42
 	CmdZKMulti         CmdType = 43
+	CmdZKMultiData     CmdType = 44 // ZKMulti whose data tells null from empty (FeatureZKEmptyData)
 )
 
 // Command is one replicated state change. Only this package defines
@@ -118,6 +119,7 @@ var commandTable = [256]func() Command{
 	CmdZKTouch:         func() Command { return new(ZKTouch) },
 	CmdZKClose:         func() Command { return new(ZKClose) },
 	CmdZKMulti:         func() Command { return new(ZKMulti) },
+	CmdZKMultiData:     func() Command { return &ZKMulti{EmptyData: true} },
 }
 
 // Encode returns the log entry for c: its type byte and its body.

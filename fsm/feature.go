@@ -16,10 +16,14 @@ const (
 	// of its own (txn.revision). Before it, the commands grouped into one
 	// entry all took the entry's index.
 	FeatureOwnRevisions = "own_revisions"
+	// FeatureZKEmptyData lets ZooKeeper writes tell empty data from null
+	// (CmdZKMultiData), as ZooKeeper does: a node created or set with an
+	// empty buffer reads back empty, not null.
+	FeatureZKEmptyData = "zk_empty_data"
 )
 
 // Features lists the features this version knows.
-func Features() []string { return []string{FeatureOwnRevisions} }
+func Features() []string { return []string{FeatureOwnRevisions, FeatureZKEmptyData} }
 
 func knownFeature(name string) bool { return slices.Contains(Features(), name) }
 

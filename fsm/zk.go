@@ -296,9 +296,19 @@ type ZKMulti struct {
 	Auth    []string
 	Ops     []ZKOp
 	Now     int64
+	// EmptyData keeps the ops' empty data (non-nil) apart from null (nil);
+	// without it both are null. It is logged as CmdZKMultiData, which only
+	// FeatureZKEmptyData's servers know.
+	EmptyData bool
 }
 
-func (*ZKMulti) Type() CmdType     { return CmdZKMulti }
+func (c *ZKMulti) Type() CmdType {
+	if c.EmptyData {
+		return CmdZKMultiData
+	}
+	return CmdZKMulti
+}
+
 func (c *ZKMulti) stamp(now int64) { c.Now = now }
 func (c *ZKMulti) encode(e *encoder) {
 	e.varint(c.Session)
@@ -308,12 +318,41 @@ func (c *ZKMulti) encode(e *encoder) {
 		op := &c.Ops[i]
 		e.uvarint(uint64(op.Kind))
 		e.str(op.Path)
-		e.bytes(op.Data)
+		if c.EmptyData {
+			encodeNullable(e, op.Data)
+		} else {
+			e.bytes(op.Data)
+		}
 		encodeACLs(e, op.ACL)
 		e.varint(int64(op.Flags))
 		e.varint(int64(op.Version))
 	}
 	e.varint(c.Now)
+}
+
+// encodeNullable writes b with null (nil) apart from empty: its length
+// plus one, or 0 for null.
+func encodeNullable(e *encoder, b []byte) {
+	if b == nil {
+		e.uvarint(0)
+		return
+	}
+	e.uvarint(uint64(len(b)) + 1)
+	e.b = append(e.b, b...)
+}
+
+func decodeNullable(d *decoder) []byte {
+	n := d.uvarint()
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	if n-1 > uint64(len(d.b)) {
+		d.fail(errShort)
+		return nil
+	}
+	b := append(make([]byte, 0, n-1), d.b[:n-1]...)
+	d.b = d.b[n-1:]
+	return b
 }
 
 func encodeACLs(e *encoder, acl []ZKACL) {
@@ -341,7 +380,13 @@ func (c *ZKMulti) decode(d *decoder) {
 	c.Session, c.Auth = d.varint(), d.strs()
 	n := d.length()
 	for i := 0; i < n && d.err == nil; i++ {
-		op := ZKOp{Kind: small(d), Path: d.str(), Data: nbytes(d), ACL: decodeACLs(d)}
+		op := ZKOp{Kind: small(d), Path: d.str()}
+		if c.EmptyData {
+			op.Data = decodeNullable(d)
+		} else {
+			op.Data = nbytes(d)
+		}
+		op.ACL = decodeACLs(d)
 		op.Flags, op.Version = int32(d.varint()), int32(d.varint())
 		c.Ops = append(c.Ops, op)
 	}
@@ -710,6 +755,9 @@ func zkChildKey(path string) []byte {
 	return append([]byte(zkParent(path)+"\x00"), zkBase(path)...)
 }
 
+// encodeZKNode writes a node's record: its data, ACL and stat, and a last
+// byte 1 when the data is empty rather than null (only written since
+// FeatureZKEmptyData, so older versions never read one).
 func encodeZKNode(n *ZKNode) []byte {
 	var e encoder
 	e.bytes(n.Data)
@@ -718,6 +766,9 @@ func encodeZKNode(n *ZKNode) []byte {
 	for _, v := range []int64{s.Czxid, s.Mzxid, s.Ctime, s.Mtime, int64(s.Version), int64(s.Cversion),
 		int64(s.Aversion), s.EphemeralOwner, int64(s.NumChildren), s.Pzxid} {
 		e.varint(v)
+	}
+	if n.Data != nil && len(n.Data) == 0 {
+		e.b = append(e.b, 1)
 	}
 	return e.b
 }
@@ -730,6 +781,9 @@ func decodeZKNode(path string, v []byte) (*ZKNode, bool) {
 	s.Version, s.Cversion, s.Aversion = int32(d.varint()), int32(d.varint()), int32(d.varint())
 	s.EphemeralOwner, s.NumChildren, s.Pzxid = d.varint(), int32(d.varint()), d.varint()
 	s.DataLength = int32(len(n.Data))
+	if len(d.b) == 1 && d.b[0] == 1 && n.Data == nil {
+		n.Data, d.b = []byte{}, nil // empty, not null
+	}
 	if d.err != nil || len(d.b) != 0 {
 		return nil, false
 	}
@@ -896,6 +950,9 @@ func (v *View) ZKNode(path string) (*ZKNode, bool) {
 	n, _ := readZKNode(v.tx.Bucket(bZKNodes), path)
 	if n != nil && path == "/" {
 		n.Stat.NumChildren += 2 // zookeeper, armada
+		if n.Data == nil {
+			n.Data = []byte{} // ZooKeeper's root holds empty data
+		}
 	}
 	return n, n != nil
 }
@@ -992,9 +1049,9 @@ var zkReadACL = []ZKACL{{Perms: ZKPermRead, Scheme: "world", ID: "anyone"}}
 func (v *View) zkVirtual(path string) (*ZKNode, bool) {
 	switch path {
 	case "/zookeeper":
-		return &ZKNode{Path: path, ACL: zkReadACL, Stat: ZKStat{NumChildren: 2}}, true
+		return &ZKNode{Path: path, Data: []byte{}, ACL: zkReadACL, Stat: ZKStat{NumChildren: 2}}, true
 	case "/zookeeper/quota", "/zookeeper/config":
-		return &ZKNode{Path: path, ACL: zkReadACL}, true
+		return &ZKNode{Path: path, Data: []byte{}, ACL: zkReadACL}, true
 	}
 	if !strings.HasPrefix(path, "/armada") {
 		return nil, false

@@ -186,7 +186,32 @@ func zkMultiCases() []cmdCase {
 					t.Fatalf("owner set: %+v", r.ZK)
 				}
 			}},
+		{name: "empty data apart from null", setup: []Command{zkMulti(0, zkCreate("/old", "", 0))},
+			cmd: &ZKMulti{EmptyData: true, Now: 5000, Ops: []ZKOp{
+				{Kind: ZKOpCreate, Path: "/null", ACL: zkWorld},
+				{Kind: ZKOpCreate, Path: "/empty", Data: []byte{}, ACL: zkWorld},
+				{Kind: ZKOpCreate, Path: "/full", Data: []byte("x"), ACL: zkWorld},
+				{Kind: ZKOpSet, Path: "/full", Data: []byte{}, Version: -1},
+				{Kind: ZKOpCreate, Path: "/unset", Data: []byte("y"), ACL: zkWorld},
+				{Kind: ZKOpSet, Path: "/unset", Version: -1},
+			}},
+			check: func(t *testing.T, h *harness, r *Result) {
+				if r.ZK.Err != ZKOK {
+					t.Fatalf("result %+v", r.ZK)
+				}
+				for path, empty := range map[string]bool{"/old": false, "/null": false, "/empty": true, "/full": true, "/unset": false} {
+					n, _ := zkNode(t, h, path)
+					if len(n.Data) != 0 || (n.Data != nil) != empty || n.Stat.DataLength != 0 {
+						t.Errorf("%s: data %#v (length %d), want empty %v", path, n.Data, n.Stat.DataLength, empty)
+					}
+				}
+				root, _ := zkNode(t, h, "/")
+				if root.Data == nil || len(root.Data) != 0 {
+					t.Errorf("/ has data %#v, want empty", root.Data)
+				}
+			}},
 		{name: "no ops", cmd: &ZKMulti{}, code: ErrInvalid, field: "ops"},
+		{name: "no ops, empty data", cmd: &ZKMulti{EmptyData: true}, code: ErrInvalid, field: "ops"},
 		{name: "unknown op", cmd: zkMulti(0, ZKOp{Kind: 9, Path: "/a"}), code: ErrInvalid, field: "ops[0].kind"},
 		{name: "oversized data", cmd: zkMulti(0, ZKOp{Kind: ZKOpSet, Path: "/a", Data: make([]byte, MaxZKData+1)}), code: ErrInvalid, field: "ops[0].data"},
 	}
@@ -259,13 +284,19 @@ func (g *logGen) zkCommand() Command {
 		return &ZKClose{IDs: []int64{session(), session()}, Expire: g.rng.IntN(3) > 0, Now: g.now}
 	}
 	paths := []string{"/a", "/a/b", "/a/b/c", "/d", "/a/s-"}
-	c := &ZKMulti{Session: session(), Now: g.now}
+	c := &ZKMulti{Session: session(), Now: g.now, EmptyData: g.rng.IntN(2) == 0}
 	if g.rng.IntN(4) == 0 {
 		c.Auth = []string{"digest:u:h"}
 	}
 	for range 1 + g.rng.IntN(3) {
 		op := ZKOp{Kind: uint8(1 + g.rng.IntN(5)), Path: g.pick(paths), Version: int32(g.rng.IntN(3) - 1),
 			Data: []byte(fmt.Sprint(g.rng.IntN(9))), Flags: int32(g.rng.IntN(4))}
+		switch g.rng.IntN(4) {
+		case 0:
+			op.Data = nil
+		case 1:
+			op.Data = []byte{}
+		}
 		if g.rng.IntN(3) > 0 {
 			op.ACL = zkWorld
 		} else {
@@ -286,8 +317,9 @@ func FuzzZKMulti(f *testing.F) {
 	f.Add(Encode(zkMulti(1, zkCreate("/a", "1", 3), ZKOp{Kind: ZKOpDelete, Path: "/b", Version: -1})))
 	f.Add(Encode(&ZKMulti{Auth: []string{"digest:u:h"}, Ops: []ZKOp{{Kind: ZKOpSetACL, Path: "/b", ACL: []ZKACL{{Perms: 1, Scheme: "auth"}}}}}))
 	f.Add([]byte{byte(CmdZKMulti), 0, 0, 0xff, 0xff, 0x0f})
+	f.Add(Encode(&ZKMulti{EmptyData: true, Ops: []ZKOp{zkCreate("/e", "", 0), {Kind: ZKOpSet, Path: "/e", Data: []byte{}, Version: -1}}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) == 0 || data[0] != byte(CmdZKMulti) {
+		if len(data) == 0 || (data[0] != byte(CmdZKMulti) && data[0] != byte(CmdZKMultiData)) {
 			data = append([]byte{byte(CmdZKMulti)}, data...)
 		}
 		c, err := Decode(data)

@@ -408,7 +408,7 @@ func (c *conn) zxid() int64 {
 // commit applies ops as one ZKMulti for this connection's session. A nil
 // result with a nil error is a request the state refused as malformed.
 func (c *conn) commit(ops []fsm.ZKOp) (*fsm.Result, error) {
-	r, err := c.s.apply(c.s.ctx, &fsm.ZKMulti{Session: c.sessionID(), Auth: c.authIDs(), Ops: ops})
+	r, err := c.s.apply(c.s.ctx, c.s.multi(c.sessionID(), c.authIDs(), ops))
 	var fe *fsm.Error
 	if errors.As(err, &fe) {
 		return nil, nil

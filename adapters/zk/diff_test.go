@@ -125,6 +125,24 @@ func runScript(t *testing.T, servers []string) []string {
 		p, err := a.Create(root+"/"+name, []byte("data-"+name), 0, acl)
 		tr.logf("create %s: %s", p, errName(err))
 	}
+	// Empty data is not null: created or set, and ZooKeeper's own nodes.
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"nil", nil}, {"empty", []byte{}}} {
+		path := root + "/data-" + c.name
+		_, err := a.Create(path, c.data, 0, acl)
+		got, _, gerr := a.Get(path)
+		tr.logf("create %s with %s data: %s; get: %#v %s", path, c.name, errName(err), got, errName(gerr))
+		_, err = a.Set(path, []byte("x"), -1)
+		_, serr := a.Set(path, c.data, -1)
+		got, _, gerr = a.Get(path)
+		tr.logf("set %s to %s data: %s %s; get: %#v %s", path, c.name, errName(err), errName(serr), got, errName(gerr))
+	}
+	for _, path := range []string{"/", "/zookeeper", "/zookeeper/quota"} {
+		got, _, err := a.Get(path)
+		tr.logf("get %s: %#v %s", path, got, errName(err))
+	}
 	// B reads A's writes after a sync: ZooKeeper only orders each client's
 	// own operations, and B may be on another server.
 	b.Sync(root)
@@ -322,6 +340,9 @@ create -s /cli/q- y
 ls /cli
 ls -s /cli
 getAcl /cli
+create /cli/nodata
+get /cli/nodata
+get /
 create -e /cli/eph e
 get -s /cli/eph
 addauth digest bob:pw

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/armada-orchestrator/armada/fsm"
@@ -63,6 +64,8 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
+
+	emptyData atomic.Bool // fsm.FeatureZKEmptyData was seen on (it never goes off)
 }
 
 // New makes a server; Start runs it.
@@ -270,6 +273,20 @@ func (s *Server) expiryLoop() {
 			s.log.Info("zookeeper sessions expired", "sessions", r.ZK.Closed)
 		}
 	}
+}
+
+// multi is a ZKMulti of ops for a connection's session, telling empty data
+// from null once every server can (fsm.FeatureZKEmptyData).
+func (s *Server) multi(session int64, auth []string, ops []fsm.ZKOp) *fsm.ZKMulti {
+	if !s.emptyData.Load() {
+		s.st.View(func(v *fsm.View) error {
+			if v.Feature(fsm.FeatureZKEmptyData) {
+				s.emptyData.Store(true)
+			}
+			return nil
+		})
+	}
+	return &fsm.ZKMulti{Session: session, Auth: auth, Ops: ops, EmptyData: s.emptyData.Load()}
 }
 
 // apply commits c and waits until this node has applied it and dispatched
