@@ -2,6 +2,7 @@ package zk
 
 import (
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -179,4 +180,55 @@ func TestWatchesFollowReconnect(t *testing.T) {
 	}
 	expect("exists", exists, gozk.EventNodeCreated, "/w/new")
 	expect("child", kids, gozk.EventNodeChildrenChanged, "/w")
+}
+
+// TestSilentClientExpires: a client that stays connected but sends nothing
+// (hung, stopped: no requests, no pings) loses its session its timeout
+// after its last packet, as with ZooKeeper, and its ephemeral node goes;
+// the open connection does not keep the session alive.
+func TestSilentClientExpires(t *testing.T) {
+	nodes := startCluster(t)
+	nc, err := net.DialTimeout("tcp", nodes[0].zk.Addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	fr := NewFrameReader(nc)
+	send := func(frame []byte, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(AppendFrame(nil, &ConnectRequest{TimeOut: 4000, Passwd: make([]byte, 16)}))
+	if _, err := fr.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	send(MarshalRequest(1, &CreateRequest{Path: "/silent", Data: []byte("x"), Flags: ModeEphemeral,
+		ACL: []ACL{{Perms: PermAll, ID: ID{Scheme: "world", ID: "anyone"}}}}))
+	if _, err := fr.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	lastPacket := time.Now()
+
+	// The client now says nothing; its connection stays open.
+	obs, _ := connect(t, addrs(nodes), 10*time.Second)
+	if ok, _, err := obs.Exists("/silent"); err != nil || !ok {
+		t.Fatalf("the ephemeral node is not there: %v %v", ok, err)
+	}
+	waitFor(t, 20*time.Second, func() error {
+		if ok, _, err := obs.Exists("/silent"); err != nil || ok {
+			return fmt.Errorf("the silent session's ephemeral node is still there (%v)", err)
+		}
+		return nil
+	})
+	// ZooKeeper takes its timeout plus up to a tick (2 s); before, the open
+	// connection kept the session alive for twice its timeout (8 s).
+	if took := time.Since(lastPacket); took < 4*time.Second || took > 7*time.Second {
+		t.Fatalf("the session expired %s after the client's last packet; its timeout is 4s", took.Round(time.Millisecond))
+	}
 }

@@ -191,10 +191,14 @@ func (s *Server) sessions() map[int64][]*conn {
 }
 
 // touchLoop records, through Raft, a heartbeat of every session connected
-// here, and drops connections whose session has ended.
+// here that the client was heard on since the last one (a request or a
+// ping; a new connection counts), and drops connections whose session has
+// ended. As in ZooKeeper, a client that stays connected but silent (hung,
+// stopped) expires its timeout after its last packet.
 func (s *Server) touchLoop() {
 	t := time.NewTicker(s.cfg.TouchInterval)
 	defer t.Stop()
+	heard := map[*conn]int64{} // each connection's packets at the last tick
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -202,12 +206,24 @@ func (s *Server) touchLoop() {
 		case <-t.C:
 		}
 		conns := s.sessions()
-		if len(conns) == 0 {
-			continue
-		}
+		next := make(map[*conn]int64, len(heard))
 		ids := make([]int64, 0, len(conns))
-		for id := range conns {
-			ids = append(ids, id)
+		for id, cs := range conns {
+			touch := false
+			for _, c := range cs {
+				n := c.received.Load()
+				if last, ok := heard[c]; !ok || n > last {
+					touch = true
+				}
+				next[c] = n
+			}
+			if touch {
+				ids = append(ids, id)
+			}
+		}
+		heard = next
+		if len(ids) == 0 {
+			continue
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
 		r, err := s.raft.Apply(ctx, &fsm.ZKTouch{IDs: ids})
