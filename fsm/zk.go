@@ -517,20 +517,20 @@ func (z *zkTx) run(op *ZKOp) ZKOpResult {
 	if op.Kind == ZKOpCreate {
 		return z.create(op)
 	}
-	if code := ZKCheckPath(op.Path); code != ZKOK {
+	if op.Kind == ZKOpDelete {
+		// As ZooKeeper: a delete's path only needs a slash and no NUL, and
+		// not to be one of its own nodes; any other path names no node.
+		if !strings.Contains(op.Path, "/") || strings.Contains(op.Path, "\x00") || op.Path == "/" || zkSystemNode(op.Path) {
+			return ZKOpResult{Err: ZKBadArguments}
+		}
+	} else if code := ZKCheckPath(op.Path); code != ZKOK {
 		return ZKOpResult{Err: code}
-	}
-	if op.Kind == ZKOpDelete && zkSystemNode(op.Path) {
-		return ZKOpResult{Err: ZKBadArguments} // as ZooKeeper refuses them
 	}
 	if zkReadOnly(op.Path) {
 		return ZKOpResult{Err: ZKNoAuth}
 	}
 	switch op.Kind {
 	case ZKOpDelete:
-		if op.Path == "/" {
-			return ZKOpResult{Err: ZKBadArguments}
-		}
 		parent, ok := z.get(zkParent(op.Path))
 		if !ok {
 			return ZKOpResult{Err: ZKNoNode}

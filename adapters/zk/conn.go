@@ -303,10 +303,16 @@ func (c *conn) handle(h RequestHeader, req Request) bool {
 	case *PingRequest:
 		return c.reply(h.Xid, c.zxid(), ErrOK, nil, 0)
 	case *AuthPacket:
-		if r.Scheme != "digest" || !bytes.Contains(r.Auth, []byte(":")) {
+		switch r.Scheme {
+		case "ip": // every connection has its address as an ip identity already
+			return c.reply(h.Xid, c.zxid(), ErrOK, nil, 0)
+		case "digest":
+		default:
 			c.reply(h.Xid, c.zxid(), ErrAuthFailed, nil, 0)
 			return false
 		}
+		// As ZooKeeper: the user is what comes before the first colon (all
+		// of it without one), the digest is of the whole.
 		user, _, _ := strings.Cut(string(r.Auth), ":")
 		sum := sha1.Sum(r.Auth)
 		id := "digest:" + user + ":" + base64.StdEncoding.EncodeToString(sum[:])
@@ -560,8 +566,10 @@ func (c *conn) readOne(v *fsm.View, reg func(child bool, path string), auth []st
 		}
 		return &GetEphemeralsResponse{Ephemerals: v.ZKEphemerals(c.sessionID(), prefix)}, ErrOK
 	}
-	if fsm.ZKCheckPath(path) != fsm.ZKOK {
-		return nil, ErrBadArguments
+	// ZooKeeper does not check a read's path: one that is not a valid
+	// path names no node (NONODE), and "" is the root.
+	if path == "" {
+		path = "/"
 	}
 	n, ok := v.ZKNode(path)
 	if !ok {
@@ -583,8 +591,9 @@ func (c *conn) readOne(v *fsm.View, reg func(child bool, path string), auth []st
 		acl := toACL(n.ACL)
 		if !fsm.ZKAllowed(n.ACL, fsm.ZKPermAdmin, auth) {
 			for i := range acl {
-				if acl[i].ID.Scheme == "digest" {
-					acl[i].ID.ID = "x:x"
+				if acl[i].ID.Scheme == "digest" { // as ZooKeeper: the user stays, the digest goes
+					user, _, _ := strings.Cut(acl[i].ID.ID, ":")
+					acl[i].ID.ID = user + ":x"
 				}
 			}
 		}

@@ -128,8 +128,10 @@ func (w *watches) dispatch(c fsm.Change) {
 			w.fire(w.data, c.Key, c.Index, EventNodeCreated)
 			w.fire(w.child, parentOf(c.Key), c.Index, EventNodeChildrenChanged)
 		case "delete":
-			w.fire(w.data, c.Key, c.Index, EventNodeDeleted)
-			w.fire(w.child, c.Key, c.Index, EventNodeDeleted)
+			// A connection with both watches on the node hears it once, as
+			// from ZooKeeper; both watches are spent.
+			told := w.fire(w.data, c.Key, c.Index, EventNodeDeleted)
+			w.fireExcept(w.child, c.Key, c.Index, EventNodeDeleted, told)
 			w.fire(w.child, parentOf(c.Key), c.Index, EventNodeChildrenChanged)
 		case "set":
 			w.fire(w.data, c.Key, c.Index, EventNodeDataChanged)
@@ -160,16 +162,31 @@ func (w *watches) dispatch(c fsm.Change) {
 }
 
 // fire sends ev to the connections watching path since before index.
-func (w *watches) fire(m map[string]map[*conn]uint64, path string, index uint64, ev EventType) {
+func (w *watches) fire(m map[string]map[*conn]uint64, path string, index uint64, ev EventType) map[*conn]bool {
+	return w.fireExcept(m, path, index, ev, nil)
+}
+
+// fireExcept fires like fire, but only spends the watches of the
+// connections in told, which heard of the change already. It returns the
+// connections whose watches fired.
+func (w *watches) fireExcept(m map[string]map[*conn]uint64, path string, index uint64, ev EventType, told map[*conn]bool) map[*conn]bool {
+	var fired map[*conn]bool
 	for c, at := range m[path] {
 		if index > at {
 			delete(m[path], c)
-			c.notify(ev, path)
+			if !told[c] {
+				c.notify(ev, path)
+			}
+			if fired == nil {
+				fired = map[*conn]bool{}
+			}
+			fired[c] = true
 		}
 	}
 	if len(m[path]) == 0 {
 		delete(m, path)
 	}
+	return fired
 }
 
 // resync fires every watch as if its node changed. Callers hold mu.

@@ -1,0 +1,187 @@
+package zk
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/armada-orchestrator/armada/internal/textdiff"
+)
+
+// rawSession is a ZooKeeper session spoken in jute directly, for requests
+// go-zookeeper checks or shapes before it sends them.
+type rawSession struct {
+	t   *testing.T
+	nc  net.Conn
+	fr  *FrameReader
+	xid int32
+}
+
+func openRaw(t *testing.T, addr string) *rawSession {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	s := &rawSession{t: t, nc: nc, fr: NewFrameReader(nc)}
+	s.write(AppendFrame(nil, &ConnectRequest{TimeOut: 10000, Passwd: make([]byte, 16)}))
+	if _, err := s.fr.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *rawSession) write(frame []byte, err error) {
+	s.t.Helper()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := s.nc.Write(frame); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// do sends req and returns its reply's error code and body, and the watch
+// events that came before the reply.
+func (s *rawSession) do(req Request) (ErrCode, Response, []string) {
+	s.t.Helper()
+	s.xid++
+	xid := s.xid
+	switch req.(type) { // the xids clients give these
+	case *PingRequest:
+		xid = -2
+	case *AuthPacket:
+		xid = -4
+	}
+	s.write(MarshalRequest(xid, req))
+	var events []string
+	for {
+		frame, err := s.fr.ReadFrame()
+		if err != nil {
+			s.t.Fatalf("%T: %v", req, err)
+		}
+		hdr, body, err := DecodeReplyHeader(frame)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if hdr.Xid == XidWatchEvent {
+			ev, err := DecodeResponse(OpNotification, body)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			w := ev.(*WatcherEvent)
+			events = append(events, fmt.Sprintf("%d %s", w.Type, w.Path))
+			continue
+		}
+		if hdr.Xid != xid {
+			s.t.Fatalf("reply to xid %d, want %d", hdr.Xid, xid)
+		}
+		if hdr.Err != ErrOK {
+			return hdr.Err, nil, events
+		}
+		op := req.Op()
+		resp, err := DecodeResponse(op, body)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		return hdr.Err, resp, events
+	}
+}
+
+// rawScript runs requests that go-zookeeper would refuse or cannot shape
+// and returns what the server answered, one line each.
+func rawScript(t *testing.T, addr string) []string {
+	a, b := openRaw(t, addr), openRaw(t, addr)
+	world := []ACL{{Perms: PermAll, ID: ID{Scheme: "world", ID: "anyone"}}}
+	var out []string
+	log := func(what string, code ErrCode, resp Response, events []string) {
+		line := fmt.Sprintf("%s: %d", what, code)
+		switch r := resp.(type) {
+		case *GetDataResponse:
+			line += fmt.Sprintf(" data %q", r.Data)
+		case *GetChildrenResponse:
+			sort.Strings(r.Children)
+			line += fmt.Sprintf(" children %v", r.Children)
+		case *GetACLResponse:
+			line += fmt.Sprintf(" acl %v", r.ACL)
+		}
+		if len(events) > 0 {
+			line += " events " + strings.Join(events, ", ")
+		}
+		out = append(out, line)
+	}
+	code, resp, ev := a.do(&CreateRequest{Path: "/raw", Data: []byte("r"), ACL: world})
+	log("create /raw", code, resp, ev)
+
+	// Reads do not check paths: a bad one names no node, and "" is "/".
+	for _, p := range []string{"/raw/", "raw", "/raw//x", "/raw/./x", "/nope/"} {
+		code, resp, ev = a.do(&GetDataRequest{Path: p})
+		log("get "+p, code, resp, ev)
+		code, resp, ev = a.do(&ExistsRequest{Path: p})
+		log("exists "+p, code, resp, ev)
+		code, resp, ev = a.do(&GetChildrenRequest{Path: p})
+		log("ls "+p, code, resp, ev)
+		code, resp, ev = a.do(&GetACLRequest{Path: p})
+		log("getacl "+p, code, resp, ev)
+	}
+	code, resp, ev = a.do(&GetDataRequest{Path: ""})
+	log(`get ""`, code, resp, ev)
+	code, resp, ev = a.do(&GetACLRequest{Path: ""})
+	log(`getacl ""`, code, resp, ev)
+	// A delete's path needs a slash and no NUL, and not to be ZooKeeper's.
+	for _, p := range []string{"/raw/", "/nope/", "/raw//x", "raw", "/", "/zookeeper", "/raw/\x00"} {
+		code, resp, ev = a.do(&DeleteRequest{Path: p, Version: -1})
+		log(fmt.Sprintf("delete %q", p), code, resp, ev)
+	}
+
+	// A digest identity without a colon is a user with no password; ip is
+	// every connection's own.
+	code, resp, ev = a.do(&AuthPacket{Scheme: "digest", Auth: []byte("justuser")})
+	log("addauth digest justuser", code, resp, ev)
+	code, resp, ev = a.do(&AuthPacket{Scheme: "ip", Auth: []byte("10.0.0.1")})
+	log("addauth ip", code, resp, ev)
+	code, resp, ev = a.do(&CreateRequest{Path: "/raw/mine", Data: []byte("m"), ACL: []ACL{{Perms: PermAll, ID: ID{Scheme: "auth"}}}})
+	log("create with auth acl", code, resp, ev)
+	code, resp, ev = a.do(&GetACLRequest{Path: "/raw/mine"})
+	log("owner getacl", code, resp, ev)
+	// Someone who may read but not administer sees the digest user, not
+	// the digest.
+	code, resp, ev = a.do(&SetACLRequest{Path: "/raw/mine", Version: -1, ACL: []ACL{
+		{Perms: PermAll, ID: ID{Scheme: "auth"}}, {Perms: PermRead, ID: ID{Scheme: "world", ID: "anyone"}}}})
+	log("setacl", code, resp, ev)
+	code, resp, ev = b.do(&GetACLRequest{Path: "/raw/mine"})
+	log("other getacl", code, resp, ev)
+
+	// One delete fires one NodeDeleted on a connection with a data and a
+	// child watch on the node.
+	code, resp, ev = a.do(&CreateRequest{Path: "/raw/w", Data: []byte("w"), ACL: world})
+	log("create /raw/w", code, resp, ev)
+	code, resp, ev = a.do(&GetDataRequest{Path: "/raw/w", Watch: true})
+	log("get /raw/w watch", code, resp, ev)
+	code, resp, ev = a.do(&GetChildrenRequest{Path: "/raw/w", Watch: true})
+	log("ls /raw/w watch", code, resp, ev)
+	code, resp, ev = a.do(&DeleteRequest{Path: "/raw/w", Version: -1})
+	log("delete /raw/w", code, resp, ev)
+	code, resp, ev = a.do(&PingRequest{})
+	log("ping", code, resp, ev)
+	return out
+}
+
+// TestRawDifferential sends the same jute requests to a real ZooKeeper 3.8
+// and to the adapter on a 3-node Armada: the answers and the watch events
+// must be the same.
+func TestRawDifferential(t *testing.T) {
+	real := startZooKeeper(t)
+	want := rawScript(t, real)
+	nodes := startCluster(t)
+	got := rawScript(t, nodes[0].zk.Addr())
+	if diff := textdiff.Lines(want, got, "zookeeper", "armada", 0); diff != "" {
+		t.Errorf("Armada differs from ZooKeeper:\n%s", diff)
+		t.Logf("zookeeper:\n%s", strings.Join(want, "\n"))
+	}
+}
