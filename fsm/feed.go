@@ -12,9 +12,8 @@ type Change struct {
 	Topic string `json:"topic"` // kv, lease, lock, queue, node, blueprint, cluster
 	Key   string `json:"key"`
 	Op    string `json:"op"` // put, delete
-	// KV is the key's new state after a kv put whose value is at most
-	// MaxFeedValue bytes (nil otherwise), so that watchers get the exact
-	// value even after later writes of the key.
+	// KV is the key's new state after a kv put, so that watchers get the
+	// exact value even after later writes of the key.
 	KV *KV `json:"-"`
 	// Rev is the key-space revision of a kv change (the key's modify
 	// revision for a put, the deleting command's revision for a delete),
@@ -22,13 +21,26 @@ type Change struct {
 	// down along the feed.
 	Rev uint64 `json:"rev,omitempty"`
 	// Prev is the key's state before a kv put or delete, when it existed
-	// and its value is at most MaxFeedValue bytes (etcd's prev_kv).
+	// (etcd's prev_kv).
 	Prev *KV `json:"-"`
 }
 
-// MaxFeedValue bounds the values the feed keeps with kv changes: the ring
-// holds at most its size times this many value bytes.
-const MaxFeedValue = 2 << 10
+// size is what a change holds on to in the feed, roughly: its keys and
+// values.
+func (c *Change) size() int {
+	n := 64 + len(c.Key)
+	for _, kv := range []*KV{c.KV, c.Prev} {
+		if kv != nil {
+			n += len(kv.Key) + len(kv.Value)
+		}
+	}
+	return n
+}
+
+// MaxFeedBytes bounds what the feed's changes hold (their keys and
+// values): past it the oldest changes go, as past the ring's size, and a
+// watcher that needs them is told they are compacted.
+const MaxFeedBytes = 64 << 20
 
 // ErrCompacted means the changes asked for are older than the feed keeps.
 var ErrCompacted = errors.New("changes compacted")
@@ -50,14 +62,16 @@ type feed struct {
 	// floorRev is the highest revision of a change gone from the ring (or
 	// the state's revision when the feed was last reset).
 	floorRev uint64
+	bytes    int // the changes' sizes, summed
+	maxBytes int
 	index    uint64
 	notify   chan struct{}
 	closed   bool
 	resets   uint64 // Restores counted (a state restored may go back in index)
 }
 
-func newFeed(size int) *feed {
-	return &feed{ring: make([]Change, size), notify: make(chan struct{})}
+func newFeed(size, maxBytes int) *feed {
+	return &feed{ring: make([]Change, size), maxBytes: maxBytes, notify: make(chan struct{})}
 }
 
 // reset empties the feed for a state now at index and revision rev
@@ -66,6 +80,9 @@ func newFeed(size int) *feed {
 func (f *feed) reset(index, rev uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for f.n > 0 {
+		f.drop()
+	}
 	f.start, f.n, f.floor, f.floorRev, f.index = 0, 0, index, rev, index
 	f.resets++
 	f.wake()
@@ -105,6 +122,10 @@ func (f *feed) publish(index uint64, changes []Change) {
 		}
 		f.ring[(f.start+f.n)%len(f.ring)] = c
 		f.n++
+		f.bytes += c.size()
+		for f.bytes > f.maxBytes && f.n > 1 {
+			f.drop()
+		}
 	}
 	// A batch may push out only part of one index's changes: drop the rest
 	// of that index too so nobody sees half of an entry.
@@ -119,9 +140,17 @@ func (f *feed) publish(index uint64, changes []Change) {
 func (f *feed) drop() {
 	old := &f.ring[f.start]
 	f.floor, f.floorRev = old.Index, max(f.floorRev, old.Rev)
+	f.bytes -= old.size()
 	*old = Change{}
 	f.start = (f.start + 1) % len(f.ring)
 	f.n--
+}
+
+// oldestRev is the oldest revision a watcher can start from.
+func (f *feed) oldestRev() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.floorRev + 1
 }
 
 func (f *feed) published() (index, resets uint64) {

@@ -231,7 +231,7 @@ func TestChangesCompactedAfterRingSize(t *testing.T) {
 
 // The ring itself, with a small size, for the edge cases.
 func TestFeedRing(t *testing.T) {
-	f := newFeed(4)
+	f := newFeed(4, MaxFeedBytes)
 	f.reset(0, 0)
 	chs := func(idx uint64, keys ...string) []Change {
 		var out []Change
@@ -341,7 +341,7 @@ func TestRestoreResetsChanges(t *testing.T) {
 // in an entry, with the index they run to; compacted once a change above
 // it has left the ring.
 func TestFeedSinceRev(t *testing.T) {
-	f := newFeed(4)
+	f := newFeed(4, MaxFeedBytes)
 	f.reset(0, 0)
 	put := func(idx, rev uint64, key string) Change {
 		return Change{Index: idx, Rev: rev, Topic: "kv", Key: key, Op: "put"}
@@ -389,13 +389,13 @@ func since3(t *testing.T, f *feed) []Change {
 	return got
 }
 
-// A kv change carries the key's state before it (etcd's prev_kv) when its
-// value is small enough for the feed.
+// A kv change carries the key's state before it (etcd's prev_kv), and its
+// state after a put, whatever the size of the values.
 func TestChangesCarryThePreviousValue(t *testing.T) {
 	h := newHarness(t)
 	h.ok(put("k", "v1"))
 	h.ok(put("k", "v2"))
-	big := strings.Repeat("b", MaxFeedValue+1)
+	big := strings.Repeat("b", 300<<10)
 	h.ok(put("big", big))
 	h.ok(put("big", "small"))
 	h.ok(&KVDelete{Key: "k"})
@@ -404,16 +404,48 @@ func TestChangesCarryThePreviousValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen []string
+	short := func(kv *KV) string {
+		if kv == nil {
+			return "-"
+		}
+		v := string(kv.Value)
+		if len(v) > 8 {
+			v = fmt.Sprintf("%d bytes", len(v))
+		}
+		return fmt.Sprintf("%s@%d", v, kv.ModRev)
+	}
 	for _, c := range got {
 		if c.Topic != "kv" {
 			continue
 		}
-		prev := "-"
-		if c.Prev != nil {
-			prev = fmt.Sprintf("%s@%d", c.Prev.Value, c.Prev.ModRev)
-		}
-		seen = append(seen, fmt.Sprintf("%s %s prev %s", c.Op, c.Key, prev))
+		seen = append(seen, fmt.Sprintf("%s %s %s prev %s", c.Op, c.Key, short(c.KV), short(c.Prev)))
 	}
 	requireEqual(t, "changes", strings.Join(seen, "; "),
-		"put k prev -; put k prev v1@1; put big prev -; put big prev -; delete k prev v2@2")
+		"put k v1@1 prev -; put k v2@2 prev v1@1; put big 307200 bytes@3 prev -; put big small@4 prev 307200 bytes@3; delete k - prev v2@2")
+}
+
+// Past MaxFeedBytes the oldest changes go, as past the ring's size: a
+// reader from before them is told they are compacted, not given a part.
+func TestFeedKeepsABudgetOfBytes(t *testing.T) {
+	f := newFeed(64, 10<<10)
+	val := &KV{Key: "k", Value: make([]byte, 3<<10)}
+	for i := uint64(1); i <= 8; i++ {
+		f.publish(i, []Change{{Index: i, Rev: i, Topic: "kv", Key: "k", Op: "put", KV: val}})
+	}
+	if f.bytes > 10<<10 || f.n != 3 {
+		t.Fatalf("%d changes of %d bytes kept, want 3 within the budget", f.n, f.bytes)
+	}
+	if _, _, err := f.since(4); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("since(4) with changes 6-8 kept: %v", err)
+	}
+	if got, _, err := f.since(5); err != nil || len(got) != 3 {
+		t.Fatalf("since(5): %d changes, %v", len(got), err)
+	}
+	if f.oldestRev() != 6 {
+		t.Fatalf("oldest revision %d, want 6", f.oldestRev())
+	}
+	f.reset(8, 8)
+	if f.bytes != 0 || f.n != 0 {
+		t.Fatalf("after a reset: %d changes, %d bytes", f.n, f.bytes)
+	}
 }

@@ -59,7 +59,7 @@ func TestShipCache(t *testing.T) {
 		}
 	}
 	// A feed that moved on: the cache reloads everything.
-	h.s.feed = newFeed(2)
+	h.s.feed = newFeed(2, MaxFeedBytes)
 	h.ok(&ShipSDK{Ship: g7, Node: "n1", Op: SDKLabel, Key: "a", Value: "1", Now: 70})
 	h.ok(&ShipSDK{Ship: g7, Node: "n1", Op: SDKLabel, Key: "b", Value: "2", Now: 71})
 	h.ok(&ShipSDK{Ship: g9, Node: "n1", Op: SDKLabel, Key: "c", Value: "3", Now: 72})

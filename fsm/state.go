@@ -127,7 +127,7 @@ func Open(path string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &State{path: path, db: db, feed: newFeed(16384), pools: map[string]*allocPool{}}
+	s := &State{path: path, db: db, feed: newFeed(16384, MaxFeedBytes), pools: map[string]*allocPool{}}
 	var rev uint64
 	if err := db.View(func(tx *bbolt.Tx) error {
 		s.index.Store(getU64(tx.Bucket(bMeta).Get(kIndex)))
@@ -353,6 +353,10 @@ func (s *State) Changes(since uint64) ([]Change, <-chan struct{}, error) {
 func (s *State) ChangesAfterRev(rev uint64) (changes []Change, through uint64, wake <-chan struct{}, err error) {
 	return s.feed.sinceRev(rev)
 }
+
+// OldestRev is the oldest start revision the feed still covers: a watcher
+// told its start is compacted may start again from it.
+func (s *State) OldestRev() uint64 { return s.feed.oldestRev() }
 
 // Remove deletes a state file that is about to be rebuilt.
 func Remove(path string) error {

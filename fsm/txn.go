@@ -138,25 +138,16 @@ func (t *txn) changed(topic, key, op string) {
 }
 
 // changedKV records a put of kv over prev (nil: a new key), with their
-// states when their values are small.
+// states.
 func (t *txn) changedKV(kv, prev *KV) {
-	c := Change{Index: t.index, Rev: kv.ModRev, Topic: "kv", Key: kv.Key, Op: "put", KV: feedKV(kv), Prev: feedKV(prev)}
+	c := Change{Index: t.index, Rev: kv.ModRev, Topic: "kv", Key: kv.Key, Op: "put", KV: kv, Prev: prev}
 	t.changes = append(t.changes, c)
 }
 
-// deletedKV records the delete of kv, with its state when its value is
-// small.
+// deletedKV records the delete of kv, with its state.
 func (t *txn) deletedKV(kv *KV) {
-	c := Change{Index: t.index, Rev: t.revision(), Topic: "kv", Key: kv.Key, Op: "delete", Prev: feedKV(kv)}
+	c := Change{Index: t.index, Rev: t.revision(), Topic: "kv", Key: kv.Key, Op: "delete", Prev: kv}
 	t.changes = append(t.changes, c)
-}
-
-// feedKV is kv when the feed keeps its value (at most MaxFeedValue bytes).
-func feedKV(kv *KV) *KV {
-	if kv == nil || len(kv.Value) > MaxFeedValue {
-		return nil
-	}
-	return kv
 }
 
 // putJSON stores v as JSON. Encoding our own types cannot fail, and a

@@ -361,6 +361,39 @@ func script(t *testing.T, cli *clientv3.Client) []string {
 	collect("older key", wc, 2)
 	wcancel()
 
+	// Values of any size are watched, from the past and live, with their
+	// prev_kv (Kubernetes objects are often over a few KiB).
+	big := func(c byte) string { return strings.Repeat(string(c), 300<<10) }
+	var from int64
+	for i, v := range []string{big('a'), big('b'), big('c')} {
+		pr, err := cli.Put(ctx, "big/k", v)
+		r.err("put big", err)
+		if i == 1 && err == nil {
+			from = pr.Header.Revision
+		}
+	}
+	_, err = cli.Delete(ctx, "big/k")
+	r.err("delete big", err)
+	brief := func(kv *mvccpb.KeyValue) string {
+		if kv == nil {
+			return "<nil>"
+		}
+		return fmt.Sprintf("%s=%d×%q(m=%s v=%d)", kv.Key, len(kv.Value), kv.Value[:min(1, len(kv.Value))], r.rev(kv.ModRevision), kv.Version)
+	}
+	bctx, bcancel := context.WithCancel(ctx)
+	defer bcancel()
+	var evs []string
+	for wresp := range cli.Watch(bctx, "big/k", clientv3.WithRev(from), clientv3.WithPrevKV()) {
+		for _, ev := range wresp.Events {
+			evs = append(evs, fmt.Sprintf("%s %s prev %s", ev.Type, brief(ev.Kv), brief(ev.PrevKv)))
+		}
+		if len(evs) >= 3 || wresp.Err() != nil {
+			break
+		}
+	}
+	r.add("watch big from the past", "%s", strings.Join(evs, "; "))
+	bcancel()
+
 	// Mutex across two sessions.
 	s1, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
 	if err != nil {

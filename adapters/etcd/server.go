@@ -41,6 +41,7 @@ type Store interface {
 	WaitIndex(ctx context.Context, n uint64) error
 	Changes(since uint64) ([]fsm.Change, <-chan struct{}, error)
 	ChangesAfterRev(rev uint64) ([]fsm.Change, uint64, <-chan struct{}, error)
+	OldestRev() uint64
 	Index() uint64
 }
 

@@ -42,13 +42,11 @@ func (w *watchStream) send(resp *pb.WatchResponse) error {
 }
 
 // Watch serves watchers from the state's change feed. Events come from the
-// feed's ring of recent changes: a start revision older than the ring
-// answers "compacted". The feed carries the value of each put up to
-// fsm.MaxFeedValue bytes, and the key's state before each put or delete
-// (prev_kv) up to the same size; a bigger value is read from the state when
-// the watcher reaches it, so such a put that a later write of the same key
-// already replaced is delivered only as that later put, and a previous
-// value too big for the feed is given only when this watcher saw it itself.
+// feed's ring of recent changes, which carries each put's value and the
+// key's state before each put or delete (prev_kv): a start revision older
+// than the ring (it holds 16,384 changes and fsm.MaxFeedBytes of keys and
+// values) answers "compacted", with the oldest revision it still holds, and
+// so does a watcher that fell that far behind.
 func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	w := &watchStream{s: ws.s, stream: stream, ctx: stream.Context(), cancel: map[int64]context.CancelFunc{}}
 	defer func() {
@@ -135,7 +133,7 @@ func (w *watchStream) create(r *pb.WatchCreateRequest) error {
 	if err := w.send(&pb.WatchResponse{Header: hdr, WatchId: id, Created: true}); err != nil {
 		return err
 	}
-	wt := &watcher{w: w, id: id, req: r, next: uint64(start), prev: map[string]*mvccpb.KeyValue{}}
+	wt := &watcher{w: w, id: id, req: r, next: uint64(start)}
 	for _, f := range r.Filters {
 		switch f {
 		case pb.WatchCreateRequest_NOPUT:
@@ -162,7 +160,6 @@ type watcher struct {
 	cursor          uint64
 	started         bool
 	noPut, noDelete bool
-	prev            map[string]*mvccpb.KeyValue // values this watcher saw, for prev_kv
 }
 
 func (wt *watcher) inRange(key []byte) bool { return inRange(key, wt.req.Key, wt.req.RangeEnd) }
@@ -186,7 +183,7 @@ func (wt *watcher) run(ctx context.Context) {
 		}
 		if errors.Is(err, fsm.ErrCompacted) {
 			hdr := wt.w.s.currentHeader()
-			wt.w.send(&pb.WatchResponse{Header: hdr, WatchId: wt.id, Canceled: true, CompactRevision: hdr.Revision,
+			wt.w.send(&pb.WatchResponse{Header: hdr, WatchId: wt.id, Canceled: true, CompactRevision: int64(s.st.OldestRev()),
 				CancelReason: "etcdserver: mvcc: required revision has been compacted"})
 			return
 		}
@@ -196,22 +193,19 @@ func (wt *watcher) run(ctx context.Context) {
 		var events []*mvccpb.Event
 		var last uint64
 		if len(changes) > 0 {
-			s.st.View(func(v *fsm.View) error {
-				for _, c := range changes {
-					wt.cursor = max(wt.cursor, c.Index)
-					if c.Rev < wt.next {
-						continue // before a start revision in the future
-					}
-					last = max(last, c.Rev)
-					if c.Topic != "kv" || !wt.inRange([]byte(c.Key)) {
-						continue
-					}
-					if ev := wt.event(v, c); ev != nil {
-						events = append(events, ev)
-					}
+			for _, c := range changes {
+				wt.cursor = max(wt.cursor, c.Index)
+				if c.Rev < wt.next {
+					continue // before a start revision in the future
 				}
-				return nil
-			})
+				last = max(last, c.Rev)
+				if c.Topic != "kv" || !wt.inRange([]byte(c.Key)) {
+					continue
+				}
+				if ev := wt.event(c); ev != nil {
+					events = append(events, ev)
+				}
+			}
 			wt.next = max(wt.next, last+1)
 		}
 		if len(events) > 0 {
@@ -243,46 +237,20 @@ func (wt *watcher) run(ctx context.Context) {
 	}
 }
 
-// event turns a change into an event, or nil when it is filtered out or
-// already superseded by a later change of the same key. prev_kv is the
-// key's state before the change as the feed kept it; for a value too big
-// for the feed, the one this watcher saw last, if any.
-func (wt *watcher) event(v *fsm.View, c fsm.Change) *mvccpb.Event {
-	prev := wt.prev[c.Key]
-	if c.Prev != nil {
-		prev = toKV(c.Prev)
+// event turns a change into an event, or nil when it is filtered out.
+// prev_kv is the key's state before the change, as the feed kept it.
+func (wt *watcher) event(c fsm.Change) *mvccpb.Event {
+	var ev *mvccpb.Event
+	switch {
+	case c.Op == "put" && c.KV != nil && !wt.noPut:
+		ev = &mvccpb.Event{Type: mvccpb.PUT, Kv: toKV(c.KV)}
+	case c.Op == "delete" && !wt.noDelete:
+		ev = &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte(c.Key), ModRevision: int64(c.Rev)}}
+	default:
+		return nil
 	}
-	switch c.Op {
-	case "put":
-		kv, ok := c.KV, c.KV != nil
-		if !ok {
-			// A big value is not kept in the feed: read it from the state.
-			if kv, ok = v.KV(c.Key); !ok || kv.ModRev != c.Rev {
-				return nil // a later change of the key follows in the feed
-			}
-		}
-		cur := toKV(kv)
-		if wt.req.PrevKv {
-			wt.prev[c.Key] = cur
-		}
-		if wt.noPut {
-			return nil
-		}
-		ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: cur}
-		if wt.req.PrevKv {
-			ev.PrevKv = prev
-		}
-		return ev
-	case "delete":
-		delete(wt.prev, c.Key)
-		if wt.noDelete {
-			return nil
-		}
-		ev := &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte(c.Key), ModRevision: int64(c.Rev)}}
-		if wt.req.PrevKv {
-			ev.PrevKv = prev
-		}
-		return ev
+	if wt.req.PrevKv {
+		ev.PrevKv = toKV(c.Prev)
 	}
-	return nil
+	return ev
 }
