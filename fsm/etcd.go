@@ -461,6 +461,11 @@ func etcdCompare(tx *bbolt.Tx, cp *EtcdCompare) bool {
 // sorted and cut to Limit, otherwise only Limit+1 keys are read (and then
 // sorted, when only a sort target is given); More says keys were cut off.
 func etcdRange(tx *bbolt.Tx, op *EtcdOp) EtcdOpResult {
+	return etcdRangeOver(func(fn func(kv *KV) bool) { etcdScan(tx, op.Key, op.RangeEnd, fn) }, op)
+}
+
+// etcdRangeOver answers a Range over the keys scan yields, in key order.
+func etcdRangeOver(scan func(fn func(kv *KV) bool), op *EtcdOp) EtcdOpResult {
 	fetch := op.Limit
 	if op.SortOrder != EtcdSortNone || op.MinMod != 0 || op.MaxMod != 0 || op.MinCreate != 0 || op.MaxCreate != 0 {
 		fetch = 0
@@ -470,7 +475,7 @@ func etcdRange(tx *bbolt.Tx, op *EtcdOp) EtcdOpResult {
 	}
 	var res EtcdOpResult
 	var kvs []*KV
-	etcdScan(tx, op.Key, op.RangeEnd, func(kv *KV) bool {
+	scan(func(kv *KV) bool {
 		res.Count++
 		if !op.CountOnly && (fetch <= 0 || int64(len(kvs)) < fetch) {
 			kvs = append(kvs, kv)
@@ -531,6 +536,55 @@ func etcdRange(tx *bbolt.Tx, op *EtcdOp) EtcdOpResult {
 
 // EtcdRange answers a Range (op.Kind is ignored) from the view.
 func (v *View) EtcdRange(op *EtcdOp) EtcdOpResult { return etcdRange(v.tx, op) }
+
+// EtcdRangeAt answers a Range as of an older revision, given past: the
+// state then of every key in the range that changed since (nil: it did not
+// exist); the other keys are as the view has them.
+func (v *View) EtcdRangeAt(op *EtcdOp, past map[string]*KV) EtcdOpResult {
+	return etcdRangeOver(func(fn func(kv *KV) bool) {
+		var kvs []*KV
+		etcdScan(v.tx, op.Key, op.RangeEnd, func(kv *KV) bool {
+			if _, changed := past[kv.Key]; !changed {
+				kvs = append(kvs, kv)
+			}
+			return true
+		})
+		for k, kv := range past {
+			if kv != nil && EtcdInRange([]byte(k), op.Key, op.RangeEnd) {
+				kvs = append(kvs, kv)
+			}
+		}
+		sort.Slice(kvs, func(i, j int) bool { return kvs[i].Key < kvs[j].Key })
+		for _, kv := range kvs {
+			if !fn(kv) {
+				return
+			}
+		}
+	}, op)
+}
+
+// EtcdInRange reports whether key is in a Range's [start, end): end empty
+// is start alone, "\x00" is everything from start on.
+func EtcdInRange(key, start, end []byte) bool {
+	switch {
+	case len(end) == 0:
+		return bytes.Equal(key, start)
+	case len(end) == 1 && end[0] == 0:
+		return bytes.Compare(key, start) >= 0
+	}
+	return bytes.Compare(key, start) >= 0 && bytes.Compare(key, end) < 0
+}
+
+// EtcdCompares evaluates a transaction's compares against the view, as
+// its apply would.
+func (v *View) EtcdCompares(cmps []EtcdCompare) bool {
+	for i := range cmps {
+		if !etcdCompare(v.tx, &cmps[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // EtcdNodes returns the etcd adapter address of every node that runs one,
 // by node name.

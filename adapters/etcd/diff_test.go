@@ -394,6 +394,66 @@ func script(t *testing.T, cli *clientv3.Client) []string {
 	r.add("watch big from the past", "%s", strings.Join(evs, "; "))
 	bcancel()
 
+	// Reads at an older revision (Kubernetes' paginated lists, etcdctl get
+	// --rev): after a lease renewal and a write elsewhere, the range reads
+	// as it was; after writes to the range, too, from the change feed.
+	for _, k := range []string{"page/a", "page/b", "page/c", "page/d"} {
+		_, err := cli.Put(ctx, k, "v1-"+k)
+		r.err("put "+k, err)
+	}
+	first, err := cli.Get(ctx, "page/", clientv3.WithPrefix(), clientv3.WithLimit(2))
+	r.get("page 1", first, err)
+	var at int64
+	if err == nil {
+		at = first.Header.Revision
+	}
+	pl, err := cli.Grant(ctx, 30)
+	r.err("grant", err)
+	if err == nil {
+		_, err = cli.KeepAliveOnce(ctx, pl.ID)
+		r.err("keepalive once", err)
+	}
+	_, err = cli.Put(ctx, "elsewhere", "x")
+	r.err("put elsewhere", err)
+	resp, err = cli.Get(ctx, "page/b\x00", clientv3.WithRange("page0"), clientv3.WithRev(at), clientv3.WithLimit(2))
+	r.get("page 2 at page 1's revision, after unrelated writes", resp, err)
+	_, err = cli.Put(ctx, "page/b", "v2")
+	r.err("put page/b", err)
+	_, err = cli.Delete(ctx, "page/c")
+	r.err("delete page/c", err)
+	_, err = cli.Put(ctx, "page/e", "new")
+	r.err("put page/e", err)
+	resp, err = cli.Get(ctx, "page/", clientv3.WithPrefix(), clientv3.WithRev(at))
+	r.get("the range at page 1's revision, after writes to it", resp, err)
+	resp, err = cli.Get(ctx, "page/", clientv3.WithPrefix(), clientv3.WithRev(at), clientv3.WithCountOnly())
+	r.get("count at page 1's revision", resp, err)
+	resp, err = cli.Get(ctx, "page/", clientv3.WithPrefix(), clientv3.WithRev(at), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(3))
+	r.get("sorted by mod revision at page 1's revision", resp, err)
+	tr, err = cli.Txn(ctx).If(clientv3.Compare(clientv3.Value("page/b"), "=", "v2")).
+		Then(clientv3.OpGet("page/b", clientv3.WithRev(at)), clientv3.OpGet("page/c")).Commit()
+	r.txn("read-only txn reading the past", tr, err)
+	_, err = cli.Txn(ctx).Then(clientv3.OpPut("page/x", "1"), clientv3.OpGet("page/a", clientv3.WithRev(at))).Commit()
+	r.err("write txn reading the past", err)
+	tr, err = cli.Txn(ctx).Then(clientv3.OpDelete("page/y", clientv3.WithFromKey()), clientv3.OpPut("page/z", "z")).Commit()
+	r.txn("delete from a key on, then put after it", tr, err)
+
+	// Software transactional memory at every isolation level.
+	for _, iso := range []struct {
+		name string
+		opt  concurrency.Isolation
+	}{{"serializable snapshot", concurrency.SerializableSnapshot}, {"serializable", concurrency.Serializable},
+		{"repeatable reads", concurrency.RepeatableReads}, {"read committed", concurrency.ReadCommitted}} {
+		_, err := cli.Put(ctx, "stm/a", "10")
+		r.err("stm setup", err)
+		_, err = concurrency.NewSTM(cli, func(stm concurrency.STM) error {
+			stm.Put("stm/b", stm.Get("stm/a")+"+1")
+			return nil
+		}, concurrency.WithIsolation(iso.opt))
+		r.err("stm "+iso.name, err)
+		resp, err := cli.Get(ctx, "stm/b")
+		r.get("stm "+iso.name+" wrote", resp, err)
+	}
+
 	// Mutex across two sessions.
 	s1, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
 	if err != nil {

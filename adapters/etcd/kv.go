@@ -90,7 +90,7 @@ func rangeResponse(res fsm.EtcdOpResult) *pb.RangeResponse {
 }
 
 // Range reads from the local state, after the read index unless the
-// request is serializable. Only the current revision can be read.
+// request is serializable.
 func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	if err := checkRange(r); err != nil {
 		return nil, err
@@ -98,12 +98,11 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	var resp *pb.RangeResponse
 	op := rangeOp(r)
 	err := k.s.view(ctx, !r.Serializable, func(v *fsm.View) error {
-		if cur := int64(v.Revision()); r.Revision > cur {
-			return rpctypes.ErrGRPCFutureRev
-		} else if r.Revision > 0 && r.Revision < cur {
-			return rpctypes.ErrGRPCCompacted
+		res, err := k.rangeAt(ctx, v, &op, r.Revision)
+		if err != nil {
+			return err
 		}
-		resp = rangeResponse(v.EtcdRange(&op))
+		resp = rangeResponse(res)
 		resp.Header = k.s.header(v)
 		return nil
 	})
@@ -111,6 +110,27 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 		return nil, err
 	}
 	return resp, nil
+}
+
+// rangeAt answers a Range at revision rev (0: the view's). The state keeps
+// no history, but the change feed does, for its last changes: an older
+// revision is read as the view's state with the keys that changed since
+// taken back to their states then (a revision the feed no longer covers
+// is compacted). A revision that moved without a change to the range (a
+// lease renewed, another key written) reads as the view.
+func (k *kvServer) rangeAt(ctx context.Context, v *fsm.View, op *fsm.EtcdOp, rev int64) (fsm.EtcdOpResult, error) {
+	cur := int64(v.Revision())
+	switch {
+	case rev > cur:
+		return fsm.EtcdOpResult{}, rpctypes.ErrGRPCFutureRev
+	case rev <= 0 || rev == cur:
+		return v.EtcdRange(op), nil
+	}
+	past, err := k.s.pastStates(ctx, v, uint64(rev), op.Key, op.RangeEnd)
+	if err != nil {
+		return fsm.EtcdOpResult{}, err
+	}
+	return v.EtcdRangeAt(op, past), nil
 }
 
 // txn commits an EtcdTxn and returns its result with the header of the
@@ -147,44 +167,47 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 	return &pb.DeleteRangeResponse{Header: hdr, Deleted: res.Ops[0].Deleted, PrevKvs: toKVs(res.Ops[0].PrevKVs)}, nil
 }
 
-func txnOps(reqs []*pb.RequestOp) ([]fsm.EtcdOp, error) {
+// txnOps turns a branch's requests into ops, and the revisions its ranges
+// ask for (0: the present), in order.
+func txnOps(reqs []*pb.RequestOp) ([]fsm.EtcdOp, []int64, error) {
 	if len(reqs) > fsm.MaxEtcdOps {
-		return nil, rpctypes.ErrGRPCTooManyOps
+		return nil, nil, rpctypes.ErrGRPCTooManyOps
 	}
 	var out []fsm.EtcdOp
+	var revs []int64
 	for _, req := range reqs {
 		switch r := req.Request.(type) {
 		case *pb.RequestOp_RequestRange:
 			if r.RequestRange == nil {
-				return nil, rpctypes.ErrGRPCEmptyKey
+				return nil, nil, rpctypes.ErrGRPCEmptyKey
 			}
 			if err := checkRange(r.RequestRange); err != nil {
-				return nil, err
-			}
-			if r.RequestRange.Revision != 0 {
-				return nil, rpctypes.ErrGRPCCompacted
+				return nil, nil, err
 			}
 			out = append(out, rangeOp(r.RequestRange))
+			revs = append(revs, r.RequestRange.Revision)
 		case *pb.RequestOp_RequestPut:
 			if r.RequestPut == nil {
-				return nil, rpctypes.ErrGRPCEmptyKey
+				return nil, nil, rpctypes.ErrGRPCEmptyKey
 			}
 			if err := checkPut(r.RequestPut); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			out = append(out, putOp(r.RequestPut))
+			revs = append(revs, 0)
 		case *pb.RequestOp_RequestDeleteRange:
 			if r.RequestDeleteRange == nil || len(r.RequestDeleteRange.Key) == 0 {
-				return nil, rpctypes.ErrGRPCEmptyKey
+				return nil, nil, rpctypes.ErrGRPCEmptyKey
 			}
 			out = append(out, deleteOp(r.RequestDeleteRange))
+			revs = append(revs, 0)
 		case *pb.RequestOp_RequestTxn:
-			return nil, status.Error(codes.Unimplemented, "armada: nested transactions are not supported")
+			return nil, nil, status.Error(codes.Unimplemented, "armada: nested transactions are not supported")
 		default:
-			return nil, status.Error(codes.InvalidArgument, "etcdserver: empty request operation")
+			return nil, nil, status.Error(codes.InvalidArgument, "etcdserver: empty request operation")
 		}
 	}
-	return out, checkDuplicates(out)
+	return out, revs, checkDuplicates(out)
 }
 
 // checkDuplicates refuses a branch that puts a key twice or puts a key
@@ -204,24 +227,18 @@ func checkDuplicates(ops []fsm.EtcdOp) error {
 			continue
 		}
 		for k := range puts {
-			if inRange([]byte(k), op.Key, op.RangeEnd) {
+			// As etcd's interval check: a plain [key, end) interval, so a
+			// delete "from key on" (end "\x00") overlaps no put.
+			covered := bytes.Equal([]byte(k), op.Key)
+			if len(op.RangeEnd) > 0 {
+				covered = k >= string(op.Key) && k < string(op.RangeEnd)
+			}
+			if covered {
 				return rpctypes.ErrGRPCDuplicateKey
 			}
 		}
 	}
 	return nil
-}
-
-// inRange reports whether key is in [start, end) with etcd's conventions:
-// just start when end is empty, every key from start on when end is "\0".
-func inRange(key, start, end []byte) bool {
-	switch {
-	case len(end) == 0:
-		return bytes.Equal(key, start)
-	case len(end) == 1 && end[0] == 0:
-		return bytes.Compare(key, start) >= 0
-	}
-	return bytes.Compare(key, start) >= 0 && bytes.Compare(key, end) < 0
 }
 
 // Txn evaluates the compares and runs one branch atomically, in one Raft
@@ -254,32 +271,40 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		c.Compares = append(c.Compares, fc)
 	}
 	var err error
-	if c.Success, err = txnOps(r.Success); err != nil {
+	var successRevs, failureRevs []int64
+	if c.Success, successRevs, err = txnOps(r.Success); err != nil {
 		return nil, err
 	}
-	if c.Failure, err = txnOps(r.Failure); err != nil {
+	if c.Failure, failureRevs, err = txnOps(r.Failure); err != nil {
 		return nil, err
 	}
-	if len(c.Compares)+len(c.Success)+len(c.Failure) == 0 {
-		// An empty transaction changes nothing: answer from the state.
-		var resp *pb.TxnResponse
-		err := k.s.view(ctx, true, func(v *fsm.View) error {
-			resp = &pb.TxnResponse{Header: k.s.header(v), Succeeded: true}
-			return nil
-		})
-		return resp, err
+	if readOnly(c.Success) && readOnly(c.Failure) {
+		return k.readTxn(ctx, c, successRevs, failureRevs)
+	}
+	// A write applies at the leader's present: what its ranges read of an
+	// older revision is read here first (the past does not change).
+	successPast, err := k.pastRanges(ctx, c.Success, successRevs)
+	if err != nil {
+		return nil, err
+	}
+	failurePast, err := k.pastRanges(ctx, c.Failure, failureRevs)
+	if err != nil {
+		return nil, err
 	}
 	res, hdr, err := k.txn(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	resp := &pb.TxnResponse{Header: hdr, Succeeded: res.Succeeded}
-	ops := c.Success
+	ops, past := c.Success, successPast
 	if !res.Succeeded {
-		ops = c.Failure
+		ops, past = c.Failure, failurePast
 	}
 	for i, op := range ops {
 		o := res.Ops[i]
+		if p, ok := past[i]; ok {
+			o = p
+		}
 		switch op.Kind {
 		case fsm.EtcdOpRange:
 			rr := rangeResponse(o)
@@ -296,6 +321,69 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	return resp, nil
 }
 
+// pastRanges reads the ranges of a branch that ask for an older revision,
+// by their positions in the branch.
+func (k *kvServer) pastRanges(ctx context.Context, ops []fsm.EtcdOp, revs []int64) (map[int]fsm.EtcdOpResult, error) {
+	var out map[int]fsm.EtcdOpResult
+	for i, rev := range revs {
+		if rev == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[int]fsm.EtcdOpResult{}
+		}
+		err := k.s.view(ctx, true, func(v *fsm.View) error {
+			res, err := k.rangeAt(ctx, v, &ops[i], rev)
+			out[i] = res
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readOnly reports whether a transaction branch only reads.
+func readOnly(ops []fsm.EtcdOp) bool {
+	for _, op := range ops {
+		if op.Kind != fsm.EtcdOpRange {
+			return false
+		}
+	}
+	return true
+}
+
+// readTxn answers a transaction that only reads from the local state after
+// the read index, as a Range is, without a trip through the log: its
+// compares and reads see one state, and its ranges may read older
+// revisions (clientv3's STM reads that way).
+func (k *kvServer) readTxn(ctx context.Context, c *fsm.EtcdTxn, successRevs, failureRevs []int64) (*pb.TxnResponse, error) {
+	var resp *pb.TxnResponse
+	err := k.s.view(ctx, true, func(v *fsm.View) error {
+		hdr := k.s.header(v)
+		resp = &pb.TxnResponse{Header: hdr, Succeeded: v.EtcdCompares(c.Compares)}
+		ops, revs := c.Success, successRevs
+		if !resp.Succeeded {
+			ops, revs = c.Failure, failureRevs
+		}
+		for i := range ops {
+			res, err := k.rangeAt(ctx, v, &ops[i], revs[i])
+			if err != nil {
+				return err
+			}
+			rr := rangeResponse(res)
+			rr.Header = hdr
+			resp.Responses = append(resp.Responses, &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: rr}})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
 // Compact has nothing to do: the state keeps no history.
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
 	var resp *pb.CompactionResponse
@@ -307,4 +395,40 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 		return nil
 	})
 	return resp, err
+}
+
+// pastStates is what rangeAt needs to read the range [key, end) at rev,
+// older than the view: the state at rev of every key in the range that
+// changed after it (nil: the key did not exist then), from the first
+// change of each in the feed. The feed may run ahead of the view, never
+// behind: the changes the view has not applied are left out.
+func (s *Server) pastStates(ctx context.Context, v *fsm.View, rev uint64, key, end []byte) (map[string]*fsm.KV, error) {
+	for {
+		changes, through, wake, err := s.st.ChangesAfterRev(rev)
+		if err != nil {
+			return nil, rpctypes.ErrGRPCCompacted
+		}
+		if through < v.Index() {
+			// The view's last entry is applied but not yet in the feed.
+			select {
+			case <-wake:
+				continue
+			case <-ctx.Done():
+				return nil, toStatus(ctx, ctx.Err())
+			}
+		}
+		past := map[string]*fsm.KV{}
+		for _, c := range changes {
+			if c.Index > v.Index() {
+				break
+			}
+			if c.Topic != "kv" || !fsm.EtcdInRange([]byte(c.Key), key, end) {
+				continue
+			}
+			if _, seen := past[c.Key]; !seen {
+				past[c.Key] = c.Prev
+			}
+		}
+		return past, nil
+	}
 }

@@ -162,7 +162,7 @@ type watcher struct {
 	noPut, noDelete bool
 }
 
-func (wt *watcher) inRange(key []byte) bool { return inRange(key, wt.req.Key, wt.req.RangeEnd) }
+func (wt *watcher) inRange(key []byte) bool { return fsm.EtcdInRange(key, wt.req.Key, wt.req.RangeEnd) }
 
 func (wt *watcher) run(ctx context.Context) {
 	s := wt.w.s
