@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -252,7 +253,7 @@ func script(t *testing.T, cli *clientv3.Client) []string {
 	r.get("get leased", resp, err)
 	ttl, err := cli.TimeToLive(ctx, lg.ID, clientv3.WithAttachedKeys())
 	if err == nil {
-		r.add("ttl", "%s granted=%d left>0=%v keys=%q", r.lease(int64(ttl.ID)), ttl.GrantedTTL, ttl.TTL > 0, ttl.Keys)
+		r.add("ttl", "%s granted=%d left>0=%v left<granted=%v keys=%q", r.lease(int64(ttl.ID)), ttl.GrantedTTL, ttl.TTL > 0, ttl.TTL < ttl.GrantedTTL, ttl.Keys)
 	} else {
 		r.err("ttl", err)
 	}
@@ -436,6 +437,25 @@ func script(t *testing.T, cli *clientv3.Client) []string {
 	r.err("write txn reading the past", err)
 	tr, err = cli.Txn(ctx).Then(clientv3.OpDelete("page/y", clientv3.WithFromKey()), clientv3.OpPut("page/z", "z")).Commit()
 	r.txn("delete from a key on, then put after it", tr, err)
+
+	// Watches etcd refuses or reads specially, as a raw client sends them.
+	wresp := <-cli.Watch(ctx, "b", clientv3.WithRange("a"))
+	r.add("watch an empty range", "canceled=%v %v", wresp.Canceled, wresp.Err())
+	ws, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []*pb.WatchCreateRequest{{Key: []byte("dup"), WatchId: 7}, {Key: []byte("dup"), WatchId: 7}, {WatchId: 8}} {
+		if err := ws.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}}); err != nil {
+			t.Fatal(err)
+		}
+		wr, err := ws.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.add("raw watch create", "id=%d created=%v canceled=%v reason=%q", wr.WatchId, wr.Created, wr.Canceled, wr.CancelReason)
+	}
+	ws.CloseSend()
 
 	// Software transactional memory at every isolation level.
 	for _, iso := range []struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -99,7 +98,7 @@ func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 			return nil
 		}
 		left := float64(ls.Expiry-l.s.cfg.Now().UnixMilli()) / 1000
-		resp.TTL = max(int64(math.Ceil(left)), 0)
+		resp.TTL = max(int64(left), 0) // whole seconds left, as etcd truncates
 		resp.GrantedTTL = ls.TTLms / 1000
 		if r.Keys {
 			for _, k := range v.LeaseKeys(ls.ID) {

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -97,6 +98,16 @@ func (w *watchStream) create(r *pb.WatchCreateRequest) error {
 	if r == nil {
 		return nil
 	}
+	if len(r.Key) == 0 {
+		r.Key = []byte{0} // as etcd: the smallest key
+	}
+	refuse := func(reason string) error {
+		return w.send(&pb.WatchResponse{Header: w.s.currentHeader(), WatchId: -1, Created: true, Canceled: true,
+			CancelReason: reason})
+	}
+	if len(r.RangeEnd) > 0 && !(len(r.RangeEnd) == 1 && r.RangeEnd[0] == 0) && bytes.Compare(r.Key, r.RangeEnd) >= 0 {
+		return refuse("mvcc: watcher range is empty")
+	}
 	w.mu.Lock()
 	id := r.WatchId
 	if id == 0 {
@@ -108,10 +119,9 @@ func (w *watchStream) create(r *pb.WatchCreateRequest) error {
 			}
 		}
 	}
-	if _, used := w.cancel[id]; used || len(r.Key) == 0 {
+	if _, used := w.cancel[id]; used {
 		w.mu.Unlock()
-		return w.send(&pb.WatchResponse{Header: w.s.currentHeader(), WatchId: id, Created: true, Canceled: true,
-			CancelReason: "etcdserver: bad watch request"})
+		return refuse("mvcc: duplicate watch ID provided on the WatchStream")
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
 	w.cancel[id] = cancel
