@@ -19,8 +19,9 @@ import (
 )
 
 // TestArmadaOnly covers what only Armada answers this way: reads at a
-// past revision (no history is kept), the same key space as /v1/kv,
-// MemberList and Status from the node records, and what is not supported.
+// past revision (from the change feed), the same key space as /v1/kv,
+// MemberList and Status from the node records, Defragment and HashKV, and
+// what is not supported.
 func TestArmadaOnly(t *testing.T) {
 	requireEtcdTools(t)
 	nodes := startCluster(t)
@@ -96,9 +97,40 @@ func TestArmadaOnly(t *testing.T) {
 	if status.Code(err) != codes.Unimplemented {
 		t.Fatalf("lease grant with an ID: %v", err)
 	}
-	_, err = cli.Defragment(ctx, nodes[0].etcd.Addr())
-	if status.Code(err) != codes.Unimplemented {
+	if _, err = cli.Defragment(ctx, nodes[0].etcd.Addr()); err != nil {
 		t.Fatalf("defragment: %v", err)
+	}
+
+	// HashKV: the three members agree at a revision, a write changes the
+	// hash, and the older revision still hashes as before.
+	hashes := func(rev int64) ([]uint32, error) {
+		var out []uint32
+		for _, n := range nodes {
+			h, err := cli.HashKV(ctx, n.etcd.Addr(), rev)
+			if err != nil {
+				return nil, fmt.Errorf("hashkv at %d on %s: %w", rev, n.name, err)
+			}
+			out = append(out, h.Hash)
+		}
+		if out[0] != out[1] || out[1] != out[2] {
+			return out, fmt.Errorf("hashes at revision %d differ: %x", rev, out)
+		}
+		return out, nil
+	}
+	at := g.Header.Revision
+	var before, after []uint32
+	waitFor(t, 10*time.Second, func() (err error) { before, err = hashes(at); return err })
+	pr, err = cli.Put(ctx, "k", "changed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A follower may not have applied the write yet (a future revision).
+	waitFor(t, 10*time.Second, func() (err error) { after, err = hashes(pr.Header.Revision); return err })
+	if after[0] == before[0] {
+		t.Fatalf("the hash did not change with a write: %x", after)
+	}
+	if again, err := hashes(at); err != nil || again[0] != before[0] {
+		t.Fatalf("hash at revision %d was %x, now %x (%v)", at, before[0], again, err)
 	}
 
 	// etcdctl endpoint status and member list against a follower.
