@@ -239,3 +239,52 @@ func TestWatchHistory(t *testing.T) {
 		t.Fatal("no compacted answer")
 	}
 }
+
+// TestRequireLeader: a call with clientv3.WithRequireLeader (Kubernetes
+// sets it on its watches) fails with etcd's "no leader" on a node that has
+// lost its leader, and a require-leader watch open there is ended with it;
+// without the option, the node still answers serializable reads.
+func TestRequireLeader(t *testing.T) {
+	nodes := startCluster(t)
+	var survivor *testNode
+	for _, n := range nodes {
+		if survivor == nil && !n.node.IsLeader() {
+			survivor = n
+		}
+	}
+	cli := newClient(t, survivor.etcd.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, "rl", "v"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	wch := cli.Watch(wctx, "rl", clientv3.WithCreatedNotify())
+	if c := <-wch; !c.Created {
+		t.Fatalf("watch not created: %+v", c)
+	}
+	for _, n := range nodes {
+		if n != survivor {
+			n.stop()
+		}
+	}
+	// The watch ends with "no leader" a few seconds after the leader is gone.
+	lost := time.Now()
+	select {
+	case resp, ok := <-wch:
+		if ok && !errors.Is(resp.Err(), rpctypes.ErrNoLeader) {
+			t.Fatalf("require-leader watch: %+v (%v), want no leader", resp, resp.Err())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the require-leader watch is still open 20s after its node lost the leader")
+	}
+	t.Logf("watch ended %s after the other nodes stopped", time.Since(lost).Round(time.Millisecond))
+	_, err := cli.Get(clientv3.WithRequireLeader(ctx), "rl", clientv3.WithSerializable())
+	if !errors.Is(err, rpctypes.ErrNoLeader) {
+		t.Fatalf("require-leader get without a leader: %v", err)
+	}
+	if g, err := cli.Get(ctx, "rl", clientv3.WithSerializable()); err != nil || len(g.Kvs) != 1 {
+		t.Fatalf("serializable get without a leader: %v %v", g, err)
+	}
+}

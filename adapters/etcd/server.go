@@ -137,6 +137,7 @@ func (s *Server) Start(ctx context.Context) error {
 		// etcd's messages through their generated code (codec.go).
 		grpc.ForceServerCodecV2(newGogoCodec()),
 	}
+	opts = append(opts, s.leaderOptions()...)
 	s.grpc = grpc.NewServer(append(opts, s.authOptions()...)...)
 	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
 	pb.RegisterAuthServer(s.grpc, &authServer{s: s})

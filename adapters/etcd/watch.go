@@ -10,6 +10,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/armada-orchestrator/armada/fsm"
 )
@@ -58,13 +59,40 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 		w.mu.Unlock()
 		w.wg.Wait()
 	}()
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+	// Requests come through a goroutine, so that the stream can end when
+	// its node loses the leader (a require-leader stream) while Recv waits.
+	type received struct {
+		req *pb.WatchRequest
+		err error
+	}
+	reqs := make(chan received, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			select {
+			case reqs <- received{req, err}:
+			case <-w.ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
-		if err != nil {
-			return err
+	}()
+	lost := ws.s.leaderLost(w.ctx)
+	for {
+		var req *pb.WatchRequest
+		select {
+		case <-lost:
+			return rpctypes.ErrGRPCNoLeader
+		case rc := <-reqs:
+			if errors.Is(rc.err, io.EOF) {
+				return nil
+			}
+			if rc.err != nil {
+				return rc.err
+			}
+			req = rc.req
 		}
 		switch r := req.RequestUnion.(type) {
 		case *pb.WatchRequest_CreateRequest:
