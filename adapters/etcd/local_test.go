@@ -2,8 +2,11 @@ package etcd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -287,4 +290,49 @@ func TestRequireLeader(t *testing.T) {
 	if g, err := cli.Get(ctx, "rl", clientv3.WithSerializable()); err != nil || len(g.Kvs) != 1 {
 		t.Fatalf("serializable get without a leader: %v %v", g, err)
 	}
+}
+
+// TestHTTPOnTheClientPort: like etcd, the client port answers plain HTTP
+// besides gRPC: GET /health (what load balancers and probes ask) and GET
+// /version, with etcd's bodies, on the same address clientv3 uses.
+func TestHTTPOnTheClientPort(t *testing.T) {
+	real := startEtcdServer(t)
+	nodes := startCluster(t)
+	get := func(addr, path string) string {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s%s: %v", addr, path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	if want, got := get(real, "/health"), get(nodes[1].etcd.Addr(), "/health"); got != want {
+		t.Errorf("/health: etcd %q, Armada %q", want, got)
+	}
+	var v struct{ Etcdserver, Etcdcluster string }
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(get(nodes[1].etcd.Addr(), "/version"), "200 ")), &v); err != nil ||
+		!strings.HasPrefix(v.Etcdserver, "3.4.") || v.Etcdcluster != "3.4.0" {
+		t.Errorf("/version: %+v %v", v, err)
+	}
+	// gRPC still works on the same port.
+	cli := newClient(t, nodes[1].etcd.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, "http", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	// Without a leader, /health is 503, as etcd's.
+	for _, n := range nodes {
+		if n != nodes[1] {
+			n.stop()
+		}
+	}
+	waitFor(t, 20*time.Second, func() error {
+		if got := get(nodes[1].etcd.Addr(), "/health"); got != `503 {"health":"false"}` {
+			return fmt.Errorf("/health without a leader: %s", got)
+		}
+		return nil
+	})
 }

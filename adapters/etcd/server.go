@@ -57,6 +57,10 @@ type Raft interface {
 // Version is the etcd version the adapter reports.
 const Version = "3.4.0"
 
+// clusterVersion is the cluster version /version reports, etcd's
+// major.minor.0.
+const clusterVersion = "3.4.0"
+
 // Config configures the server.
 type Config struct {
 	// Addr is the address to listen on (host:port; port 0 picks one).
@@ -145,12 +149,17 @@ func (s *Server) Start(ctx context.Context) error {
 	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
 	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
-	s.wg.Add(2)
+	split := newSplitListener(ln)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
-		if err := s.grpc.Serve(ln); err != nil && s.ctx.Err() == nil {
+		if err := s.grpc.Serve(split.grpc); err != nil && s.ctx.Err() == nil {
 			s.log.Error("etcd server stopped", "err", err)
 		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.serveHTTP(split.http)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -176,6 +185,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.cancel()
+	s.ln.Close() // the gRPC and HTTP sides close with it
 	s.grpc.Stop()
 	s.wg.Wait()
 	return nil
