@@ -325,7 +325,21 @@ func (c *conn) handle(h RequestHeader, req Request) bool {
 	case *SetWatches:
 		return c.setWatches(h.Xid, r.RelativeZxid, r.DataWatches, r.ExistWatches, r.ChildWatches)
 	case *SetWatches2:
+		// The persistent watches come back as they were, with no events for
+		// what they missed, as in ZooKeeper.
+		for _, p := range r.PersistentWatches {
+			c.s.w.addKept(c, p, false)
+		}
+		for _, p := range r.PersistentRecursiveWatches {
+			c.s.w.addKept(c, p, true)
+		}
 		return c.setWatches(h.Xid, r.RelativeZxid, r.DataWatches, r.ExistWatches, r.ChildWatches)
+	case *AddWatchRequest:
+		if r.Mode != AddWatchPersistent && r.Mode != AddWatchPersistentRecursive {
+			return c.reply(h.Xid, c.zxid(), ErrMarshallingError, nil, 0)
+		}
+		index := c.s.w.addKept(c, r.Path, r.Mode == AddWatchPersistentRecursive)
+		return c.reply(h.Xid, c.zxid(), ErrOK, &ErrorResult{}, index)
 	case *CloseSessionRequest:
 		c.closing.Store(true)
 		res, err := c.s.apply(c.s.ctx, &fsm.ZKClose{IDs: []int64{c.sessionID()}})
@@ -365,13 +379,21 @@ func (c *conn) handle(h RequestHeader, req Request) bool {
 		return c.reply(h.Xid, c.zxid(), ErrOK, &SyncResponse{Path: r.Path}, idx)
 	case *RemoveWatchesRequest:
 		code := ErrOK
-		if !c.s.w.remove(c, r.Path, r.Type) {
+		switch {
+		case r.Type < WatcherChildren || r.Type > WatcherAny:
+			// ZooKeeper 3.8 knows these three types only; Any removes
+			// persistent watches too.
+			code = ErrMarshallingError
+		case !c.s.w.remove(c, r.Path, r.Type):
 			code = ErrNoWatcher
 		}
 		return c.reply(h.Xid, c.zxid(), code, nil, 0)
 	case *CheckWatchesRequest:
 		code := ErrOK
-		if !c.s.w.has(c, r.Path, r.Type) {
+		switch {
+		case r.Type < WatcherChildren || r.Type > WatcherAny:
+			code = ErrMarshallingError
+		case !c.s.w.has(c, r.Path, r.Type):
 			code = ErrNoWatcher
 		}
 		return c.reply(h.Xid, c.zxid(), code, nil, 0)
@@ -389,7 +411,7 @@ func (c *conn) handle(h RequestHeader, req Request) bool {
 		*MultiReadRequest, *GetAllChildrenNumberRequest, *GetEphemeralsRequest:
 		return c.read(h.Xid, req)
 	}
-	// createTTL, addWatch (persistent watches), sasl, reconfig.
+	// createTTL, sasl, reconfig.
 	return c.reply(h.Xid, c.zxid(), ErrUnimplemented, nil, 0)
 }
 

@@ -476,9 +476,11 @@ const (
 
 // Watcher types for checkWatches / removeWatches, as in Watcher.WatcherType.
 const (
-	WatcherChildren int32 = 1
-	WatcherData     int32 = 2
-	WatcherAny      int32 = 3
+	WatcherChildren            int32 = 1
+	WatcherData                int32 = 2
+	WatcherAny                 int32 = 3
+	WatcherPersistent          int32 = 4
+	WatcherPersistentRecursive int32 = 5
 )
 
 // Auth types (AuthPacket.Type) — ZooKeeper clients always send 0.

@@ -43,8 +43,8 @@
 // dataLength, numChildren and pzxid. A sequential node's suffix is the
 // number of children ever created under its parent, printed %010d, exactly
 // as ZooKeeper numbers them. Containers are created as persistent nodes
-// (they are never deleted when empty); TTL nodes, persistent watches
-// (addWatch), SASL and reconfig answer UNIMPLEMENTED.
+// (they are never deleted when empty); TTL nodes, SASL and reconfig
+// answer UNIMPLEMENTED.
 //
 // # Sessions
 //
@@ -69,12 +69,21 @@
 // the memory of the node the client is on; they fire from the node's change
 // feed: NodeCreated, NodeDeleted and NodeDataChanged on the node's data and
 // exists watches, NodeChildrenChanged on its parent's child watches,
-// NodeDeleted on its own child watches. A watch starts at the state the
+// NodeDeleted on its own child watches. addWatch's persistent watches
+// (Curator's CuratorCache) stay once they fire: a persistent one hears its
+// node's creation, deletion, data and children, a recursive one the
+// creations, deletions and data of its node and every node under it. A
+// connection hears each event once, whichever of its watches it matches
+// (ZooKeeper 3.8 drops a persistent watch when a one-shot one on the same
+// node fires, ZOOKEEPER-4466; the adapter keeps it, as 3.9 does). A watch starts at the state the
 // read that set it saw, and every reply waits until the events of the
 // changes it shows have been sent, so a client always gets an event before
 // any reply that shows the change. After a reconnect, setWatches re-arms a
 // client's watches and fires at once those whose node changed after the
-// zxid the client last saw. removeWatches and checkWatches work.
+// zxid the client last saw; setWatches2 re-arms persistent watches, with
+// no events for what they missed, as ZooKeeper does. removeWatches and
+// checkWatches work for ZooKeeper 3.8's three types (Any removes
+// persistent watches too).
 //
 // # ACLs
 //

@@ -169,6 +169,51 @@ func rawScript(t *testing.T, addr string) []string {
 	log("delete /raw/w", code, resp, ev)
 	code, resp, ev = a.do(&PingRequest{})
 	log("ping", code, resp, ev)
+
+	// Persistent and recursive watches (addWatch; Curator's CuratorCache):
+	// they stay once they fire, and a connection hears each event once.
+	for _, w := range []struct {
+		path string
+		mode int32
+	}{{"/raw/p", AddWatchPersistent}, {"/raw/r", AddWatchPersistentRecursive}, {"/raw/p", 7}} {
+		code, resp, ev = b.do(&AddWatchRequest{Path: w.path, Mode: w.mode})
+		log(fmt.Sprintf("addwatch %s mode %d", w.path, w.mode), code, nil, ev)
+	}
+	// (A one-shot watch beside a persistent one on the same node is left
+	// out: ZooKeeper 3.8 drops the persistent one when the other fires,
+	// ZOOKEEPER-4466; the adapter keeps it, as 3.9 does.)
+	for _, req := range []Request{
+		&CreateRequest{Path: "/raw/p", Data: []byte("1"), ACL: world},
+		&SetDataRequest{Path: "/raw/p", Data: []byte("2"), Version: -1},
+		&CreateRequest{Path: "/raw/p/c", Data: []byte("c"), ACL: world},
+		&DeleteRequest{Path: "/raw/p/c", Version: -1},
+		&DeleteRequest{Path: "/raw/p", Version: -1},
+		&CreateRequest{Path: "/raw/r", Data: []byte("r"), ACL: world},
+		&CreateRequest{Path: "/raw/r/a", Data: []byte("a"), ACL: world},
+		&CreateRequest{Path: "/raw/r/a/b", Data: []byte("b"), ACL: world},
+		&SetDataRequest{Path: "/raw/r/a/b", Data: []byte("b2"), Version: -1},
+		&DeleteRequest{Path: "/raw/r/a/b", Version: -1},
+		&CheckWatchesRequest{Path: "/raw/p", Type: WatcherPersistent},
+		&CheckWatchesRequest{Path: "/raw/r", Type: WatcherPersistent},
+		&CheckWatchesRequest{Path: "/raw/r", Type: WatcherPersistentRecursive},
+		&RemoveWatchesRequest{Path: "/raw/r", Type: WatcherPersistentRecursive},
+		&CreateRequest{Path: "/raw/r/a/d", Data: []byte("d"), ACL: world},
+		&RemoveWatchesRequest{Path: "/raw/r", Type: WatcherAny},
+		&RemoveWatchesRequest{Path: "/raw/r", Type: WatcherAny},
+		&CreateRequest{Path: "/raw/r/a/e", Data: []byte("e"), ACL: world},
+	} {
+		// b hears what a's writes fire: its ping's reply comes after them.
+		code, resp, ev = a.do(req)
+		log(fmt.Sprintf("%T %v", req, req), code, nil, ev)
+		if _, ok := req.(*CheckWatchesRequest); ok {
+			code, _, ev = b.do(req)
+		} else if _, ok := req.(*RemoveWatchesRequest); ok {
+			code, _, ev = b.do(req)
+		} else {
+			code, _, ev = b.do(&SyncRequest{Path: "/raw"})
+		}
+		log("  b", code, nil, ev)
+	}
 	return out
 }
 

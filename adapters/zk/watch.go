@@ -25,11 +25,17 @@ type watches struct {
 	advanced   chan struct{}
 	data       map[string]map[*conn]uint64 // getData and exists watches
 	child      map[string]map[*conn]uint64
+	// persist and recursive are addWatch's watches, which stay once they
+	// fire: on a node (its creation, deletion, data and children), and on
+	// a node and every node under it (creations, deletions and data).
+	persist   map[string]map[*conn]uint64
+	recursive map[string]map[*conn]uint64
 }
 
 func newWatches(s *Server) *watches {
 	return &watches{s: s, advanced: make(chan struct{}),
-		data: map[string]map[*conn]uint64{}, child: map[string]map[*conn]uint64{}}
+		data: map[string]map[*conn]uint64{}, child: map[string]map[*conn]uint64{},
+		persist: map[string]map[*conn]uint64{}, recursive: map[string]map[*conn]uint64{}}
 }
 
 // start sets the dispatcher at the index the feed has published.
@@ -123,18 +129,27 @@ func parentOf(path string) string {
 func (w *watches) dispatch(c fsm.Change) {
 	switch c.Topic {
 	case "zk":
+		// A connection hears each event once, whichever of its watches it
+		// matches (as ZooKeeper's watch manager suppresses repeats); the
+		// one-shot watches it matched are spent.
+		parent := parentOf(c.Key)
 		switch c.Op {
 		case "create":
-			w.fire(w.data, c.Key, c.Index, EventNodeCreated)
-			w.fire(w.child, parentOf(c.Key), c.Index, EventNodeChildrenChanged)
+			told := w.fire(w.data, c.Key, c.Index, EventNodeCreated)
+			w.firePersistent(c.Key, c.Index, EventNodeCreated, told)
+			told = w.fire(w.child, parent, c.Index, EventNodeChildrenChanged)
+			w.fireKept(w.persist, parent, parent, c.Index, EventNodeChildrenChanged, told)
 		case "delete":
-			// A connection with both watches on the node hears it once, as
-			// from ZooKeeper; both watches are spent.
 			told := w.fire(w.data, c.Key, c.Index, EventNodeDeleted)
-			w.fireExcept(w.child, c.Key, c.Index, EventNodeDeleted, told)
-			w.fire(w.child, parentOf(c.Key), c.Index, EventNodeChildrenChanged)
+			for k := range w.fireExcept(w.child, c.Key, c.Index, EventNodeDeleted, told) {
+				told[k] = true
+			}
+			w.firePersistent(c.Key, c.Index, EventNodeDeleted, told)
+			told = w.fire(w.child, parent, c.Index, EventNodeChildrenChanged)
+			w.fireKept(w.persist, parent, parent, c.Index, EventNodeChildrenChanged, told)
 		case "set":
-			w.fire(w.data, c.Key, c.Index, EventNodeDataChanged)
+			told := w.fire(w.data, c.Key, c.Index, EventNodeDataChanged)
+			w.firePersistent(c.Key, c.Index, EventNodeDataChanged, told)
 		}
 	case "queue":
 		if !strings.HasPrefix(c.Key, "/armada/") {
@@ -163,7 +178,35 @@ func (w *watches) dispatch(c fsm.Change) {
 
 // fire sends ev to the connections watching path since before index.
 func (w *watches) fire(m map[string]map[*conn]uint64, path string, index uint64, ev EventType) map[*conn]bool {
-	return w.fireExcept(m, path, index, ev, nil)
+	told := w.fireExcept(m, path, index, ev, nil)
+	if told == nil {
+		told = map[*conn]bool{}
+	}
+	return told
+}
+
+// firePersistent tells the persistent watches of path, and the recursive
+// ones of path and of every node above it, that path had event ev; told
+// are the connections that heard it already, and get the others added.
+func (w *watches) firePersistent(path string, index uint64, ev EventType, told map[*conn]bool) {
+	w.fireKept(w.persist, path, path, index, ev, told)
+	for p := path; ; p = parentOf(p) {
+		w.fireKept(w.recursive, p, path, index, ev, told)
+		if p == "/" {
+			return
+		}
+	}
+}
+
+// fireKept tells the watches of m on at, set before index, of event ev on
+// path, except the connections in told; the watches stay.
+func (w *watches) fireKept(m map[string]map[*conn]uint64, at, path string, index uint64, ev EventType, told map[*conn]bool) {
+	for c, set := range m[at] {
+		if index > set && !told[c] {
+			told[c] = true
+			c.notify(ev, path)
+		}
+	}
 }
 
 // fireExcept fires like fire, but only spends the watches of the
@@ -234,7 +277,7 @@ func (w *watches) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
-	for _, m := range []map[string]map[*conn]uint64{w.data, w.child} {
+	for _, m := range []map[string]map[*conn]uint64{w.data, w.child, w.persist, w.recursive} {
 		for _, cs := range m {
 			n += len(cs)
 		}
@@ -246,7 +289,7 @@ func (w *watches) count() int {
 func (w *watches) drop(c *conn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, m := range []map[string]map[*conn]uint64{w.data, w.child} {
+	for _, m := range []map[string]map[*conn]uint64{w.data, w.child, w.persist, w.recursive} {
 		for path, cs := range m {
 			delete(cs, c)
 			if len(cs) == 0 {
@@ -265,7 +308,7 @@ func (w *watches) remove(c *conn, path string, typ int32) bool {
 	for _, x := range []struct {
 		m   map[string]map[*conn]uint64
 		typ int32
-	}{{w.data, WatcherData}, {w.child, WatcherChildren}} {
+	}{{w.data, WatcherData}, {w.child, WatcherChildren}, {w.persist, WatcherPersistent}, {w.recursive, WatcherPersistentRecursive}} {
 		if typ != WatcherAny && typ != x.typ {
 			continue
 		}
@@ -300,7 +343,29 @@ func (w *watches) read(c *conn, fn func(v *fsm.View, reg func(child bool, path s
 func (w *watches) has(c *conn, path string, typ int32) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	_, d := w.data[path][c]
-	_, ch := w.child[path][c]
-	return (d && typ != WatcherChildren) || (ch && typ != WatcherData)
+	for _, x := range []struct {
+		m   map[string]map[*conn]uint64
+		typ int32
+	}{{w.data, WatcherData}, {w.child, WatcherChildren}, {w.persist, WatcherPersistent}, {w.recursive, WatcherPersistentRecursive}} {
+		if _, ok := x.m[path][c]; ok && (typ == WatcherAny || typ == x.typ) {
+			return true
+		}
+	}
+	return false
+}
+
+// addKept sets a persistent (or recursive) watch of c on path from the
+// state's present on, and returns that index.
+func (w *watches) addKept(c *conn, path string, recursive bool) uint64 {
+	var index uint64
+	w.read(c, func(v *fsm.View, _ func(bool, string)) error {
+		index = v.Index()
+		m := w.persist
+		if recursive {
+			m = w.recursive
+		}
+		w.add(m, path, c, index)
+		return nil
+	})
+	return index
 }
