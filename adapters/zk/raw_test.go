@@ -176,7 +176,7 @@ func rawScript(t *testing.T, addr string) []string {
 		path string
 		mode int32
 	}{{"/raw/p", AddWatchPersistent}, {"/raw/r", AddWatchPersistentRecursive}, {"/raw/p", 7}} {
-		code, resp, ev = b.do(&AddWatchRequest{Path: w.path, Mode: w.mode})
+		code, _, ev = b.do(&AddWatchRequest{Path: w.path, Mode: w.mode})
 		log(fmt.Sprintf("addwatch %s mode %d", w.path, w.mode), code, nil, ev)
 	}
 	// (A one-shot watch beside a persistent one on the same node is left
@@ -202,8 +202,8 @@ func rawScript(t *testing.T, addr string) []string {
 		&RemoveWatchesRequest{Path: "/raw/r", Type: WatcherAny},
 		&CreateRequest{Path: "/raw/r/a/e", Data: []byte("e"), ACL: world},
 	} {
-		// b hears what a's writes fire: its ping's reply comes after them.
-		code, resp, ev = a.do(req)
+		// b hears what a's writes fire: its sync's reply comes after them.
+		code, _, ev = a.do(req)
 		log(fmt.Sprintf("%T %v", req, req), code, nil, ev)
 		if _, ok := req.(*CheckWatchesRequest); ok {
 			code, _, ev = b.do(req)
