@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/armada-orchestrator/armada/fsm"
@@ -39,15 +40,34 @@ func newSplitListener(ln net.Listener) *splitListener {
 }
 
 func (l *splitListener) run() {
+	var delay time.Duration
 	for {
 		c, err := l.Listener.Accept()
+		if acceptCanRetry(err) {
+			// Back off and go on, as gRPC's and net/http's servers do.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
+		}
 		if err != nil {
 			l.grpc.close(err)
 			l.http.close(err)
 			return
 		}
+		delay = 0
 		go l.route(c)
 	}
+}
+
+// acceptCanRetry reports the Accept errors that pass: out of file
+// descriptors or buffers, or a connection gone before it was accepted.
+func acceptCanRetry(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // route reads the start of a connection and queues it for its server.

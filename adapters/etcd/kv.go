@@ -3,6 +3,7 @@ package etcd
 import (
 	"bytes"
 	"context"
+	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -405,8 +406,11 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 func (s *Server) pastStates(ctx context.Context, v *fsm.View, rev uint64, key, end []byte) (map[string]*fsm.KV, error) {
 	for {
 		changes, through, wake, err := s.st.ChangesAfterRev(rev)
-		if err != nil {
+		if errors.Is(err, fsm.ErrCompacted) {
 			return nil, rpctypes.ErrGRPCCompacted
+		}
+		if err != nil {
+			return nil, toStatus(ctx, err)
 		}
 		if through < v.Index() {
 			// The view's last entry is applied but not yet in the feed.
