@@ -23,6 +23,9 @@ type Change struct {
 	// Prev is the key's state before a kv put or delete, when it existed
 	// (etcd's prev_kv).
 	Prev *KV `json:"-"`
+	// Stripped is set on a kv change whose KV and Prev the feed let go to
+	// stay within MaxFeedBytes.
+	Stripped bool `json:"-"`
 }
 
 // size is what a change holds on to in the feed, roughly: its keys and
@@ -38,8 +41,10 @@ func (c *Change) size() int {
 }
 
 // MaxFeedBytes bounds what the feed's changes hold (their keys and
-// values): past it the oldest changes go, as past the ring's size, and a
-// watcher that needs them is told they are compacted.
+// values): past it the oldest changes let their values go (Stripped), but
+// stay in the ring for the readers that only need to know what changed; a
+// reader of values from before them (by revision) is told they are
+// compacted.
 const MaxFeedBytes = 64 << 20
 
 // ErrCompacted means the changes asked for are older than the feed keeps.
@@ -64,10 +69,14 @@ type feed struct {
 	floorRev uint64
 	bytes    int // the changes' sizes, summed
 	maxBytes int
-	index    uint64
-	notify   chan struct{}
-	closed   bool
-	resets   uint64 // Restores counted (a state restored may go back in index)
+	stripped int // the oldest changes that have let their values go
+	// valueFloorRev is the highest revision of a change that let its
+	// values go: reading values by revision starts above it.
+	valueFloorRev uint64
+	index         uint64
+	notify        chan struct{}
+	closed        bool
+	resets        uint64 // Restores counted (a state restored may go back in index)
 }
 
 func newFeed(size, maxBytes int) *feed {
@@ -84,6 +93,7 @@ func (f *feed) reset(index, rev uint64) {
 		f.drop()
 	}
 	f.start, f.n, f.floor, f.floorRev, f.index = 0, 0, index, rev, index
+	f.stripped, f.valueFloorRev = 0, rev
 	f.resets++
 	f.wake()
 }
@@ -123,8 +133,9 @@ func (f *feed) publish(index uint64, changes []Change) {
 		f.ring[(f.start+f.n)%len(f.ring)] = c
 		f.n++
 		f.bytes += c.size()
-		for f.bytes > f.maxBytes && f.n > 1 {
-			f.drop()
+		for f.bytes > f.maxBytes && f.stripped < f.n-1 {
+			f.strip(f.stripped)
+			f.stripped++
 		}
 	}
 	// A batch may push out only part of one index's changes: drop the rest
@@ -144,13 +155,27 @@ func (f *feed) drop() {
 	*old = Change{}
 	f.start = (f.start + 1) % len(f.ring)
 	f.n--
+	f.stripped = max(f.stripped-1, 0)
 }
 
-// oldestRev is the oldest revision a watcher can start from.
+// strip lets the values of the change at position i go.
+func (f *feed) strip(i int) {
+	c := &f.ring[(f.start+i)%len(f.ring)]
+	if c.KV == nil && c.Prev == nil {
+		return
+	}
+	f.bytes -= c.size()
+	c.KV, c.Prev, c.Stripped = nil, nil, true
+	f.bytes += c.size()
+	f.valueFloorRev = max(f.valueFloorRev, c.Rev)
+}
+
+// oldestRev is the oldest revision a watcher can start from, values and
+// all.
 func (f *feed) oldestRev() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.floorRev + 1
+	return max(f.floorRev, f.valueFloorRev) + 1
 }
 
 func (f *feed) published() (index, resets uint64) {
@@ -173,14 +198,15 @@ func (f *feed) since(since uint64) ([]Change, <-chan struct{}, error) {
 }
 
 // sinceRev is since by revision: the changes whose revision is above rev,
-// and the index they run to.
+// values and all (ErrCompacted if some let theirs go), and the index they
+// run to.
 func (f *feed) sinceRev(rev uint64) ([]Change, uint64, <-chan struct{}, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return nil, f.index, f.notify, errClosed
 	}
-	if rev < f.floorRev {
+	if rev < f.floorRev || rev < f.valueFloorRev {
 		return nil, f.index, f.notify, ErrCompacted
 	}
 	// Revisions never go down along the ring.

@@ -140,17 +140,17 @@ func TestChangesSince(t *testing.T) {
 	h.ok(&NodeRemove{Name: "n"})                     // 13
 	h.ok(&BlueprintDelete{Name: "web"})              // 14
 	all := []Change{
-		{1, "kv", "a", "put", nil, 0, nil},
-		{2, "lease", "2", "put", nil, 0, nil}, {2, "kv", "b", "put", nil, 0, nil},
-		{6, "kv", "b", "delete", nil, 0, nil}, {6, "lease", "2", "delete", nil, 0, nil},
-		{7, "queue", "q", "put", nil, 0, nil},
-		{8, "lock", "l", "put", nil, 0, nil},
-		{9, "node", "n", "put", nil, 0, nil},
-		{10, "blueprint", "web", "put", nil, 0, nil},
-		{11, "cluster", "c", "put", nil, 0, nil},
-		{12, "kv", "a", "delete", nil, 0, nil},
-		{13, "node", "n", "delete", nil, 0, nil},
-		{14, "blueprint", "web", "delete", nil, 0, nil},
+		{1, "kv", "a", "put", nil, 0, nil, false},
+		{2, "lease", "2", "put", nil, 0, nil, false}, {2, "kv", "b", "put", nil, 0, nil, false},
+		{6, "kv", "b", "delete", nil, 0, nil, false}, {6, "lease", "2", "delete", nil, 0, nil, false},
+		{7, "queue", "q", "put", nil, 0, nil, false},
+		{8, "lock", "l", "put", nil, 0, nil, false},
+		{9, "node", "n", "put", nil, 0, nil, false},
+		{10, "blueprint", "web", "put", nil, 0, nil, false},
+		{11, "cluster", "c", "put", nil, 0, nil, false},
+		{12, "kv", "a", "delete", nil, 0, nil, false},
+		{13, "node", "n", "delete", nil, 0, nil, false},
+		{14, "blueprint", "web", "delete", nil, 0, nil, false},
 	}
 	for since := uint64(0); since <= 16; since++ {
 		got, notify, err := h.s.Changes(since)
@@ -188,7 +188,7 @@ func TestChangesSince(t *testing.T) {
 	if len(got) == 1 && got[0].KV != nil && string(got[0].KV.Value) == "v" {
 		got[0].KV, got[0].Rev = nil, 0
 	}
-	requireEqual(t, "new change", got, []Change{{15, "kv", "new", "put", nil, 0, nil}})
+	requireEqual(t, "new change", got, []Change{{15, "kv", "new", "put", nil, 0, nil, false}})
 }
 
 func TestChangesCompactedAfterRingSize(t *testing.T) {
@@ -334,7 +334,7 @@ func TestRestoreResetsChanges(t *testing.T) {
 	if len(got) == 1 && got[0].KV != nil && got[0].KV.ModRev == 3 {
 		got[0].KV = nil
 	}
-	requireEqual(t, "changes after restore", got, []Change{{3, "kv", "c", "put", nil, 3, nil}})
+	requireEqual(t, "changes after restore", got, []Change{{3, "kv", "c", "put", nil, 3, nil, false}})
 }
 
 // The ring by revision: the changes above a revision, wherever they start
@@ -424,28 +424,40 @@ func TestChangesCarryThePreviousValue(t *testing.T) {
 		"put k v1@1 prev -; put k v2@2 prev v1@1; put big 307200 bytes@3 prev -; put big small@4 prev 307200 bytes@3; delete k - prev v2@2")
 }
 
-// Past MaxFeedBytes the oldest changes go, as past the ring's size: a
-// reader from before them is told they are compacted, not given a part.
+// Past MaxFeedBytes the oldest changes let their values go, but stay for
+// the readers by index; a reader of values by revision from before them
+// is told they are compacted, not given a part.
 func TestFeedKeepsABudgetOfBytes(t *testing.T) {
 	f := newFeed(64, 10<<10)
 	val := &KV{Key: "k", Value: make([]byte, 3<<10)}
 	for i := uint64(1); i <= 8; i++ {
-		f.publish(i, []Change{{Index: i, Rev: i, Topic: "kv", Key: "k", Op: "put", KV: val}})
+		f.publish(i, []Change{{Index: i, Rev: i, Topic: "kv", Key: "k", Op: "put", KV: val, Prev: nil}})
 	}
-	if f.bytes > 10<<10 || f.n != 3 {
-		t.Fatalf("%d changes of %d bytes kept, want 3 within the budget", f.n, f.bytes)
+	if f.bytes > 10<<10 || f.n != 8 || f.stripped != 5 {
+		t.Fatalf("%d changes, %d stripped, %d bytes: want 8, 5 stripped, within the budget", f.n, f.stripped, f.bytes)
 	}
-	if _, _, err := f.since(4); !errors.Is(err, ErrCompacted) {
-		t.Fatalf("since(4) with changes 6-8 kept: %v", err)
+	got, _, err := f.since(0)
+	if err != nil || len(got) != 8 || !got[4].Stripped || got[4].KV != nil || got[5].Stripped || got[5].KV == nil {
+		t.Fatalf("since(0): %d changes, %v", len(got), err)
 	}
-	if got, _, err := f.since(5); err != nil || len(got) != 3 {
-		t.Fatalf("since(5): %d changes, %v", len(got), err)
+	if _, _, _, err := f.sinceRev(4); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("sinceRev(4) with the values of 1-5 gone: %v", err)
+	}
+	if got, _, _, err := f.sinceRev(5); err != nil || len(got) != 3 || got[0].KV == nil {
+		t.Fatalf("sinceRev(5): %d changes, %v", len(got), err)
 	}
 	if f.oldestRev() != 6 {
 		t.Fatalf("oldest revision %d, want 6", f.oldestRev())
 	}
-	f.reset(8, 8)
-	if f.bytes != 0 || f.n != 0 {
-		t.Fatalf("after a reset: %d changes, %d bytes", f.n, f.bytes)
+	// The ring's own size still drops the oldest.
+	for i := uint64(9); i <= 70; i++ {
+		f.publish(i, []Change{{Index: i, Rev: i, Topic: "kv", Key: "k", Op: "put", KV: val}})
+	}
+	if f.n != 64 || f.bytes > 10<<10 || f.stripped != 63 { // stripped changes still cost their keys
+		t.Fatalf("%d changes, %d stripped, %d bytes after the ring wrapped", f.n, f.stripped, f.bytes)
+	}
+	f.reset(70, 70)
+	if f.bytes != 0 || f.n != 0 || f.stripped != 0 || f.oldestRev() != 71 {
+		t.Fatalf("after a reset: %d changes, %d bytes, %d stripped, oldest %d", f.n, f.bytes, f.stripped, f.oldestRev())
 	}
 }

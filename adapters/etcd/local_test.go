@@ -245,6 +245,43 @@ func TestWatchHistory(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no compacted answer")
 	}
+
+	// A watcher that reaches a change whose values the feed let go (past
+	// its byte budget) is told it is compacted, not given a part.
+	ss := New(strippingStore{n.node.State()}, n.node, Config{Addr: "127.0.0.1:0"})
+	if err := ss.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	sw := newClient(t, ss.Addr()).Watch(ctx, "s", clientv3.WithCreatedNotify())
+	if c := <-sw; !c.Created {
+		t.Fatalf("watch not created: %+v", c)
+	}
+	if _, err := cli.Put(ctx, "s", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-sw:
+		if len(resp.Events) != 0 || !errors.Is(resp.Err(), rpctypes.ErrCompacted) {
+			t.Fatalf("watch of a stripped change: %+v %v", resp, resp.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no compacted answer for a stripped change")
+	}
+}
+
+// strippingStore hands out every kv change as the feed does once it has
+// let the change's values go.
+type strippingStore struct{ Store }
+
+func (s strippingStore) Changes(since uint64) ([]fsm.Change, <-chan struct{}, error) {
+	changes, wake, err := s.Store.Changes(since)
+	for i := range changes {
+		if changes[i].Topic == "kv" {
+			changes[i].KV, changes[i].Prev, changes[i].Stripped = nil, nil, true
+		}
+	}
+	return changes, wake, err
 }
 
 // TestRequireLeader: a call with clientv3.WithRequireLeader (Kubernetes

@@ -230,21 +230,37 @@ func (wt *watcher) run(ctx context.Context) {
 		}
 		var events []*mvccpb.Event
 		var last uint64
-		if len(changes) > 0 {
-			for _, c := range changes {
+		stripped := false
+		for _, c := range changes {
+			if c.Rev < wt.next {
 				wt.cursor = max(wt.cursor, c.Index)
-				if c.Rev < wt.next {
-					continue // before a start revision in the future
-				}
-				last = max(last, c.Rev)
-				if c.Topic != "kv" || !wt.inRange([]byte(c.Key)) {
-					continue
-				}
-				if ev := wt.event(c); ev != nil {
-					events = append(events, ev)
-				}
+				continue // before a start revision in the future
 			}
-			wt.next = max(wt.next, last+1)
+			if c.Topic == "kv" && c.Stripped && wt.inRange([]byte(c.Key)) {
+				// The feed let this change's values go before the watcher
+				// got to it: what it would send is gone.
+				stripped = true
+				break
+			}
+			wt.cursor = max(wt.cursor, c.Index)
+			last = max(last, c.Rev)
+			if c.Topic != "kv" || !wt.inRange([]byte(c.Key)) {
+				continue
+			}
+			if ev := wt.event(c); ev != nil {
+				events = append(events, ev)
+			}
+		}
+		wt.next = max(wt.next, last+1)
+		if stripped {
+			if len(events) > 0 {
+				hdr := wt.w.s.currentHeader()
+				hdr.Revision = int64(last)
+				wt.w.send(&pb.WatchResponse{Header: hdr, WatchId: wt.id, Events: events})
+			}
+			wt.w.send(&pb.WatchResponse{Header: wt.w.s.currentHeader(), WatchId: wt.id, Canceled: true,
+				CompactRevision: int64(s.st.OldestRev()), CancelReason: "etcdserver: mvcc: required revision has been compacted"})
+			return
 		}
 		if len(events) > 0 {
 			hdr := wt.w.s.currentHeader()
