@@ -539,24 +539,37 @@ func (v *View) EtcdRange(op *EtcdOp) EtcdOpResult { return etcdRange(v.tx, op) }
 
 // EtcdRangeAt answers a Range as of an older revision, given past: the
 // state then of every key in the range that changed since (nil: it did not
-// exist); the other keys are as the view has them.
+// exist); the other keys are as the view has them. The keys are merged in
+// key order as they are scanned, so a limited range holds no more of them
+// than the present one would.
 func (v *View) EtcdRangeAt(op *EtcdOp, past map[string]*KV) EtcdOpResult {
+	var then []*KV // the changed keys that existed then, in key order
+	for k, kv := range past {
+		if kv != nil && EtcdInRange([]byte(k), op.Key, op.RangeEnd) {
+			then = append(then, kv)
+		}
+	}
+	sort.Slice(then, func(i, j int) bool { return then[i].Key < then[j].Key })
 	return etcdRangeOver(func(fn func(kv *KV) bool) {
-		var kvs []*KV
+		i, stopped := 0, false
 		etcdScan(v.tx, op.Key, op.RangeEnd, func(kv *KV) bool {
-			if _, changed := past[kv.Key]; !changed {
-				kvs = append(kvs, kv)
+			for ; i < len(then) && then[i].Key < kv.Key; i++ {
+				if !fn(then[i]) {
+					stopped = true
+					return false
+				}
+			}
+			if _, changed := past[kv.Key]; changed {
+				return true // as it was then: in then, or not at all
+			}
+			if !fn(kv) {
+				stopped = true
+				return false
 			}
 			return true
 		})
-		for k, kv := range past {
-			if kv != nil && EtcdInRange([]byte(k), op.Key, op.RangeEnd) {
-				kvs = append(kvs, kv)
-			}
-		}
-		sort.Slice(kvs, func(i, j int) bool { return kvs[i].Key < kvs[j].Key })
-		for _, kv := range kvs {
-			if !fn(kv) {
+		for ; !stopped && i < len(then); i++ {
+			if !fn(then[i]) {
 				return
 			}
 		}

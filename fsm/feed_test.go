@@ -461,3 +461,49 @@ func TestFeedKeepsABudgetOfBytes(t *testing.T) {
 		t.Fatalf("after a reset: %d changes, %d bytes, %d stripped, oldest %d", f.n, f.bytes, f.stripped, f.oldestRev())
 	}
 }
+
+// EtcdRangeAt reads a range as it was at an older revision from the
+// present and the first change after it of each key: keys changed several
+// times, deleted, or created since, with limit, count and sort.
+func TestEtcdRangeAtAnOlderRevision(t *testing.T) {
+	h := newHarness(t)
+	for _, k := range []string{"a", "b", "c", "d"} {
+		h.ok(put(k, "1"))
+	}
+	var at uint64
+	h.view(func(v *View) { at = v.Revision() })
+	h.ok(put("b", "2"))
+	h.ok(&KVDelete{Key: "c"})
+	h.ok(put("e", "1"))
+	h.ok(put("b", "3"))
+	h.ok(&KVDelete{Key: "e"})
+	h.ok(put("c", "again"))
+	changes, _, _, err := h.s.ChangesAfterRev(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := map[string]*KV{}
+	for _, c := range changes {
+		if _, seen := past[c.Key]; c.Topic == "kv" && !seen {
+			past[c.Key] = c.Prev
+		}
+	}
+	show := func(r EtcdOpResult) string {
+		var out []string
+		for _, kv := range r.KVs {
+			out = append(out, fmt.Sprintf("%s=%s@%d", kv.Key, kv.Value, kv.ModRev))
+		}
+		return fmt.Sprintf("%s count=%d more=%v", strings.Join(out, " "), r.Count, r.More)
+	}
+	h.view(func(v *View) {
+		all := &EtcdOp{Key: []byte("a"), RangeEnd: []byte("z")}
+		requireEqual(t, "all", show(v.EtcdRangeAt(all, past)), "a=1@1 b=1@2 c=1@3 d=1@4 count=4 more=false")
+		two := &EtcdOp{Key: []byte("a"), RangeEnd: []byte("z"), Limit: 2}
+		requireEqual(t, "limit 2", show(v.EtcdRangeAt(two, past)), "a=1@1 b=1@2 count=4 more=true")
+		from := &EtcdOp{Key: []byte("b\x00"), RangeEnd: []byte("z"), Limit: 2}
+		requireEqual(t, "the next page", show(v.EtcdRangeAt(from, past)), "c=1@3 d=1@4 count=2 more=false")
+		desc := &EtcdOp{Key: []byte("a"), RangeEnd: []byte("z"), SortOrder: EtcdSortDescend, SortTarget: EtcdSortKey, Limit: 3}
+		requireEqual(t, "descending", show(v.EtcdRangeAt(desc, past)), "d=1@4 c=1@3 b=1@2 count=4 more=true")
+		requireEqual(t, "the present", show(v.EtcdRange(all)), "a=1@1 b=3@8 c=again@10 d=1@4 count=4 more=false")
+	})
+}
