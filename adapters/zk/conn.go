@@ -33,6 +33,9 @@ type conn struct {
 
 	// received and sent count this connection's packets (stat lists them).
 	received, sent atomic.Int64
+	// busy is set while a request is handled: the client's pings wait
+	// unread meanwhile, yet it is alive (the session is heartbeat).
+	busy atomic.Int32
 
 	mu      sync.Mutex
 	session int64
@@ -198,7 +201,9 @@ func (c *conn) serve() {
 		}
 		start := time.Now()
 		c.s.stats.outstanding.Add(1)
+		c.busy.Add(1)
 		ok := c.handle(h, req)
+		c.busy.Add(-1)
 		c.s.stats.outstanding.Add(-1)
 		c.s.stats.handled(time.Since(start))
 		if !ok {

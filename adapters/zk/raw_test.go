@@ -230,3 +230,32 @@ func TestRawDifferential(t *testing.T) {
 		t.Logf("zookeeper:\n%s", strings.Join(want, "\n"))
 	}
 }
+
+// TestResyncKeepsPersistentWatches: when the node's watch dispatcher falls
+// behind the change feed and fires every watch from the state, persistent
+// watches hear that their node may have changed, and stay.
+func TestResyncKeepsPersistentWatches(t *testing.T) {
+	nodes := startCluster(t)
+	s := openRaw(t, nodes[0].zk.Addr())
+	world := []ACL{{Perms: PermAll, ID: ID{Scheme: "world", ID: "anyone"}}}
+	if code, _, _ := s.do(&CreateRequest{Path: "/kept", Data: []byte("k"), ACL: world}); code != ErrOK {
+		t.Fatalf("create: %d", code)
+	}
+	for _, mode := range []int32{AddWatchPersistent, AddWatchPersistentRecursive} {
+		if code, _, _ := s.do(&AddWatchRequest{Path: "/kept", Mode: mode}); code != ErrOK {
+			t.Fatalf("addwatch %d: %d", mode, code)
+		}
+	}
+	w := nodes[0].zk.w
+	w.mu.Lock()
+	w.resync()
+	w.mu.Unlock()
+	_, _, events := s.do(&SyncRequest{Path: "/kept"})
+	if got := strings.Join(events, ", "); got != "3 /kept, 4 /kept, 3 /kept" {
+		t.Fatalf("events after a resync: %q", got)
+	}
+	_, _, events = s.do(&SetDataRequest{Path: "/kept", Data: []byte("2"), Version: -1})
+	if got := strings.Join(events, ", "); got != "3 /kept" {
+		t.Fatalf("events of a write after the resync: %q (the watches should stay)", got)
+	}
+}

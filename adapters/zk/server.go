@@ -192,8 +192,8 @@ func (s *Server) sessions() map[int64][]*conn {
 
 // touchLoop records, through Raft, a heartbeat of every session connected
 // here that the client was heard on since the last one (a request or a
-// ping; a new connection counts), and drops connections whose session has
-// ended. As in ZooKeeper, a client that stays connected but silent (hung,
+// ping; a new connection, or one whose request is still being handled,
+// counts), and drops connections whose session has ended. As in ZooKeeper, a client that stays connected but silent (hung,
 // stopped) expires its timeout after its last packet.
 func (s *Server) touchLoop() {
 	t := time.NewTicker(s.cfg.TouchInterval)
@@ -212,7 +212,7 @@ func (s *Server) touchLoop() {
 			touch := false
 			for _, c := range cs {
 				n := c.received.Load()
-				if last, ok := heard[c]; !ok || n > last {
+				if last, ok := heard[c]; !ok || n > last || c.busy.Load() > 0 {
 					touch = true
 				}
 				next[c] = n

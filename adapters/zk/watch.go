@@ -249,6 +249,24 @@ func (w *watches) resync() {
 				}
 			}
 		}
+		// Persistent watches stay; they hear that their node may have
+		// changed, so that the client reads it again.
+		for _, x := range []struct {
+			m      map[string]map[*conn]uint64
+			events []EventType
+		}{{w.persist, []EventType{EventNodeDataChanged, EventNodeChildrenChanged}}, {w.recursive, []EventType{EventNodeDataChanged}}} {
+			for path, cs := range x.m {
+				events := x.events
+				if _, ok := v.ZKNode(path); !ok {
+					events = []EventType{EventNodeDeleted}
+				}
+				for c := range cs {
+					for _, ev := range events {
+						c.notify(ev, path)
+					}
+				}
+			}
+		}
 		return nil
 	})
 	clear(w.data)
