@@ -194,14 +194,22 @@ func (s *State) Close() error {
 // Index is the index of the last applied log entry.
 func (s *State) Index() uint64 { return s.index.Load() }
 
-// View runs fn over an immutable view of the state at one index.
+// View runs fn over an immutable view of the state at one index. The read
+// transaction begins under wmu, right after the flush: an ApplyBatch that
+// came in between could commit part of a big Batch entry (its splits) and
+// the view would see some of an entry's writes under the index before it.
 func (s *State) View(fn func(v *View) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	s.flush()
-	return s.db.View(func(tx *bbolt.Tx) error {
-		return fn(&View{tx: tx, index: getU64(tx.Bucket(bMeta).Get(kIndex))})
-	})
+	s.wmu.Lock()
+	s.flushLocked()
+	tx, err := s.db.Begin(false)
+	s.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("view: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(&View{tx: tx, index: getU64(tx.Bucket(bMeta).Get(kIndex))})
 }
 
 // Entry is one committed log entry. Data is nil for entries that only
