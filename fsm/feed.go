@@ -26,6 +26,9 @@ type Change struct {
 	// Stripped is set on a kv change whose KV and Prev the feed let go to
 	// stay within MaxFeedBytes.
 	Stripped bool `json:"-"`
+	// ZKACL is a zk change's node's ACL (before a delete): a recursive
+	// watch above the node hears of it only with READ on it.
+	ZKACL []ZKACL `json:"-"`
 }
 
 // size is what a change holds on to in the feed, roughly: its keys and

@@ -140,17 +140,17 @@ func TestChangesSince(t *testing.T) {
 	h.ok(&NodeRemove{Name: "n"})                     // 13
 	h.ok(&BlueprintDelete{Name: "web"})              // 14
 	all := []Change{
-		{1, "kv", "a", "put", nil, 0, nil, false},
-		{2, "lease", "2", "put", nil, 0, nil, false}, {2, "kv", "b", "put", nil, 0, nil, false},
-		{6, "kv", "b", "delete", nil, 0, nil, false}, {6, "lease", "2", "delete", nil, 0, nil, false},
-		{7, "queue", "q", "put", nil, 0, nil, false},
-		{8, "lock", "l", "put", nil, 0, nil, false},
-		{9, "node", "n", "put", nil, 0, nil, false},
-		{10, "blueprint", "web", "put", nil, 0, nil, false},
-		{11, "cluster", "c", "put", nil, 0, nil, false},
-		{12, "kv", "a", "delete", nil, 0, nil, false},
-		{13, "node", "n", "delete", nil, 0, nil, false},
-		{14, "blueprint", "web", "delete", nil, 0, nil, false},
+		{1, "kv", "a", "put", nil, 0, nil, false, nil},
+		{2, "lease", "2", "put", nil, 0, nil, false, nil}, {2, "kv", "b", "put", nil, 0, nil, false, nil},
+		{6, "kv", "b", "delete", nil, 0, nil, false, nil}, {6, "lease", "2", "delete", nil, 0, nil, false, nil},
+		{7, "queue", "q", "put", nil, 0, nil, false, nil},
+		{8, "lock", "l", "put", nil, 0, nil, false, nil},
+		{9, "node", "n", "put", nil, 0, nil, false, nil},
+		{10, "blueprint", "web", "put", nil, 0, nil, false, nil},
+		{11, "cluster", "c", "put", nil, 0, nil, false, nil},
+		{12, "kv", "a", "delete", nil, 0, nil, false, nil},
+		{13, "node", "n", "delete", nil, 0, nil, false, nil},
+		{14, "blueprint", "web", "delete", nil, 0, nil, false, nil},
 	}
 	for since := uint64(0); since <= 16; since++ {
 		got, notify, err := h.s.Changes(since)
@@ -188,7 +188,7 @@ func TestChangesSince(t *testing.T) {
 	if len(got) == 1 && got[0].KV != nil && string(got[0].KV.Value) == "v" {
 		got[0].KV, got[0].Rev = nil, 0
 	}
-	requireEqual(t, "new change", got, []Change{{15, "kv", "new", "put", nil, 0, nil, false}})
+	requireEqual(t, "new change", got, []Change{{15, "kv", "new", "put", nil, 0, nil, false, nil}})
 }
 
 func TestChangesCompactedAfterRingSize(t *testing.T) {
@@ -334,7 +334,7 @@ func TestRestoreResetsChanges(t *testing.T) {
 	if len(got) == 1 && got[0].KV != nil && got[0].KV.ModRev == 3 {
 		got[0].KV = nil
 	}
-	requireEqual(t, "changes after restore", got, []Change{{3, "kv", "c", "put", nil, 3, nil, false}})
+	requireEqual(t, "changes after restore", got, []Change{{3, "kv", "c", "put", nil, 3, nil, false, nil}})
 }
 
 // The ring by revision: the changes above a revision, wherever they start

@@ -507,9 +507,17 @@ func (z *zkTx) set(path string, n *ZKNode, op string) {
 		s.written = true
 		z.order = append(z.order, path)
 	}
+	acl := s.n // a delete's ACL is the node's before it
+	if n != nil {
+		acl = n
+	}
 	s.n = n
 	if op != "" {
-		z.changes = append(z.changes, Change{Index: z.t.index, Rev: z.t.current(), Topic: "zk", Key: path, Op: op})
+		c := Change{Index: z.t.index, Rev: z.t.current(), Topic: "zk", Key: path, Op: op}
+		if acl != nil {
+			c.ZKACL = acl.ACL
+		}
+		z.changes = append(z.changes, c)
 	}
 }
 

@@ -72,7 +72,9 @@
 // NodeDeleted on its own child watches. addWatch's persistent watches
 // (Curator's CuratorCache) stay once they fire: a persistent one hears its
 // node's creation, deletion, data and children, a recursive one the
-// creations, deletions and data of its node and every node under it. A
+// creations, deletions and data of its node and every node under it (of
+// a node under it only when the connection may read that node, as
+// ZooKeeper since 3.8.4: CVE-2024-23944). A
 // connection hears each event once, whichever of its watches it matches
 // (ZooKeeper 3.8 drops a persistent watch when a one-shot one on the same
 // node fires, ZOOKEEPER-4466; the adapter keeps it, as 3.9 does). A watch starts at the state the

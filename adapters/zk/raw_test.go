@@ -259,3 +259,38 @@ func TestResyncKeepsPersistentWatches(t *testing.T) {
 		t.Fatalf("events of a write after the resync: %q (the watches should stay)", got)
 	}
 }
+
+// TestRecursiveWatchesNeedRead: a recursive watch hears of a node under it
+// only if its connection may read that node (ZooKeeper fixed this leak in
+// 3.8.4, CVE-2024-23944; the Debian 3.8.0 the differential tests use
+// still has it, so this runs against Armada alone).
+func TestRecursiveWatchesNeedRead(t *testing.T) {
+	nodes := startCluster(t)
+	owner, other := openRaw(t, nodes[0].zk.Addr()), openRaw(t, nodes[0].zk.Addr())
+	world := []ACL{{Perms: PermAll, ID: ID{Scheme: "world", ID: "anyone"}}}
+	mine := []ACL{{Perms: PermAll, ID: ID{Scheme: "auth"}}}
+	if code, _, _ := owner.do(&AuthPacket{Scheme: "digest", Auth: []byte("alice:secret")}); code != ErrOK {
+		t.Fatalf("addauth: %d", code)
+	}
+	if code, _, _ := owner.do(&CreateRequest{Path: "/sec", ACL: world}); code != ErrOK {
+		t.Fatalf("create /sec: %d", code)
+	}
+	if code, _, _ := other.do(&AddWatchRequest{Path: "/sec", Mode: AddWatchPersistentRecursive}); code != ErrOK {
+		t.Fatalf("addwatch: %d", code)
+	}
+	for _, req := range []*CreateRequest{
+		{Path: "/sec/private", Data: []byte("p"), ACL: mine},
+		{Path: "/sec/public", Data: []byte("q"), ACL: world},
+	} {
+		if code, _, _ := owner.do(req); code != ErrOK {
+			t.Fatalf("create %s: %d", req.Path, code)
+		}
+	}
+	if code, _, _ := owner.do(&DeleteRequest{Path: "/sec/private", Version: -1}); code != ErrOK {
+		t.Fatalf("delete: %d", code)
+	}
+	_, _, events := other.do(&SyncRequest{Path: "/sec"})
+	if got := strings.Join(events, ", "); got != "1 /sec/public" {
+		t.Fatalf("the recursive watch heard %q, want only the node it may read", got)
+	}
+}

@@ -136,20 +136,20 @@ func (w *watches) dispatch(c fsm.Change) {
 		switch c.Op {
 		case "create":
 			told := w.fire(w.data, c.Key, c.Index, EventNodeCreated)
-			w.firePersistent(c.Key, c.Index, EventNodeCreated, told)
+			w.firePersistent(c, EventNodeCreated, told)
 			told = w.fire(w.child, parent, c.Index, EventNodeChildrenChanged)
-			w.fireKept(w.persist, parent, parent, c.Index, EventNodeChildrenChanged, told)
+			w.fireKept(w.persist, parent, parent, c.Index, EventNodeChildrenChanged, told, nil)
 		case "delete":
 			told := w.fire(w.data, c.Key, c.Index, EventNodeDeleted)
 			for k := range w.fireExcept(w.child, c.Key, c.Index, EventNodeDeleted, told) {
 				told[k] = true
 			}
-			w.firePersistent(c.Key, c.Index, EventNodeDeleted, told)
+			w.firePersistent(c, EventNodeDeleted, told)
 			told = w.fire(w.child, parent, c.Index, EventNodeChildrenChanged)
-			w.fireKept(w.persist, parent, parent, c.Index, EventNodeChildrenChanged, told)
+			w.fireKept(w.persist, parent, parent, c.Index, EventNodeChildrenChanged, told, nil)
 		case "set":
 			told := w.fire(w.data, c.Key, c.Index, EventNodeDataChanged)
-			w.firePersistent(c.Key, c.Index, EventNodeDataChanged, told)
+			w.firePersistent(c, EventNodeDataChanged, told)
 		}
 	case "queue":
 		if !strings.HasPrefix(c.Key, "/armada/") {
@@ -185,13 +185,21 @@ func (w *watches) fire(m map[string]map[*conn]uint64, path string, index uint64,
 	return told
 }
 
-// firePersistent tells the persistent watches of path, and the recursive
-// ones of path and of every node above it, that path had event ev; told
-// are the connections that heard it already, and get the others added.
-func (w *watches) firePersistent(path string, index uint64, ev EventType, told map[*conn]bool) {
-	w.fireKept(w.persist, path, path, index, ev, told)
+// firePersistent tells the persistent watches of the changed node, and the
+// recursive ones of it and of every node above it, of event ev; told are
+// the connections that heard it already, and get the others added. A
+// recursive watch above the node hears of it only from a connection that
+// may read it (as ZooKeeper since 3.8.4, CVE-2024-23944).
+func (w *watches) firePersistent(ch fsm.Change, ev EventType, told map[*conn]bool) {
+	path := ch.Key
+	w.fireKept(w.persist, path, path, ch.Index, ev, told, nil)
+	mayRead := func(c *conn) bool { return fsm.ZKAllowed(ch.ZKACL, fsm.ZKPermRead, c.authIDs()) }
 	for p := path; ; p = parentOf(p) {
-		w.fireKept(w.recursive, p, path, index, ev, told)
+		if p == path {
+			w.fireKept(w.recursive, p, path, ch.Index, ev, told, nil)
+		} else {
+			w.fireKept(w.recursive, p, path, ch.Index, ev, told, mayRead)
+		}
 		if p == "/" {
 			return
 		}
@@ -199,10 +207,11 @@ func (w *watches) firePersistent(path string, index uint64, ev EventType, told m
 }
 
 // fireKept tells the watches of m on at, set before index, of event ev on
-// path, except the connections in told; the watches stay.
-func (w *watches) fireKept(m map[string]map[*conn]uint64, at, path string, index uint64, ev EventType, told map[*conn]bool) {
+// path, except the connections in told and those allow refuses; the
+// watches stay.
+func (w *watches) fireKept(m map[string]map[*conn]uint64, at, path string, index uint64, ev EventType, told map[*conn]bool, allow func(*conn) bool) {
 	for c, set := range m[at] {
-		if index > set && !told[c] {
+		if index > set && !told[c] && (allow == nil || allow(c)) {
 			told[c] = true
 			c.notify(ev, path)
 		}
