@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/armada-orchestrator/armada/fsm"
 )
 
@@ -79,12 +81,31 @@ func (l *splitListener) route(c net.Conn) {
 	pc := &peekedConn{Conn: c, r: br}
 	switch {
 	case err == nil && bytes.Equal(start, http2Preface):
+		// gRPC sets TCP_USER_TIMEOUT to its keepalive timeout only on a
+		// *net.TCPConn, which the wrapper hides: set it here.
+		setUserTimeout(c, keepaliveTimeout)
 		l.grpc.put(pc)
 	case len(start) > 0:
 		l.http.put(pc)
 	default:
 		c.Close()
 	}
+}
+
+// setUserTimeout sets a TCP connection's TCP_USER_TIMEOUT: how long sent
+// data may stay unacknowledged before the kernel drops the connection.
+func setUserTimeout(c net.Conn, d time.Duration) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return
+	}
+	raw.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d/time.Millisecond))
+	})
 }
 
 // peekedConn reads what route peeked before the rest of the connection.

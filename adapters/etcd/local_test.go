@@ -19,6 +19,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -411,5 +412,37 @@ func TestAcceptErrorsPass(t *testing.T) {
 	resp.Body.Close()
 	if fl.fails.Load() >= 0 {
 		t.Fatalf("the failures were not all seen: %d left", fl.fails.Load())
+	}
+}
+
+// TestUserTimeoutOnGRPCConnections: the gRPC side of the split listener
+// gets TCP_USER_TIMEOUT set to the keepalive timeout, as gRPC sets it on
+// the connections it accepts itself.
+func TestUserTimeoutOnGRPCConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	split := newSplitListener(ln)
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+	sc, err := split.grpc.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	raw, err := sc.(*peekedConn).Conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms int
+	raw.Control(func(fd uintptr) { ms, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT) })
+	if err != nil || ms != int(keepaliveTimeout/time.Millisecond) {
+		t.Fatalf("TCP_USER_TIMEOUT %d ms (%v), want %s", ms, err, keepaliveTimeout)
 	}
 }

@@ -54,6 +54,10 @@ type Raft interface {
 	Term() uint64
 }
 
+// keepaliveTimeout is how long a client may leave a keepalive ping, or
+// data sent to it, unanswered.
+const keepaliveTimeout = 20 * time.Second
+
 // Version is the etcd version the adapter reports.
 const Version = "3.4.0"
 
@@ -122,7 +126,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: keepaliveTimeout}),
 		grpc.MaxRecvMsgSize(2 << 20),
 		// Calls run on a pool of goroutines that keep their grown stacks,
 		// rather than on a new goroutine each whose stack grows (and is
