@@ -405,54 +405,34 @@ func splitArgs(line []byte) ([][]byte, bool) {
 			return args, true
 		}
 		arg := []byte{}
-		inDouble, inSingle := false, false
+		var quote byte // the quote the argument is in, if any
 		for done := false; !done; {
 			c := at(i)
 			switch {
-			case inDouble:
-				switch {
-				case c == '\\' && at(i+1) == 'x' && isHex(at(i+2)) && isHex(at(i+3)):
-					arg = append(arg, unhex(at(i+2))<<4|unhex(at(i+3)))
-					i += 3
-				case c == '\\' && at(i+1) != 0:
-					i++
-					arg = append(arg, unescape(at(i)))
-				case c == '"':
-					if n := at(i + 1); n != 0 && !isSpace(n) {
-						return nil, false
-					}
-					done = true
-				case c == 0:
-					return nil, false
-				default:
-					arg = append(arg, c)
+			case quote == '"' && c == '\\' && at(i+1) == 'x' && isHex(at(i+2)) && isHex(at(i+3)):
+				arg = append(arg, unhex(at(i+2))<<4|unhex(at(i+3)))
+				i += 3
+			case quote == '"' && c == '\\' && at(i+1) != 0:
+				i++
+				arg = append(arg, unescape(at(i)))
+			case quote == '\'' && c == '\\' && at(i+1) == '\'':
+				i++
+				arg = append(arg, '\'')
+			case quote != 0 && c == quote:
+				if n := at(i + 1); n != 0 && !isSpace(n) {
+					return nil, false // a closing quote must end its argument
 				}
-			case inSingle:
-				switch {
-				case c == '\\' && at(i+1) == '\'':
-					i++
-					arg = append(arg, '\'')
-				case c == '\'':
-					if n := at(i + 1); n != 0 && !isSpace(n) {
-						return nil, false
-					}
-					done = true
-				case c == 0:
-					return nil, false
-				default:
-					arg = append(arg, c)
-				}
+				done = true
+			case quote != 0 && c == 0:
+				return nil, false // not closed
+			case quote != 0:
+				arg = append(arg, c)
+			case c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == 0:
+				done = true
+			case c == '"' || c == '\'':
+				quote = c
 			default:
-				switch c {
-				case ' ', '\n', '\r', '\t', 0:
-					done = true
-				case '"':
-					inDouble = true
-				case '\'':
-					inSingle = true
-				default:
-					arg = append(arg, c)
-				}
+				arg = append(arg, c)
 			}
 			if at(i) != 0 {
 				i++
