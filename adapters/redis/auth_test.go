@@ -3,8 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -17,20 +15,7 @@ import (
 // ends with QUIT).
 func rawSession(t *testing.T, addr string, script []string) string {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte(strings.Join(script, "\r\n") + "\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	out, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatalf("read %s: %v (so far %q)", addr, err, out)
-	}
-	return string(out)
+	return sendRaw(t, addr, []string{strings.Join(script, "\r\n") + "\r\n"})
 }
 
 // With a password (the cluster's --token), the adapter answers as
