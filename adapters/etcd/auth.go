@@ -58,6 +58,25 @@ func (a *authServer) AuthStatus(context.Context, *pb.AuthStatusRequest) (*pb.Aut
 	return &pb.AuthStatusResponse{Header: a.s.currentHeader(), Enabled: a.s.cfg.Password != ""}, nil
 }
 
+// UserList lists the users: root, once auth is on (with a password), as
+// etcd lists its users; none before, as an etcd without users.
+func (a *authServer) UserList(context.Context, *pb.AuthUserListRequest) (*pb.AuthUserListResponse, error) {
+	resp := &pb.AuthUserListResponse{Header: a.s.currentHeader()}
+	if a.s.cfg.Password != "" {
+		resp.Users = []string{rootUser}
+	}
+	return resp, nil
+}
+
+// RoleList lists the roles: root's, once auth is on.
+func (a *authServer) RoleList(context.Context, *pb.AuthRoleListRequest) (*pb.AuthRoleListResponse, error) {
+	resp := &pb.AuthRoleListResponse{Header: a.s.currentHeader()}
+	if a.s.cfg.Password != "" {
+		resp.Roles = []string{rootUser}
+	}
+	return resp, nil
+}
+
 // authToken is the auth token Authenticate gives root for password.
 func authToken(password string) string {
 	m := hmac.New(sha256.New, []byte(password))

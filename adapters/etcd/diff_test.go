@@ -530,7 +530,8 @@ func etcdctl(t *testing.T, endpoint string) []string {
 	for _, args := range [][]string{
 		{"put", "ctl/a", "1"}, {"put", "ctl/b", "2"}, {"get", "ctl/a"}, {"get", "ctl/", "--prefix"},
 		{"get", "ctl/", "--prefix", "--keys-only"}, {"del", "ctl/a"}, {"get", "ctl/", "--prefix"},
-		{"del", "ctl/", "--prefix"}, {"endpoint", "health"},
+		{"del", "ctl/", "--prefix"}, {"endpoint", "health"}, {"user", "list"}, {"role", "list"},
+		{"defrag"}, {"get", "ctl/", "--prefix", "--rev", "1"},
 	} {
 		cmd := exec.Command("etcdctl", append([]string{"--endpoints", endpoint, "--command-timeout", "10s"}, args...)...)
 		cmd.Env = append(cmd.Environ(), "ETCDCTL_API=3")
