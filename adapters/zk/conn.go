@@ -245,6 +245,13 @@ func (c *conn) connect(req *ConnectRequest) (*ConnectResponse, bool) {
 				return nil, false
 			}
 		}
+		// As ZooKeeper: a connect that names a session ends the session's
+		// other connection here, whether or not its password is right.
+		for _, other := range c.s.sessions()[id] {
+			if other != c {
+				other.close()
+			}
+		}
 		var ss *fsm.ZKSession
 		c.s.st.View(func(v *fsm.View) error {
 			ss, _ = v.ZKSession(id)

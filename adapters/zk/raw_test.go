@@ -1,8 +1,10 @@
 package zk
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -292,5 +294,62 @@ func TestRecursiveWatchesNeedRead(t *testing.T) {
 	_, _, events := other.do(&SyncRequest{Path: "/sec"})
 	if got := strings.Join(events, ", "); got != "1 /sec/public" {
 		t.Fatalf("the recursive watch heard %q, want only the node it may read", got)
+	}
+}
+
+// connectRaw opens a connection with a connect request for session id
+// (0: a new one) and returns it and the server's answer.
+func connectRaw(t *testing.T, addr string, id int64, passwd []byte) (*rawSession, *ConnectResponse) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	s := &rawSession{t: t, nc: nc, fr: NewFrameReader(nc)}
+	s.write(AppendFrame(nil, &ConnectRequest{TimeOut: 10000, SessionID: id, Passwd: passwd}))
+	frame, err := s.fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &ConnectResponse{}
+	d := NewDecoder(frame)
+	resp.Decode(d)
+	if err := d.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return s, resp
+}
+
+// sessionTakeover: a second connect for a session, with its password or a
+// wrong one, and whether the session's first connection was ended.
+func sessionTakeover(t *testing.T, addr string) []string {
+	var out []string
+	for _, right := range []bool{true, false} {
+		first, resp := connectRaw(t, addr, 0, make([]byte, 16))
+		passwd := resp.Passwd
+		if !right {
+			passwd = make([]byte, 16)
+		}
+		_, again := connectRaw(t, addr, resp.SessionID, passwd)
+		first.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := first.fr.ReadFrame()
+		out = append(out, fmt.Sprintf("right password %v: resumed %v, first connection ended %v",
+			right, again.SessionID == resp.SessionID, err != nil && !errors.Is(err, os.ErrDeadlineExceeded)))
+	}
+	return out
+}
+
+// TestSessionTakeoverDifferential: as with ZooKeeper, a connect that names
+// a live session ends that session's connection on the server, with the
+// right password or not.
+func TestSessionTakeoverDifferential(t *testing.T) {
+	real := startZooKeeper(t)
+	want := sessionTakeover(t, real)
+	nodes := startCluster(t)
+	got := sessionTakeover(t, nodes[0].zk.Addr())
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("ZooKeeper:\n%s\nArmada:\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
 	}
 }
