@@ -194,10 +194,29 @@ func (c *conn) serve() {
 			return
 		}
 		c.got()
-		h, req, err := ParseRequest(frame)
+		var h RequestHeader
+		n, err := unmarshal(frame, &h)
 		if err != nil {
-			c.s.log.Debug("zookeeper request", "err", err)
+			c.s.log.Debug("zookeeper request header", "err", err)
 			return
+		}
+		req, err := DecodeRequest(h.Type, frame[n:])
+		switch {
+		case errors.Is(err, ErrUnknownOp):
+			// As ZooKeeper: an op it does not know is answered, then the
+			// connection ends.
+			c.s.log.Debug("zookeeper request", "err", err)
+			c.reply(h.Xid, c.zxid(), ErrUnimplemented, nil, 0)
+			c.finish()
+			return
+		case err != nil:
+			// A body that does not decode is answered as ZooKeeper does;
+			// the connection goes on.
+			c.s.log.Debug("zookeeper request", "err", err)
+			if !c.reply(h.Xid, c.zxid(), ErrMarshallingError, nil, 0) {
+				return
+			}
+			continue
 		}
 		start := time.Now()
 		c.s.stats.outstanding.Add(1)

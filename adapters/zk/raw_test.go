@@ -1,8 +1,10 @@
 package zk
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sort"
@@ -349,6 +351,49 @@ func TestSessionTakeoverDifferential(t *testing.T) {
 	want := sessionTakeover(t, real)
 	nodes := startCluster(t)
 	got := sessionTakeover(t, nodes[0].zk.Addr())
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("ZooKeeper:\n%s\nArmada:\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
+	}
+}
+
+// malformedScript sends requests whose bodies do not decode, then an op
+// the server does not know, and records each answer and whether the
+// connection goes on.
+func malformedScript(t *testing.T, addr string) []string {
+	s := openRaw(t, addr)
+	var out []string
+	send := func(what string, op OpCode, body []byte) {
+		s.xid++
+		payload := append(Marshal(&RequestHeader{Xid: s.xid, Type: op}), body...)
+		frame := binary.BigEndian.AppendUint32(nil, uint32(len(payload)))
+		s.write(append(frame, payload...), nil)
+		reply, err := s.fr.ReadFrame()
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: connection ended (%v)", what, errors.Is(err, io.EOF)))
+			return
+		}
+		hdr, _, err := DecodeReplyHeader(reply)
+		out = append(out, fmt.Sprintf("%s: xid ok %v, code %d %v", what, hdr.Xid == s.xid, hdr.Err, err))
+	}
+	send("getData, its path cut short", OpGetData, []byte{0, 0, 0, 10, '/', 'r'})
+	send("setData, two bytes", OpSetData, []byte{0, 1})
+	send("create, nothing", OpCreate, nil)
+	code, _, _ := s.do(&PingRequest{})
+	out = append(out, fmt.Sprintf("ping after them: %d", code))
+	send("op 999", OpCode(999), nil)
+	_, err := s.fr.ReadFrame()
+	out = append(out, fmt.Sprintf("then: ended %v", err != nil))
+	return out
+}
+
+// TestMalformedRequestsDifferential: a body that does not decode gets
+// MARSHALLINGERROR and the connection goes on; an unknown op gets
+// UNIMPLEMENTED and the connection ends; as with ZooKeeper.
+func TestMalformedRequestsDifferential(t *testing.T) {
+	real := startZooKeeper(t)
+	want := malformedScript(t, real)
+	nodes := startCluster(t)
+	got := malformedScript(t, nodes[0].zk.Addr())
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("ZooKeeper:\n%s\nArmada:\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
 	}
