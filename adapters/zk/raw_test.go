@@ -221,20 +221,6 @@ func rawScript(t *testing.T, addr string) []string {
 	return out
 }
 
-// TestRawDifferential sends the same jute requests to a real ZooKeeper 3.8
-// and to the adapter on a 3-node Armada: the answers and the watch events
-// must be the same.
-func TestRawDifferential(t *testing.T) {
-	real := startZooKeeper(t)
-	want := rawScript(t, real)
-	nodes := startCluster(t)
-	got := rawScript(t, nodes[0].zk.Addr())
-	if diff := textdiff.Lines(want, got, "zookeeper", "armada", 0); diff != "" {
-		t.Errorf("Armada differs from ZooKeeper:\n%s", diff)
-		t.Logf("zookeeper:\n%s", strings.Join(want, "\n"))
-	}
-}
-
 // TestResyncKeepsPersistentWatches: when the node's watch dispatcher falls
 // behind the change feed and fires every watch from the state, persistent
 // watches hear that their node may have changed, and stay.
@@ -343,19 +329,6 @@ func sessionTakeover(t *testing.T, addr string) []string {
 	return out
 }
 
-// TestSessionTakeoverDifferential: as with ZooKeeper, a connect that names
-// a live session ends that session's connection on the server, with the
-// right password or not.
-func TestSessionTakeoverDifferential(t *testing.T) {
-	real := startZooKeeper(t)
-	want := sessionTakeover(t, real)
-	nodes := startCluster(t)
-	got := sessionTakeover(t, nodes[0].zk.Addr())
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("ZooKeeper:\n%s\nArmada:\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
-	}
-}
-
 // malformedScript sends requests whose bodies do not decode, then an op
 // the server does not know, and records each answer and whether the
 // connection goes on.
@@ -386,15 +359,23 @@ func malformedScript(t *testing.T, addr string) []string {
 	return out
 }
 
-// TestMalformedRequestsDifferential: a body that does not decode gets
-// MARSHALLINGERROR and the connection goes on; an unknown op gets
-// UNIMPLEMENTED and the connection ends; as with ZooKeeper.
-func TestMalformedRequestsDifferential(t *testing.T) {
+// TestRawDifferential sends the same raw jute sessions to a real ZooKeeper
+// 3.8 and to the adapter on a 3-node Armada (one of each for all of them):
+// the answers, the watch events and which connections end must be the
+// same. The sessions: rawScript's requests (bad paths, addauth, getACL,
+// watches), sessionTakeover's second connects for a session (with its
+// password or not), malformedScript's undecodable bodies and unknown op.
+func TestRawDifferential(t *testing.T) {
 	real := startZooKeeper(t)
-	want := malformedScript(t, real)
 	nodes := startCluster(t)
-	got := malformedScript(t, nodes[0].zk.Addr())
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("ZooKeeper:\n%s\nArmada:\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
+	for _, sc := range []struct {
+		name   string
+		script func(*testing.T, string) []string
+	}{{"requests", rawScript}, {"session takeover", sessionTakeover}, {"malformed requests", malformedScript}} {
+		want, got := sc.script(t, real), sc.script(t, nodes[0].zk.Addr())
+		if diff := textdiff.Lines(want, got, "zookeeper", "armada", 0); diff != "" {
+			t.Errorf("%s: Armada differs from ZooKeeper:\n%s", sc.name, diff)
+			t.Logf("zookeeper:\n%s", strings.Join(want, "\n"))
+		}
 	}
 }
