@@ -98,11 +98,10 @@ func (m *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequ
 // revision give the same hash (etcd's own differs: it hashes its MVCC
 // store); CompactRevision is the oldest revision still readable, less one.
 func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
-	k := &kvServer{s: m.s}
 	var resp *pb.HashKVResponse
 	err := m.s.view(ctx, false, func(v *fsm.View) error {
 		all := fsm.EtcdOp{Key: []byte{0}, RangeEnd: []byte{0}}
-		res, err := k.rangeAt(ctx, v, &all, r.Revision)
+		res, err := m.s.rangeAt(ctx, v, &all, r.Revision)
 		if err != nil {
 			return err
 		}

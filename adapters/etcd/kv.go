@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -99,7 +100,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	var resp *pb.RangeResponse
 	op := rangeOp(r)
 	err := k.s.view(ctx, !r.Serializable, func(v *fsm.View) error {
-		res, err := k.rangeAt(ctx, v, &op, r.Revision)
+		res, err := k.s.rangeAt(ctx, v, &op, r.Revision)
 		if err != nil {
 			return err
 		}
@@ -119,7 +120,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 // taken back to their states then (a revision the feed no longer covers
 // is compacted). A revision that moved without a change to the range (a
 // lease renewed, another key written) reads as the view.
-func (k *kvServer) rangeAt(ctx context.Context, v *fsm.View, op *fsm.EtcdOp, rev int64) (fsm.EtcdOpResult, error) {
+func (s *Server) rangeAt(ctx context.Context, v *fsm.View, op *fsm.EtcdOp, rev int64) (fsm.EtcdOpResult, error) {
 	cur := int64(v.Revision())
 	switch {
 	case rev > cur:
@@ -127,7 +128,7 @@ func (k *kvServer) rangeAt(ctx context.Context, v *fsm.View, op *fsm.EtcdOp, rev
 	case rev <= 0 || rev == cur:
 		return v.EtcdRange(op), nil
 	}
-	past, err := k.s.pastStates(ctx, v, uint64(rev), op.Key, op.RangeEnd)
+	past, err := s.pastStates(ctx, v, uint64(rev), op.Key, op.RangeEnd)
 	if err != nil {
 		return fsm.EtcdOpResult{}, err
 	}
@@ -323,24 +324,27 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 }
 
 // pastRanges reads the ranges of a branch that ask for an older revision,
-// by their positions in the branch.
+// by their positions in the branch, all in one view.
 func (k *kvServer) pastRanges(ctx context.Context, ops []fsm.EtcdOp, revs []int64) (map[int]fsm.EtcdOpResult, error) {
-	var out map[int]fsm.EtcdOpResult
-	for i, rev := range revs {
-		if rev == 0 {
-			continue
-		}
-		if out == nil {
-			out = map[int]fsm.EtcdOpResult{}
-		}
-		err := k.s.view(ctx, true, func(v *fsm.View) error {
-			res, err := k.rangeAt(ctx, v, &ops[i], rev)
+	if !slices.ContainsFunc(revs, func(rev int64) bool { return rev != 0 }) {
+		return nil, nil
+	}
+	out := map[int]fsm.EtcdOpResult{}
+	err := k.s.view(ctx, true, func(v *fsm.View) error {
+		for i, rev := range revs {
+			if rev == 0 {
+				continue
+			}
+			res, err := k.s.rangeAt(ctx, v, &ops[i], rev)
+			if err != nil {
+				return err
+			}
 			out[i] = res
-			return err
-		})
-		if err != nil {
-			return nil, err
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -369,7 +373,7 @@ func (k *kvServer) readTxn(ctx context.Context, c *fsm.EtcdTxn, successRevs, fai
 			ops, revs = c.Failure, failureRevs
 		}
 		for i := range ops {
-			res, err := k.rangeAt(ctx, v, &ops[i], revs[i])
+			res, err := k.s.rangeAt(ctx, v, &ops[i], revs[i])
 			if err != nil {
 				return err
 			}
